@@ -1,0 +1,193 @@
+"""The public Python API: ``analyze`` a model (source → metadata → inventory) and build its calculator table.
+
+The CLI is a thin layer over these functions; everything it prints is in the objects returned here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import HubUnavailableError, OfflineMissError, UnsupportedArchitectureError, UsageError
+from .inventory.model import Inventory
+from .scenarios.calculator import CalculatorTable, calculator_table
+from .sources import FetchedMetadata, env_flag
+from .sources import resultcache, snapshot
+from .sources.local import load_local, looks_like_path
+
+_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.\-]{0,95}/)?[A-Za-z0-9][\w.\-]{0,95}$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass
+class ModelReport:
+    """One analysed model: where its metadata came from and its exact inventory."""
+
+    model: str  # as given
+    source: str  # "hub", "local", "hf-cache", "snapshot"
+    revision: str | None  # commit sha, snapshot id, or None for a local folder
+    provenance: dict
+    inventory: Inventory
+    notes: list[str] = field(default_factory=list)  # about the source (offline, cache); inventory notes apart
+    from_result_cache: bool = False
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["inventory"] = self.inventory.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelReport":
+        d = dict(d)
+        d["inventory"] = Inventory.from_dict(d["inventory"])
+        return cls(**d)
+
+    def table(self, mode: str = "exact", adam_rule: str | None = None) -> CalculatorTable:
+        return calculator_table(self.inventory, mode, adam_rule)
+
+
+@dataclass
+class Options:
+    revision: str | None = None
+    token: str | None = None
+    offline: bool = False
+    trust_remote_code: bool = False
+    use_cache: bool = True  # read the result cache (a fresh analysis is always written)
+
+
+def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
+    from .inventory.build import build_inventory
+
+    return build_inventory(meta.config, meta.headers, trust_remote_code=opts.trust_remote_code,
+                           code_location=meta.code_location, revision=meta.revision if meta.source == "hub" else None,
+                           token=opts.token)
+
+
+def _key(*parts: object) -> str:
+    return "|".join(str(p) for p in parts)
+
+
+def _cached(key: str, opts: Options, *, max_age_s: float | None) -> ModelReport | None:
+    if not opts.use_cache:
+        return None
+    entry = resultcache.get(key)
+    if entry is None or (max_age_s is not None and entry.age_s() > max_age_s):
+        return None
+    report = ModelReport.from_dict(entry.report)
+    report.from_result_cache = True
+    return report
+
+
+def _store(key: str, report: ModelReport) -> None:
+    resultcache.put(key, report.to_dict())
+
+
+def _analyze_local(ref: str, folder: Path, opts: Options) -> ModelReport:
+    if not folder.is_dir():
+        raise UsageError(f"{ref} is not a folder", hint="give a model folder with config.json, or a Hub repo id")
+    from .sources.local import fingerprint
+
+    key = _key("local", folder.resolve(), fingerprint(folder), opts.trust_remote_code)
+    hit = _cached(key, opts, max_age_s=None)
+    if hit:
+        return hit
+    meta = load_local(folder)
+    report = ModelReport(ref, "local", None, meta.provenance, _build(meta, opts))
+    _store(key, report)
+    return report
+
+
+def _from_snapshot(repo_id: str, opts: Options, reason: str) -> ModelReport | None:
+    entry = snapshot.lookup(repo_id)
+    if entry is None:
+        return None
+    if opts.revision and opts.revision not in ("main", entry.provenance.get("sha")):
+        return None  # the snapshot holds one revision; a different one is not there
+    if entry.inventory is None:
+        raise UnsupportedArchitectureError(
+            f"{repo_id}: {reason}, and the shipped snapshot has only its config — {entry.error}",
+            hint="connect to the Hub (safetensors headers) or pass --trust-remote-code with network access")
+    notes = [f"{reason}: answered from hfmem's shipped snapshot {entry.snapshot_id} "
+             f"({entry.provenance.get('origin', 'snapshot')}); the Hub's current revision may differ"]
+    return ModelReport(repo_id, "snapshot", entry.provenance.get("sha") or f"snapshot-{entry.snapshot_id}",
+                       entry.provenance, Inventory.from_dict(entry.inventory), notes)
+
+
+def _analyze_offline(repo_id: str, opts: Options, reason: str, branch_key: str) -> ModelReport:
+    hit = _cached(branch_key, opts, max_age_s=None)
+    if hit:
+        hit.notes.append(f"{reason}: answered from hfmem's result cache")
+        return hit
+    from .sources.hub import load_hf_cache
+
+    meta = load_hf_cache(repo_id, opts.revision)
+    if meta is not None:
+        key = _key("hub", os.environ.get("HF_ENDPOINT", ""), repo_id, meta.revision, opts.trust_remote_code)
+        hit = _cached(key, opts, max_age_s=None)
+        report = hit or ModelReport(repo_id, "hf-cache", meta.revision, meta.provenance, _build(meta, opts))
+        report.notes.append(f"{reason}: answered from the Hugging Face cache ({meta.provenance['path']})")
+        if not hit:
+            _store(key, report)
+        return report
+    report = _from_snapshot(repo_id, opts, reason)
+    if report is not None:
+        return report
+    raise OfflineMissError(
+        f"{repo_id} is not available offline ({reason}): it is in neither hfmem's result cache, the Hugging "
+        "Face cache, nor the shipped snapshot",
+        hint="connect to the Hub once, or download its config.json (`hf download REPO config.json`)")
+
+
+def analyze(model: str, options: Options | None = None, **kwargs) -> ModelReport:
+    """Analyse one model: a local folder or a Hub repo id. Keyword arguments are ``Options`` fields."""
+    opts = options or Options(**kwargs)
+    if looks_like_path(model):
+        return _analyze_local(model, Path(model).expanduser(), opts)
+    repo_id = model
+    if not _REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id:
+        raise UsageError(f"{model!r} is neither a folder nor a Hub repo id",
+                         hint="use ORG/NAME (e.g. baichuan-inc/Baichuan-7B) or a path to a model folder")
+    endpoint = os.environ.get("HF_ENDPOINT", "")
+    rev = opts.revision or "main"
+    branch_key = _key("hub", endpoint, repo_id, rev, opts.trust_remote_code)
+    # A commit sha never changes; a branch is trusted for the cache TTL while online.
+    hit = _cached(branch_key, opts, max_age_s=None if _SHA.match(rev) else resultcache.ttl_s())
+    if hit:
+        return hit
+    if opts.offline or env_flag("HF_HUB_OFFLINE"):
+        return _analyze_offline(repo_id, opts, "offline mode", branch_key)
+    from .sources import hub
+
+    age = hub.recently_unreachable()
+    if age is not None:
+        return _analyze_offline(repo_id, opts, f"the Hub was unreachable {age:.0f} s ago (rechecked after "
+                                f"HFMEM_HUB_RECHECK_S={hub._recheck_s():.0f} s)", branch_key)
+    started = time.monotonic()
+    try:
+        info = hub.model_info(repo_id, opts.revision, opts.token)
+        hub.mark_unreachable(reachable=True)
+        sha_key = _key("hub", endpoint, repo_id, info.sha, opts.trust_remote_code)
+        hit = _cached(sha_key, opts, max_age_s=None)
+        if hit:
+            _store(branch_key, hit)  # refresh the branch entry's age: the sha did not move
+            return hit
+        meta = hub.fetch_hub(repo_id, info, opts.token)
+    except HubUnavailableError as exc:
+        if exc.network:
+            hub.mark_unreachable()
+        reason = f"the Hub is unavailable ({exc.message}, after {time.monotonic() - started:.1f} s)"
+        return _analyze_offline(repo_id, opts, reason, branch_key)
+    report = ModelReport(repo_id, "hub", meta.revision, meta.provenance, _build(meta, opts))
+    if report.provenance.get("gated"):
+        report.notes.append("gated repository: read with your token")
+    _store(sha_key, report)
+    _store(branch_key, report)
+    return report
+
+
+def analyze_many(models: list[str], options: Options | None = None, **kwargs) -> list[ModelReport]:
+    opts = options or Options(**kwargs)
+    return [analyze(m, opts) for m in models]

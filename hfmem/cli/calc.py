@@ -1,0 +1,49 @@
+"""``hfmem [calc] MODEL...``: the Model Memory Calculator table, for one model or several side by side."""
+
+from __future__ import annotations
+
+import typer
+
+from ..api import Options, analyze
+from ..errors import UsageError
+from .errors import error_boundary
+from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt,
+                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt)
+from .output import print_json, print_text, stdout_console
+
+
+def calc(
+    models: ModelsArg,
+    revision: RevisionOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+    compat: CompatOpt = Compat.exact,
+    adam_rule: AdamRuleOpt = None,
+    fmt: FormatOpt = Format.table,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Print the Model Memory Calculator table: largest layer, total size and training with Adam, for
+    float32, float16/bfloat16, int8 and int4."""
+    with error_boundary():
+        if not models:
+            raise UsageError("no model given", hint="e.g. hfmem baichuan-inc/Baichuan-7B")
+        opts = Options(revision=revision, token=token, offline=offline, trust_remote_code=trust_remote_code,
+                       use_cache=not no_cache)
+        reports = [analyze(m, opts) for m in models]
+        mode = compat.value
+        rule = adam_rule.value if adam_rule else None
+        if fmt is Format.json:
+            from ..render.json import calculator_json
+
+            print_json(calculator_json(reports, mode, rule))
+            return
+        tables = [r.table(mode, rule) for r in reports]
+        from ..render import text
+
+        if fmt is Format.markdown:
+            print_text(text.markdown(reports, tables))
+        elif len(reports) == 1:
+            text.rich_single(stdout_console(), reports[0], tables[0])
+        else:
+            text.rich_many(stdout_console(), reports, tables)

@@ -1,0 +1,48 @@
+"""Option aliases shared by every command, defined once."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+class Compat(str, Enum):
+    exact = "exact"
+    accelerate = "accelerate"
+
+
+class AdamRule(str, Enum):
+    states = "states"
+    current = "current"
+    legacy = "legacy"
+
+
+ModelsArg = Annotated[list[str], typer.Argument(
+    help="Hub repo ids (ORG/NAME) or local model folders; several are shown side by side.",
+    show_default=False)]
+RevisionOpt = Annotated[Optional[str], typer.Option(
+    "--revision", "-r", help="Branch, tag or commit sha on the Hub (default: main).")]
+TokenOpt = Annotated[Optional[str], typer.Option(
+    "--token", help="Hugging Face token (default: HF_TOKEN or the stored login).", envvar=None)]
+OfflineOpt = Annotated[bool, typer.Option(
+    "--offline", help="Do not contact the Hub: use hfmem's result cache, the Hugging Face cache or the "
+                      "shipped snapshot (also HF_HUB_OFFLINE=1).")]
+TrustRemoteCodeOpt = Annotated[bool, typer.Option(
+    "--trust-remote-code", help="Run the repository's own modeling code (only for repositories you trust).")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+NoCacheOpt = Annotated[bool, typer.Option(
+    "--no-cache", help="Ignore hfmem's result cache and analyse again (the new result is stored).")]
+CompatOpt = Annotated[Compat, typer.Option(
+    "--compat", help="exact: hfmem's exact inventory. accelerate: reproduce `accelerate estimate-memory`.")]
+AdamRuleOpt = Annotated[Optional[AdamRule], typer.Option(
+    "--adam-rule", help="Training column: states (weights+grads+2 moments, default in exact mode), current "
+                        "(accelerate >= 0.29, default with --compat accelerate) or legacy (4x the row, "
+                        "accelerate < 0.29, the calculator's old table).")]

@@ -1,0 +1,80 @@
+"""Typed errors raised by the core.
+
+Each error carries a one-line message that says what is wrong and what to do. The CLI turns them into
+a line on stderr and an exit code in exactly one place (``hfmem.cli.errors.error_boundary``); the core
+never prints.
+"""
+
+from __future__ import annotations
+
+
+class HfmemError(Exception):
+    """Base class: ``str(err)`` is the user-facing line, ``exit_code`` the process status."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:  # one line, hint appended
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class UsageError(HfmemError):
+    """Bad arguments (bad repo id, unknown option value)."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(HfmemError):
+    exit_code = 3
+
+
+class GatedRepoError(HfmemError):
+    exit_code = 4
+
+
+class RevisionNotFoundError(HfmemError):
+    exit_code = 3
+
+
+class ConfigError(HfmemError):
+    """config.json missing or malformed."""
+
+    exit_code = 5
+
+
+class UnsupportedArchitectureError(HfmemError):
+    """Neither transformers nor the checkpoint headers let us count this model."""
+
+    exit_code = 6
+
+
+class SafetensorsHeaderError(HfmemError):
+    """A safetensors header is truncated, too large or inconsistent."""
+
+    exit_code = 7
+
+
+class HubUnavailableError(HfmemError):
+    """The Hub could not be reached (connection error, timeout or 5xx after retries).
+
+    Sources catch this to fall back to the result cache, the Hugging Face cache or the snapshot; it only
+    reaches the user when none of those has the model.
+    """
+
+    exit_code = 8
+
+
+class OfflineMissError(HfmemError):
+    """Offline (by request or because the Hub is unreachable) and no local copy of the model exists."""
+
+    exit_code = 8
+
+
+class RemoteCodeError(HfmemError):
+    """The repository's custom code failed to build a model."""
+
+    exit_code = 6

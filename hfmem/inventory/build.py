@@ -1,0 +1,136 @@
+"""Choose how to count a model and produce its Inventory.
+
+Order: the repository's own code (only with --trust-remote-code) → transformers' implementation of the
+config's model_type on the meta device → a provably identical transformers architecture for known
+custom-code families (``metadata.custom_maps``) → the safetensors headers alone. Whenever headers are
+available, the count is checked against them.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError, HfmemError, UnsupportedArchitectureError
+from ..metadata.config import ModelConfig
+from ..metadata.custom_maps import map_custom_config
+from ..metadata.safetensors import DTYPE_NAMES, CheckpointHeaders
+from .headers import inventory_from_headers, is_buffer_name, parameter_elements
+from .model import Inventory
+
+
+def _dtypes_from_headers(headers: CheckpointHeaders) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in headers.tensors():
+        if not is_buffer_name(t.name):
+            name = DTYPE_NAMES[t.dtype]
+            out[name] = out.get(name, 0) + t.numel
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def build_inventory(
+    config: ModelConfig,
+    headers: CheckpointHeaders | None,
+    *,
+    trust_remote_code: bool = False,
+    code_location: str | None = None,
+    revision: str | None = None,
+    token=None,
+) -> Inventory:
+    from . import meta_model  # imports torch/transformers only now, when a model must really be built
+
+    raw = config.raw
+    notes: list[str] = []
+    mapped_from: str | None = None
+    if config.has_remote_code and trust_remote_code:
+        if code_location is None:
+            raise HfmemError("--trust-remote-code needs the repository's code, which this source does not have",
+                             hint="pass a Hub repo id with the network on, or a folder containing the .py files")
+        model, config_obj = meta_model.build_remote_code_model(code_location, config.architecture,
+                                                               revision=revision, token=token)
+        method = "remote-code"
+        notes.append("built with the repository's own modeling code (--trust-remote-code)")
+        auto_map, cfg_for_accel = config.auto_map, config_obj
+    else:
+        model_type = raw.get("model_type")
+        if not model_type:
+            if headers is not None:
+                return inventory_from_headers(headers, raw, ["config.json has no model_type"])
+            raise ConfigError(f"config.json from {config.origin} has no model_type",
+                              hint="it is not a transformers config; point hfmem at a transformers model")
+        cfg, arch, method = raw, config.architecture, "meta-model"
+        if meta_model.known_model_type(model_type):
+            if config.has_remote_code:
+                notes.append(f"the repository ships custom code (auto_map); counted with transformers' own "
+                             f"'{model_type}' implementation (pass --trust-remote-code to run the repository's)")
+        else:
+            mapped = map_custom_config(raw)
+            if mapped is None:
+                if headers is not None:
+                    return inventory_from_headers(headers, raw, [
+                        f"model_type '{model_type}' is not in transformers {meta_model.versions()['transformers']} "
+                        "and its custom code was not run"])
+                raise UnsupportedArchitectureError(
+                    f"model_type '{model_type}' is not in transformers {meta_model.versions()['transformers']}, "
+                    "maps to no transformers architecture, and no safetensors headers are available",
+                    hint="pass --trust-remote-code (runs the repository's code) or a folder with *.safetensors")
+            cfg = dict(mapped.config, model_type=mapped.model_type)
+            arch, method, mapped_from = mapped.architecture, "meta-model (mapped)", model_type
+            notes.append(f"custom code not run: {mapped.why}, built as {arch}; buffers the custom code creates "
+                         "(e.g. rotary caches) are not counted (pass --trust-remote-code to include them)")
+        model, config_obj = meta_model.build_model(cfg, arch)
+        auto_map, cfg_for_accel = config.auto_map, config_obj
+
+    m = meta_model.measure(model)
+    accel_model = meta_model.accelerate_model(auto_map, cfg_for_accel, model,
+                                              trust_remote_code=(method == "remote-code"))
+    accel = meta_model.accelerate_view(accel_model, m["tied_params"]) if accel_model is not None else None
+    if accel is not None and accel_model is not model:
+        # accelerate's own count of the class it builds; tied weights inside that class, not ours
+        accel.tied_params = meta_model.measure(accel_model)["tied_params"]
+
+    params_by_dtype, dtype_source = None, None
+    if headers is not None:
+        stored = parameter_elements(headers)
+        if stored in (m["num_params"], m["num_params"] + m["tied_params"]):
+            notes.append(f"parameter count matches the safetensors headers ({stored:,} stored elements in "
+                         f"{len(headers.files)} file(s))")
+            params_by_dtype, dtype_source = _dtypes_from_headers(headers), "safetensors headers"
+            if stored != m["num_params"]:
+                notes.append("the checkpoint stores tied weights twice; they are loaded once")
+                params_by_dtype = None  # per-dtype counts include the duplicate; fall back to config
+        elif mapped_from is not None:
+            return inventory_from_headers(headers, raw, [
+                f"mapping '{mapped_from}' to {arch} gave {m['num_params']:,} parameters but the safetensors "
+                f"headers hold {stored:,}; counted from the headers instead"])
+        else:
+            notes.append(f"the safetensors headers hold {stored:,} elements against {m['num_params']:,} "
+                         "parameters in the model (quantized or packed weights, extra tensors such as "
+                         "multi-token-prediction layers, or a config that does not match the checkpoint)")
+    if params_by_dtype is None:
+        declared = config.declared_dtype
+        if declared:
+            params_by_dtype, dtype_source = {declared: m["num_params"]}, "config"
+        else:
+            params_by_dtype, dtype_source = {"float32": m["num_params"]}, "default"
+            notes.append("config.json declares no dtype: transformers loads float32 by default")
+    q = config.quantization
+    if q:
+        notes.append(f"quantization_config ({q.get('quant_method', 'unknown')}): the table counts logical "
+                     "parameters; stored bytes differ (see the checkpoint line, and `hfmem infer` for formats)")
+    return Inventory(
+        architecture=m["architecture"],
+        model_type=raw.get("model_type"),
+        method=method,
+        num_params=m["num_params"],
+        params_by_dtype=params_by_dtype,
+        params_dtype_source=dtype_source,
+        persistent_buffer_bytes=m["persistent_buffer_bytes"],
+        non_persistent_buffer_bytes=m["non_persistent_buffer_bytes"],
+        tied_weights=m["tied_weights"],
+        tied_params=m["tied_params"],
+        modules=m["modules"],
+        layers=m["layers"],
+        no_split_modules=m["no_split_modules"],
+        accelerate=accel,
+        checkpoint=headers.to_dict() if headers is not None else None,
+        notes=notes,
+        versions=meta_model.versions(),
+    )

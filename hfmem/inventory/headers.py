@@ -1,0 +1,75 @@
+"""Inventory from safetensors headers alone: no torch, no model code.
+
+Used for custom-code models that hfmem may not run and that map to no transformers architecture, and as
+the cross-check of every meta-model inventory. What headers cannot tell: buffers that the modeling code
+creates at init (rotary caches, masks), and whether an LM head is tied when the checkpoint omits it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..metadata.safetensors import DTYPE_NAMES, CheckpointHeaders
+from .model import Inventory, group_layers
+
+# Tensors that checkpoints sometimes carry but that are buffers, not parameters, in the model code.
+_BUFFER_NAME = re.compile(r"(inv_freq|rotary_emb|cos_cached|sin_cached|position_ids|masked_bias|\.attn\.bias$)")
+
+
+def is_buffer_name(name: str) -> bool:
+    return bool(_BUFFER_NAME.search(name))
+
+
+def _layer_key(tensor_name: str) -> str:
+    """The accelerate-style layer a tensor belongs to, guessed from its name: a numbered block
+    (``model.layers.3``, ``transformer.h.3``) is a residual group; anything else its leaf module."""
+    parts = tensor_name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part.isdigit():
+            return ".".join(parts[: i + 1])
+    return ".".join(parts[:-1]) or tensor_name
+
+
+def parameter_elements(headers: CheckpointHeaders) -> int:
+    return sum(t.numel for t in headers.tensors() if not is_buffer_name(t.name))
+
+
+def inventory_from_headers(headers: CheckpointHeaders, config: dict, notes: list[str]) -> Inventory:
+    sizes: dict[str, int] = {}
+    modules: dict[str, list[int]] = {}
+    by_dtype: dict[str, int] = {}
+    buffer_bytes = 0
+    for t in headers.tensors():
+        if is_buffer_name(t.name):
+            buffer_bytes += t.nbytes
+            continue
+        key = _layer_key(t.name)
+        sizes[key] = sizes.get(key, 0) + t.numel
+        name = DTYPE_NAMES[t.dtype]
+        by_dtype[name] = by_dtype.get(name, 0) + t.numel
+        parts = t.name.split(".")
+        for i in range(1, min(len(parts), 4)):
+            mod = ".".join(parts[:i])
+            modules.setdefault(mod, [0, 0])[0] += t.numel
+    archs = config.get("architectures") or ["unknown"]
+    notes = list(notes) + [
+        "counted from safetensors headers (stored tensors); buffers the modeling code creates at load time "
+        "are not included",
+    ]
+    if config.get("quantization_config") or any(k.startswith(("int", "uint", "float8", "float4")) for k in by_dtype):
+        notes.append("quantized checkpoint: counts are stored elements (packed weights, scales), "
+                     "not logical parameters")
+    return Inventory(
+        architecture=archs[0],
+        model_type=config.get("model_type"),
+        method="safetensors-headers",
+        num_params=sum(by_dtype.values()),
+        params_by_dtype=dict(sorted(by_dtype.items(), key=lambda kv: -kv[1])),
+        params_dtype_source="safetensors headers",
+        persistent_buffer_bytes=buffer_bytes,
+        non_persistent_buffer_bytes=0,
+        modules=modules,
+        layers=group_layers([(k, n, 0) for k, n in sizes.items()]),
+        checkpoint=headers.to_dict(),
+        notes=notes,
+    )

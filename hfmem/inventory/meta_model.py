@@ -1,0 +1,236 @@
+"""Measure a transformers model built on the meta device. Imports torch and transformers lazily.
+
+Why ``torch.device("meta")`` and not accelerate's ``init_empty_weights()``: with transformers 5 the latter
+breaks tied weights (an LM head tied to the embedding is counted twice, T5's shared embedding three times)
+and first allocates fused MoE expert tensors on the CPU (30 GB for DeepSeek-V3). Under the meta device
+context every tensor, parameter or buffer, is created on meta directly, and ``tie_weights`` still shares
+the Parameter objects. (Both facts: ../shared/docs/product.md, "Facts already established".)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import Any
+
+from ..errors import RemoteCodeError, UnsupportedArchitectureError
+from .model import AccelerateView, group_layers
+
+MODULE_DEPTH = 3  # per-module sizes are kept for names with at most this many dots + 1 parts
+
+
+@contextlib.contextmanager
+def _quiet():
+    """transformers warns about config quirks of old checkpoints; those are not the user's concern here."""
+    import transformers
+
+    previous = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        transformers.logging.set_verbosity(previous)
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__}
+
+
+def known_model_type(model_type: str | None) -> bool:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return model_type in CONFIG_MAPPING_NAMES
+
+
+def make_config(config: dict):
+    """A transformers config object from a config.json dict (model_type must be known to transformers)."""
+    from transformers import AutoConfig
+
+    rest = {k: v for k, v in config.items() if k != "model_type"}
+    with _quiet():
+        return AutoConfig.for_model(config["model_type"], **rest)
+
+
+def _model_class(architecture: str | None, config_obj):
+    import transformers
+
+    cls = getattr(transformers, architecture, None) if architecture else None
+    if cls is not None and hasattr(cls, "_from_config"):
+        return cls
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    if architecture and architecture.endswith(("ForCausalLM", "LMHeadModel")):
+        return AutoModelForCausalLM
+    return AutoModel
+
+
+def _instantiate(cls, config_obj, **kwargs):
+    import torch
+
+    with _quiet(), torch.device("meta"):
+        if hasattr(cls, "_from_config"):  # a concrete model class
+            return cls._from_config(config_obj, dtype=torch.float32)
+        return cls.from_config(config_obj, dtype=torch.float32, **kwargs)  # an Auto* class
+
+
+def build_model(config: dict, architecture: str | None):
+    """Build the class the repo names in ``architectures`` (so a causal LM includes its head) on meta."""
+    config_obj = make_config(config)
+    cls = _model_class(architecture, config_obj)
+    try:
+        return _instantiate(cls, config_obj), config_obj
+    except Exception as exc:  # transformers raises many kinds for configs it cannot build
+        raise UnsupportedArchitectureError(
+            f"transformers could not build {architecture or config.get('model_type')} from this config "
+            f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})",
+            hint="check config.json, or upgrade transformers",
+        ) from None
+
+
+def accelerate_model(auto_map: dict, config_obj, built, *, trust_remote_code: bool = False):
+    """The model ``accelerate estimate-memory`` would build: the first ``AutoModelFor*`` class named in
+    ``auto_map``, else ``AutoModel`` (accelerate/commands/estimate.py, ``create_empty_model``).
+    Returns ``built`` itself when that is the same class, None when the auto class cannot build it."""
+    import transformers
+
+    auto_name = next((k for k in (auto_map or {}) if k.startswith("AutoModelFor")), "AutoModel")
+    auto_cls = getattr(transformers, auto_name, transformers.AutoModel)
+    try:
+        other = _instantiate(auto_cls, config_obj, **({"trust_remote_code": True} if trust_remote_code else {}))
+    except Exception:  # e.g. a config the auto class has no mapping for: no accelerate view
+        return None
+    return built if type(other) is type(built) else other
+
+
+def build_remote_code_model(location: str, architecture: str | None, *, revision: str | None, token: Any):
+    """Run the repository's own modeling code (only with --trust-remote-code)."""
+    import transformers
+    from transformers import AutoConfig
+
+    try:
+        with _quiet():
+            config_obj = AutoConfig.from_pretrained(location, trust_remote_code=True, revision=revision, token=token)
+        auto_map = getattr(config_obj, "auto_map", None) or {}
+        key = next((k for k, v in auto_map.items() if architecture and v.endswith("." + architecture)), None)
+        key = key or next((k for k in auto_map if k.startswith("AutoModelFor")), "AutoModel")
+        model = _instantiate(getattr(transformers, key), config_obj, trust_remote_code=True)
+        return model, config_obj
+    except Exception as exc:
+        raise RemoteCodeError(
+            f"the repository's custom code failed to build the model ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0][:160] if str(exc) else ''})",
+            hint="run without --trust-remote-code to count from the safetensors headers",
+        ) from None
+
+
+def _accel_size(t) -> float:
+    # accelerate.utils.modeling.dtype_byte_size: bool is 1/8 byte, everything else its element size.
+    import torch
+
+    return t.numel() / 8 if t.dtype == torch.bool else t.numel() * t.element_size()
+
+
+def _module_sums(model):
+    """Per module prefix: parameters (tied ones once), buffer bytes, and accelerate's byte count."""
+    params: dict[str, int] = {}
+    bufs: dict[str, int] = {}
+    accel: dict[str, float] = {}
+
+    def add(name: str, n: int, b: int, a: float) -> None:
+        parts = name.split(".")
+        for i in range(len(parts) + 1):
+            key = ".".join(parts[:i])
+            params[key] = params.get(key, 0) + n
+            bufs[key] = bufs.get(key, 0) + b
+            accel[key] = accel.get(key, 0) + a
+
+    for name, p in model.named_parameters():  # remove_duplicate=True: a tied weight appears once
+        add(name, p.numel(), 0, _accel_size(p))
+    for name, b in model.named_buffers():
+        add(name, 0, b.numel() * b.element_size(), _accel_size(b))
+    return params, bufs, accel
+
+
+def _layer_candidates(model, no_split: set[str]) -> list[str]:
+    """The names accelerate's ``get_max_layer_size`` compares: leaves and no-split modules, walked from the
+    root's direct parameters, children and direct buffers (``calculate_maximum_sizes``)."""
+    import torch
+
+    todo: list[tuple[str, Any]] = (
+        list(model.named_parameters(recurse=False)) + list(model.named_children())
+        + list(model.named_buffers(recurse=False))
+    )
+    out: list[str] = []
+    while todo:
+        name, mod = todo.pop(0)
+        children = list(mod.named_children()) if isinstance(mod, torch.nn.Module) else []
+        if not children or mod.__class__.__name__ in no_split:
+            out.append(name)
+        else:
+            todo = [(f"{name}.{n}", c) for n, c in children] + todo
+    return out
+
+
+def _no_split(model) -> set[str]:
+    ns = getattr(model, "_no_split_modules", None) or []
+    return set(ns)
+
+
+def accelerate_view(model, tied_params: int) -> AccelerateView:
+    _, _, accel = _module_sums(model)
+    best, names = 0.0, []
+    for name in _layer_candidates(model, _no_split(model)):
+        size = accel.get(name, 0)
+        if size > best:
+            best, names = size, [name]
+        elif size == best:
+            names.append(name)
+    total = accel.get("", 0)
+    return AccelerateView(type(model).__name__, int(total) if total == int(total) else total,
+                          int(best) if best == int(best) else best, names, tied_params)
+
+
+def measure(model) -> dict:
+    """Everything the inventory keeps about a built model."""
+    import torch
+
+    params, bufs, _ = _module_sums(model)
+    persistent = non_persistent = 0
+    for mod_name, mod in model.named_modules():
+        np_names = getattr(mod, "_non_persistent_buffers_set", set())
+        for b_name, b in mod.named_buffers(recurse=False):
+            nbytes = b.numel() * b.element_size()
+            if b_name in np_names:
+                non_persistent += nbytes
+            else:
+                persistent += nbytes
+    # Tied weights: one Parameter reachable under several names.
+    by_id: dict[int, list[str]] = {}
+    sizes: dict[int, int] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        by_id.setdefault(id(p), []).append(name)
+        sizes[id(p)] = p.numel()
+    tied = [names for names in by_id.values() if len(names) > 1]
+    tied_params = sum(sizes[i] * (len(n) - 1) for i, n in by_id.items() if len(n) > 1)
+    no_split = _no_split(model)
+    candidates = [(n, params.get(n, 0), bufs.get(n, 0)) for n in _layer_candidates(model, no_split)]
+    modules = {n: [params[n], bufs[n]] for n in params if n and n.count(".") < MODULE_DEPTH}
+    non_float = sum(p.numel() for p in model.parameters() if not torch.is_floating_point(p))
+    return {
+        "architecture": type(model).__name__,
+        "num_params": params.get("", 0),
+        "persistent_buffer_bytes": persistent,
+        "non_persistent_buffer_bytes": non_persistent,
+        "tied_weights": tied,
+        "tied_params": tied_params,
+        "modules": modules,
+        "layers": group_layers(candidates),
+        "no_split_modules": sorted(no_split),
+        "non_float_params": non_float,
+    }

@@ -1,0 +1,68 @@
+"""config.json: parse, validate, and read the few fields the pipeline needs (no torch, no transformers)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """A parsed config.json plus the facts hfmem reads from it."""
+
+    raw: dict
+    origin: str  # where it was read from, for messages
+
+    @property
+    def model_type(self) -> str | None:
+        return self.raw.get("model_type")
+
+    @property
+    def architectures(self) -> list[str]:
+        archs = self.raw.get("architectures") or []
+        return [a for a in archs if isinstance(a, str)]
+
+    @property
+    def architecture(self) -> str | None:
+        return self.architectures[0] if self.architectures else None
+
+    @property
+    def auto_map(self) -> dict[str, str]:
+        am = self.raw.get("auto_map")
+        return am if isinstance(am, dict) else {}
+
+    @property
+    def has_remote_code(self) -> bool:
+        return bool(self.auto_map)
+
+    @property
+    def declared_dtype(self) -> str | None:
+        """The checkpoint dtype the config declares (``dtype`` in transformers 5, ``torch_dtype`` before);
+        multimodal configs may only declare it in ``text_config``."""
+        for holder in (self.raw, self.raw.get("text_config") or {}):
+            for key in ("dtype", "torch_dtype"):
+                value = holder.get(key)
+                if isinstance(value, str) and value not in ("auto",):
+                    return value.removeprefix("torch.")
+        return None
+
+    @property
+    def quantization(self) -> dict | None:
+        q = self.raw.get("quantization_config")
+        return q if isinstance(q, dict) else None
+
+
+def parse_config(text: bytes | str, origin: str) -> ModelConfig:
+    """Parse config.json text; malformed → ConfigError naming the file."""
+    try:
+        raw = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"config.json from {origin} is not valid JSON ({exc.__class__.__name__} at {getattr(exc, 'pos', '?')})",
+            hint="fix or re-download the file",
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config.json from {origin} is not a JSON object", hint="fix or re-download the file")
+    return ModelConfig(raw=raw, origin=origin)

@@ -1,0 +1,59 @@
+"""The JSON contract of ``hfmem [calc]`` (documented in docs/json.md). Version it when a key changes meaning."""
+
+from __future__ import annotations
+
+from .. import __version__
+
+SCHEMA = "hfmem.calculator/1"
+
+
+def model_json(report, table) -> dict:
+    inv = report.inventory
+    return {
+        "model": report.model,
+        "source": report.source,
+        "revision": report.revision,
+        "architecture": inv.architecture,
+        "model_type": inv.model_type,
+        "method": inv.method,
+        "parameters": inv.num_params,
+        "parameters_by_dtype": inv.params_by_dtype,
+        "parameters_by_dtype_source": inv.params_dtype_source,
+        "buffers_bytes": inv.buffer_bytes,
+        "buffers": {"persistent_bytes": inv.persistent_buffer_bytes,
+                    "non_persistent_bytes": inv.non_persistent_buffer_bytes},
+        "tied_parameters": inv.tied_params,
+        "tied_weights": inv.tied_weights,
+        "largest_layer": {"names": table.largest_layer_names, "float32_bytes": table.largest_layer_float32_bytes,
+                          "counted_class": table.counted_class},
+        "table": [
+            {"dtype": r.dtype, "largest_layer_bytes": r.largest_layer_bytes, "total_bytes": r.total_bytes,
+             "training_adam_bytes": r.training_adam_bytes}
+            for r in table.rows
+        ],
+        "checkpoint": inv.checkpoint,
+        "modules": inv.modules,
+        "predicts": table.predicts,
+        "assumptions": table.assumptions,
+        "notes": report.notes + inv.notes + table.notes,
+        "provenance": report.provenance,
+        "from_result_cache": report.from_result_cache,
+        "versions": inv.versions,
+    }
+
+
+def calculator_json(reports, mode: str = "exact", adam_rule: str | None = None) -> dict:
+    """The document ``hfmem MODEL... --format json`` prints."""
+    models = []
+    for report in reports:
+        table = report.table(mode, adam_rule)
+        models.append(model_json(report, table))
+    first = reports[0].table(mode, adam_rule) if reports else None
+    return {
+        "schema": SCHEMA,
+        "hfmem_version": __version__,
+        "mode": mode,
+        "adam_rule": first.adam_rule if first else adam_rule,
+        "units": "bytes",
+        "models": models,
+    }

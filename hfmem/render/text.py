@@ -1,0 +1,134 @@
+"""Terminal table (rich) and Markdown for the calculator. Both read the same CalculatorTable rows."""
+
+from __future__ import annotations
+
+from ..units import calculator_units, format_binary, format_count
+
+HEADERS = ("dtype", "Largest Layer or Residual Group", "Total Size", "Training using Adam")
+UNITS_NOTE = ("sizes as the Model Memory Calculator prints them: KB/MB/GB are binary (1 GB = 2^30 bytes), "
+              "rounded with Python's round(x, 2)")
+
+
+def _cell(value) -> str:
+    return "N/A" if value is None else calculator_units(value)
+
+
+def _source_line(report) -> str:
+    p = report.provenance
+    if report.source == "hub":
+        return f"Hub {p.get('endpoint', '')}, revision {str(report.revision)[:12]}"
+    if report.source == "local":
+        return f"local folder {p.get('path')}"
+    if report.source == "hf-cache":
+        return f"Hugging Face cache, revision {str(report.revision)[:12]}"
+    return f"hfmem snapshot ({p.get('origin', 'snapshot')}, built {p.get('built_at', '?')})"
+
+
+def _dtypes_line(inv) -> str:
+    parts = [f"{k} {format_count(v).split(' (')[0]}" for k, v in inv.params_by_dtype.items()]
+    line = ", ".join(parts) + f" (from {inv.params_dtype_source})"
+    if inv.checkpoint:
+        line += f"; checkpoint {format_binary(inv.checkpoint['bytes'])} in {inv.checkpoint['files']} file(s)"
+    return line
+
+
+def header_lines(report) -> list[tuple[str, str]]:
+    inv = report.inventory
+    arch = inv.architecture + (f" ({inv.method})" if inv.method != "meta-model" else "")
+    cached = " · from hfmem's result cache" if report.from_result_cache else ""
+    return [
+        ("source", _source_line(report) + cached),
+        ("architecture", arch),
+        ("parameters", format_count(inv.num_params)
+         + (f" · {inv.tied_params:,} tied (counted once)" if inv.tied_params else "")),
+        ("buffers", f"{format_binary(inv.buffer_bytes)} ({inv.persistent_buffer_bytes:,} B persistent, "
+                    f"{inv.non_persistent_buffer_bytes:,} B non-persistent)"),
+        ("dtypes", _dtypes_line(inv)),
+    ]
+
+
+def footnotes(report, table) -> list[str]:
+    names = table.largest_layer_names
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more of the same size" if len(names) > 3 else "")
+    notes = [f"Predicts: {table.predicts}.", f"Largest layer: {shown}."]
+    notes += [a[0].upper() + a[1:] + "." for a in table.assumptions]
+    notes.append(UNITS_NOTE[0].upper() + UNITS_NOTE[1:] + ".")
+    notes += [n[0].upper() + n[1:] + ("" if n.endswith(".") else ".")
+              for n in report.notes + report.inventory.notes + table.notes]
+    return notes
+
+
+def rich_single(console, report, table) -> None:
+    from rich.table import Table
+
+    title = f"Memory usage for '{report.model}'" + (" (accelerate-compatible)" if table.mode == "accelerate" else "")
+    for label, value in header_lines(report):
+        console.print(f"[bold]{label:>12}[/bold]  {value}", highlight=False)
+    t = Table(title=title, title_justify="left")
+    for i, h in enumerate(HEADERS):
+        t.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
+    for r in table.rows:
+        t.add_row(r.dtype, _cell(r.largest_layer_bytes), _cell(r.total_bytes), _cell(r.training_adam_bytes))
+    console.print(t)
+    for i, note in enumerate(footnotes(report, table), 1):
+        console.print(f"[dim]{i}. {note}[/dim]", highlight=False)
+
+
+def side_by_side_rows(reports, tables) -> list[tuple[str, list[str]]]:
+    rows: list[tuple[str, list[str]]] = [
+        ("architecture", [r.inventory.architecture for r in reports]),
+        ("source", [r.source + (" (cached)" if r.from_result_cache else "") for r in reports]),
+        ("parameters", [format_count(r.inventory.num_params) for r in reports]),
+        ("checkpoint dtype", [", ".join(r.inventory.params_by_dtype) for r in reports]),
+    ]
+    for i, label in enumerate(("float32", "float16/bfloat16", "int8", "int4")):
+        rows.append((f"{label} total", [_cell(t.rows[i].total_bytes) for t in tables]))
+        rows.append((f"{label} largest layer", [_cell(t.rows[i].largest_layer_bytes) for t in tables]))
+        rows.append((f"{label} Adam", [_cell(t.rows[i].training_adam_bytes) for t in tables]))
+    return rows
+
+
+def rich_many(console, reports, tables) -> None:
+    from rich.table import Table
+
+    t = Table(title="Memory usage, side by side", title_justify="left")
+    t.add_column("", style="bold", no_wrap=True)
+    for r in reports:
+        t.add_column(r.model, justify="right")
+    for label, cells in side_by_side_rows(reports, tables):
+        t.add_row(label, *cells)
+    console.print(t)
+    console.print(f"[dim]1. Predicts: {tables[0].predicts}.[/dim]", highlight=False)
+    console.print(f"[dim]2. {tables[0].assumptions[-1][0].upper() + tables[0].assumptions[-1][1:]}.[/dim]",
+                  highlight=False)
+    console.print(f"[dim]3. {UNITS_NOTE[0].upper() + UNITS_NOTE[1:]}. Per-model notes: --format json or one "
+                  "model at a time.[/dim]", highlight=False)
+
+
+def _md_table(headers, rows) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def markdown(reports, tables) -> str:
+    lines: list[str] = []
+    if len(reports) == 1:
+        report, table = reports[0], tables[0]
+        lines.append(f"## Memory usage for `{report.model}`")
+        lines.append("")
+        lines += [f"- **{k}**: {v}" for k, v in header_lines(report)]
+        lines.append("")
+        lines += _md_table(HEADERS, [[r.dtype, _cell(r.largest_layer_bytes), _cell(r.total_bytes),
+                                      _cell(r.training_adam_bytes)] for r in table.rows])
+        lines.append("")
+        lines += [f"{i}. {n}" for i, n in enumerate(footnotes(report, table), 1)]
+    else:
+        lines.append("## Memory usage, side by side")
+        lines.append("")
+        lines += _md_table([""] + [f"`{r.model}`" for r in reports],
+                           [[label] + cells for label, cells in side_by_side_rows(reports, tables)])
+        lines.append("")
+        lines.append(f"1. Predicts: {tables[0].predicts}.")
+        lines.append(f"2. {UNITS_NOTE[0].upper() + UNITS_NOTE[1:]}.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,197 @@
+"""The shipped offline snapshot (``cache/`` at the top of the project): config.json, provenance and the
+precomputed inventory of popular models, so that the main job answers with no network and no torch.
+
+Layout::
+
+    cache/index.json                         snapshot id, versions used, repo id -> folder
+    cache/models/<org>/<name>/config.json    the config as obtained (verbatim)
+    cache/models/<org>/<name>/entry.json     provenance + inventory (null when it cannot be counted offline)
+
+Built and refreshed by ``hfmem snapshot build`` (from a folder of reference configs) and
+``hfmem snapshot refresh`` (from the Hub); never edited by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = 1
+
+
+def snapshot_dir() -> Path:
+    if os.environ.get("HFMEM_SNAPSHOT_DIR"):
+        return Path(os.environ["HFMEM_SNAPSHOT_DIR"])
+    return Path(__file__).resolve().parents[2] / "cache"
+
+
+@dataclass
+class SnapshotEntry:
+    repo_id: str
+    snapshot_id: str
+    config: dict
+    provenance: dict
+    inventory: dict | None
+    error: str | None
+
+
+_index_cache: dict[Path, dict] = {}
+
+
+def load_index(folder: Path | None = None) -> dict | None:
+    folder = folder or snapshot_dir()
+    if folder not in _index_cache:
+        try:
+            _index_cache[folder] = json.loads((folder / "index.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+    return _index_cache[folder]
+
+
+def lookup(repo_id: str, folder: Path | None = None) -> SnapshotEntry | None:
+    folder = folder or snapshot_dir()
+    index = load_index(folder)
+    if not index:
+        return None
+    rel = index["models"].get(repo_id)
+    if rel is None:  # the Hub treats repo ids case-insensitively
+        rel = next((v for k, v in index["models"].items() if k.lower() == repo_id.lower()), None)
+    if rel is None:
+        return None
+    entry = json.loads((folder / rel / "entry.json").read_text())
+    config = json.loads((folder / rel / "config.json").read_text())
+    return SnapshotEntry(entry["repo_id"], index["snapshot_id"], config, entry["provenance"],
+                         entry.get("inventory"), entry.get("error"))
+
+
+# ---------------------------------------------------------------- building
+
+
+def read_sources_md(reference: Path) -> dict[str, dict]:
+    """Provenance rows of hub-reference/SOURCES.md: repo id -> {source, form, notes}."""
+    out: dict[str, dict] = {}
+    path = reference / "SOURCES.md"
+    if not path.is_file():
+        return out
+    section = ""
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 5 and re.fullmatch(r"[\w.-]+/[\w.-]+", cells[0]):
+            out[cells[0]] = {"source": cells[2], "form": cells[3], "notes": cells[4],
+                             "section": section or "sources"}
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def write_entry(out: Path, repo_id: str, config_bytes: bytes, provenance: dict, inventory: dict | None,
+                error: str | None) -> str:
+    rel = f"models/{repo_id}"
+    _atomic_write(out / rel / "config.json", config_bytes.decode())
+    entry = {"repo_id": repo_id, "provenance": provenance, "inventory": inventory, "error": error}
+    _atomic_write(out / rel / "entry.json", json.dumps(entry, indent=1, sort_keys=True) + "\n")
+    return rel
+
+
+def write_index(out: Path, models: dict[str, str], versions: dict[str, str]) -> None:
+    from .. import __version__
+
+    snapshot_id = time.strftime("%Y-%m-%d", time.gmtime())
+    index = {"schema": SCHEMA, "snapshot_id": snapshot_id,
+             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "hfmem": __version__, "versions": versions, "models": dict(sorted(models.items()))}
+    _atomic_write(out / "index.json", json.dumps(index, indent=1) + "\n")
+    _index_cache.pop(out, None)
+
+
+def reference_repos(reference: Path) -> list[str]:
+    """Every <org>/<name>/config.json under the reference folder except ``_unmapped/``."""
+    repos = []
+    for cfg in sorted(reference.glob("*/*/config.json")):
+        org = cfg.parent.parent.name
+        if org.startswith("_"):
+            continue
+        repos.append(f"{org}/{cfg.parent.name}")
+    return repos
+
+
+def clean(out: Path) -> None:
+    """Remove entries of a previous build (the snapshot is rebuilt whole)."""
+    if (out / "models").is_dir():
+        shutil.rmtree(out / "models")
+
+
+def _inventory_or_error(config_bytes: bytes, origin: str, headers=None) -> tuple[dict | None, str | None, dict]:
+    from ..errors import HfmemError
+    from ..inventory.build import build_inventory
+    from ..inventory.meta_model import versions
+    from ..metadata.config import parse_config
+
+    try:
+        inv = build_inventory(parse_config(config_bytes, origin), headers)
+        return inv.to_dict(), None, inv.versions
+    except HfmemError as exc:
+        return None, exc.message, versions()
+
+
+def build_from_reference(reference: Path, out: Path, progress=None) -> dict[str, str | None]:
+    """Rebuild the snapshot from a folder of reference configs (``<org>/<name>/config.json``, with
+    SOURCES.md for provenance). Returns repo id -> error (None when counted)."""
+    sources = read_sources_md(reference)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    clean(out)
+    models, results, versions = {}, {}, {}
+    for repo_id in reference_repos(reference):
+        config_bytes = (reference / repo_id / "config.json").read_bytes()
+        inventory, error, versions = _inventory_or_error(config_bytes, f"{repo_id} (reference)")
+        provenance = {"origin": "reference config", "reference": sources.get(repo_id, {}),
+                      "built_at": today, "sha": None}
+        models[repo_id] = write_entry(out, repo_id, config_bytes, provenance, inventory, error)
+        results[repo_id] = error
+        if progress:
+            progress(repo_id, error)
+    write_index(out, models, versions)
+    return results
+
+
+def refresh_from_hub(repo_ids: list[str], out: Path, token=None, progress=None) -> dict[str, str | None]:
+    """Re-fetch config.json and safetensors headers from the Hub for these models and recount them."""
+    from ..errors import HfmemError
+    from . import hub
+
+    index = load_index(out) or {"models": {}, "versions": {}}
+    models = dict(index["models"])
+    versions = index.get("versions", {})
+    results: dict[str, str | None] = {}
+    for repo_id in repo_ids:
+        try:
+            info = hub.model_info(repo_id, None, token)
+            meta = hub.fetch_hub(repo_id, info, token)
+        except HfmemError as exc:
+            results[repo_id] = exc.message  # keep the existing entry
+            if progress:
+                progress(repo_id, exc.message)
+            continue
+        config_bytes = open(hub._download(repo_id, "config.json", meta.revision, token), "rb").read()
+        inventory, error, versions = _inventory_or_error(config_bytes, repo_id, meta.headers)
+        provenance = dict(meta.provenance, origin="hub", built_at=meta.provenance["retrieved_at"][:10])
+        models[repo_id] = write_entry(out, repo_id, config_bytes, provenance, inventory, error)
+        results[repo_id] = error
+        if progress:
+            progress(repo_id, error)
+    write_index(out, models, versions)
+    return results
