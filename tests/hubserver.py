@@ -1,0 +1,702 @@
+"""A small in-process fake of the Hugging Face Hub, for tests.
+
+The goal is to exercise the *real* ``huggingface_hub`` client (2.4) end to end -- its URL building, headers,
+error mapping and caching -- without touching the network. Point the client at the fake with
+``HF_ENDPOINT=hub.endpoint`` (read by huggingface_hub at import time, so set it for subprocesses) or by passing
+``endpoint=hub.endpoint`` to ``HfApi`` / ``hf_hub_download``.
+
+Usage::
+
+    with FakeHub() as hub:
+        sha = hub.add_repo("org/tiny", {"config.json": b"{}", "model.safetensors": Path("big.safetensors")})
+        HfApi(endpoint=hub.endpoint, token=False).model_info("org/tiny")
+        assert any(h.get("range") for _, p, h in hub.requests if "model.safetensors" in p)
+
+Routes served (everything else answers 404 / 405):
+
+* ``GET /api/models/{repo}`` and ``GET /api/models/{repo}/revision/{rev}`` -- model info (``?blobs=true`` adds
+  sibling sizes, ``?expand=...`` restricts the keys like the Hub does).
+* ``GET /api/models/{repo}/tree/{rev}[/{path}]`` -- ``list_repo_tree`` / ``list_repo_files`` (single page).
+* ``GET /api/models/{repo}/safetensors-metadata/{index file}`` -- ``get_sharded_safetensors_metadata``.
+* ``HEAD|GET /{repo}/resolve/{rev}/{filename}`` -- file metadata and content, with single ``Range`` support.
+
+Error responses mirror what ``huggingface_hub.utils.hf_raise_for_status`` keys on. It dispatches on the
+``X-Error-Code`` header first, so every error carries one; the status codes follow the real Hub:
+
+* unknown (or private, without the right token) repo: 401 when no ``Authorization`` header was sent, 404 when one
+  was, both with ``X-Error-Code: RepoNotFound`` -> ``RepositoryNotFoundError``. (The client's "bare 401 means
+  repo not found" fallback only applies to ``https://`` URLs, so the header is essential for a ``http://`` fake.)
+* unknown revision: 404 ``RevisionNotFound`` -> ``RevisionNotFoundError``.
+* missing file: 404 ``EntryNotFound`` (plus ``X-Repo-Commit``, which the client uses to cache the miss) ->
+  ``RemoteEntryNotFoundError`` (a subclass of ``EntryNotFoundError``).
+* gated repo file without the right token: 401 (no token) / 403 (wrong token) ``GatedRepo`` -> ``GatedRepoError``.
+  As on the Hub, the *metadata* of a gated repo (model info, tree) stays public; only file contents are gated.
+
+Differences from the real Hub worth knowing:
+
+* Files are served directly (200/206) instead of via a 302 redirect to a CDN, and there is no Xet support, so the
+  client always uses its plain-HTTP download path.
+* ``config`` in model info is the whole parsed ``config.json``; the real Hub only returns a subset of keys
+  (``architectures``, ``model_type``, ``quantization_config``, ...), so code that needs e.g. ``hidden_size``
+  must download ``config.json`` to work against the real Hub.
+* Siblings never carry ``lfs`` details; ``blobs=true`` adds ``size`` and ``blobId`` only.
+* For files given as a ``Path``, the ETag is derived from (path, size, mtime) rather than the content's sha256, so
+  that adding a multi-GB file costs nothing. It is deliberately 40 hex chars (not 64) so that the client never
+  mistakes it for a sha256 it could verify against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import parse_qs, unquote, urlsplit
+
+__all__ = ["FakeHub"]
+
+# Extensions the Hub stores through LFS in practice. For these, HEAD also answers the X-Linked-* headers the real Hub
+# puts on its redirect responses, so that code reading those headers directly sees realistic values.
+_LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx", ".npz")
+_LFS_MIN_SIZE = 10 * 1024 * 1024
+
+# Read size when streaming files from disk: big enough to be fast, small enough to keep memory flat.
+_CHUNK = 1024 * 1024
+
+# A safetensors header larger than this is treated as corrupt (the format itself caps it at 100 MB).
+_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Repository model
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _File:
+    """One file of a repo: either bytes in memory or a path read lazily (only the requested slice)."""
+
+    data: bytes | None
+    path: Path | None
+    size: int
+    etag: str  # unquoted
+    blob_id: str
+
+    @classmethod
+    def from_source(cls, source: bytes | bytearray | Path | str) -> "_File":
+        if isinstance(source, (bytes, bytearray)):
+            data = bytes(source)
+            git_blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+            return cls(data, None, len(data), hashlib.sha256(data).hexdigest(), git_blob)
+        path = Path(source).resolve()
+        st = path.stat()  # fail early on a missing file rather than at request time
+        stamp = hashlib.sha1(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+        return cls(None, path, st.st_size, stamp, stamp)
+
+    def read(self, start: int, length: int) -> bytes:
+        """Small reads only (headers); use iter_range to stream bodies."""
+        return b"".join(self.iter_range(start, length))
+
+    def iter_range(self, start: int, length: int) -> Iterator[bytes]:
+        if self.data is not None:
+            view = memoryview(self.data)[start : start + length]
+            for off in range(0, len(view), _CHUNK):
+                yield bytes(view[off : off + _CHUNK])
+            return
+        assert self.path is not None
+        with open(self.path, "rb") as fh:
+            fh.seek(start)
+            remaining = length
+            while remaining > 0:
+                chunk = fh.read(min(_CHUNK, remaining))
+                if not chunk:  # file shrank under us; stop rather than loop forever
+                    break
+                remaining -= len(chunk)
+                yield chunk
+
+
+def _safetensors_header(f: _File) -> dict | None:
+    """Parse a safetensors header (u64 little-endian length, then JSON), or None if it is not a valid one."""
+    if f.size < 8:
+        return None
+    (n,) = struct.unpack("<Q", f.read(0, 8))
+    if n == 0 or n > _MAX_SAFETENSORS_HEADER or 8 + n > f.size:
+        return None
+    try:
+        header = json.loads(f.read(8, n))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _safetensors_summary(files: dict[str, _File]) -> dict | None:
+    """The Hub's ``safetensors`` model-info field: parameter counts per dtype, summed over all shards."""
+    per_dtype: dict[str, int] = {}
+    found = False
+    for name, f in sorted(files.items()):
+        if not name.endswith(".safetensors"):
+            continue
+        header = _safetensors_header(f)
+        if header is None:
+            continue  # a corrupt file simply does not contribute, so tests can serve broken weights
+        found = True
+        for tensor_name, info in header.items():
+            if tensor_name == "__metadata__" or not isinstance(info, dict):
+                continue
+            count = 1
+            for dim in info.get("shape", []):
+                count *= int(dim)
+            dtype = str(info.get("dtype"))
+            per_dtype[dtype] = per_dtype.get(dtype, 0) + count
+    if not found:
+        return None
+    return {"parameters": per_dtype, "total": sum(per_dtype.values())}
+
+
+@dataclass
+class _Repo:
+    repo_id: str
+    sha: str
+    files: dict[str, _File]
+    gated: str | bool  # False, "auto" or "manual" -- the JSON value the Hub returns
+    private: bool
+    token: str | None
+    library_name: str | None
+    branches: tuple[str, ...]
+    config: dict | None
+    safetensors: dict | None
+    last_modified: str
+    tags: list[str] = field(default_factory=list)
+
+    def resolve_revision(self, revision: str) -> str | None:
+        if revision in self.branches or revision == self.sha:
+            return self.sha
+        return None
+
+    def info(self, *, blobs: bool) -> dict:
+        siblings = []
+        for name in sorted(self.files):
+            entry: dict = {"rfilename": name}
+            if blobs:
+                entry["size"] = self.files[name].size
+                entry["blobId"] = self.files[name].blob_id
+            siblings.append(entry)
+        info: dict = {
+            "_id": self.sha[:24],
+            "id": self.repo_id,
+            "modelId": self.repo_id,
+            "author": self.repo_id.split("/")[0] if "/" in self.repo_id else None,
+            "sha": self.sha,
+            "lastModified": self.last_modified,
+            "createdAt": self.last_modified,
+            "private": self.private,
+            "gated": self.gated,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": list(self.tags),
+            "siblings": siblings,
+            "spaces": [],
+            "usedStorage": sum(f.size for f in self.files.values()),
+        }
+        # Like the Hub, absent facts are absent keys rather than nulls.
+        if self.library_name is not None:
+            info["library_name"] = self.library_name
+        if self.config is not None:
+            info["config"] = self.config
+        if self.safetensors is not None:
+            info["safetensors"] = self.safetensors
+        return info
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class _HubError(Exception):
+    """An error answer: status, X-Error-Code (may be None) and message, plus any extra headers."""
+
+    def __init__(self, status: int, code: str | None, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _parse_range(value: str | None, size: int) -> tuple[int, int] | None | str:
+    """Inclusive (start, end) for a single ``bytes=`` range, None to serve the whole file, "unsatisfiable" for 416.
+
+    Like common servers we clip an end past EOF, and ignore (serve 200) anything we do not understand, including
+    multi-range requests, which the HF client never sends.
+    """
+    if not value:
+        return None
+    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", value)
+    if m is None or (m.group(1) == "" and m.group(2) == ""):
+        return None
+    first, last = m.group(1), m.group(2)
+    if first == "":  # suffix range: the last N bytes
+        n = int(last)
+        if n == 0:
+            return "unsatisfiable"
+        return (max(0, size - n), size - 1) if size else "unsatisfiable"
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start:
+        return None  # syntactically invalid per RFC 9110 -> ignore the header
+    if start >= size:
+        return "unsatisfiable"
+    return start, min(end, size - 1)
+
+
+def _is_lfs(name: str, f: _File) -> bool:
+    return name.endswith(_LFS_SUFFIXES) or f.size >= _LFS_MIN_SIZE
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    hub: "FakeHub"
+
+    def handle_error(self, request, client_address) -> None:
+        # Clients hanging up mid-response (timeouts in fault tests, Range reads that stop early) are expected;
+        # anything else is a bug in the fake and the handler already recorded it in hub.errors.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 so httpx keeps connections alive, as it would against the real Hub; this means every response must
+    # carry an accurate Content-Length.
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format, *args) -> None:  # noqa: A002 - signature fixed by the base class
+        pass  # tests assert on hub.requests instead of scraping stderr
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.hub._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.hub._track(self.connection, add=False)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def _other(self) -> None:
+        self._dispatch(self.command)
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other
+
+    # ---- dispatch ---------------------------------------------------------------------------------------------
+
+    def _dispatch(self, method: str) -> None:
+        hub = self.server.hub
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        hub._record(method, self.path, headers)
+        try:
+            fault = hub._fault_for(self.path)
+            if fault is not None:
+                kind, delay_s, status = fault
+                if kind == "delay":
+                    time.sleep(delay_s)
+                elif kind == "status":
+                    raise _HubError(status, None, f"Injected fault: HTTP {status}")
+            self._route(method, headers)
+        except _HubError as err:
+            self._send_error(err)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout):
+            self.close_connection = True  # the client went away; nothing left to tell it
+        except Exception as exc:  # noqa: BLE001 - a fake bug must show up in the test, not kill the thread silently
+            hub.errors.append(exc)
+            self.close_connection = True  # headers may already be out; don't reuse a possibly garbled stream
+            try:
+                self._send_error(_HubError(500, None, f"FakeHub internal error: {exc!r}"))
+            except OSError:
+                self.close_connection = True
+
+    def _route(self, method: str, headers: dict[str, str]) -> None:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query, keep_blank_values=True)
+        # Split before unquoting: the client percent-encodes revisions such as "refs%2Fpr%2F1" precisely so that
+        # their slashes do not look like path separators.
+        segments = [unquote(s) for s in url.path.split("/")[1:]]
+        if segments[-1:] == [""]:
+            segments.pop()
+
+        if segments[:2] == ["api", "models"] and len(segments) > 2:
+            if method != "GET":
+                raise _HubError(405, None, "Method not allowed")
+            self._api_models(segments[2:], query, headers)
+            return
+        if "resolve" in segments[1:]:
+            i = segments.index("resolve", 1)
+            if len(segments) >= i + 3:
+                if method not in ("GET", "HEAD"):
+                    raise _HubError(405, None, "Method not allowed")
+                repo_id = "/".join(segments[:i])
+                self._resolve(method, repo_id, segments[i + 1], "/".join(segments[i + 2 :]), headers)
+                return
+        raise _HubError(404, None, "Sorry, we can't find the page you are looking for.")
+
+    # ---- API routes --------------------------------------------------------------------------------------------
+
+    def _api_models(self, rest: list[str], query: dict[str, list[str]], headers: dict[str, str]) -> None:
+        hub = self.server.hub
+        # repo ids are "name" or "namespace/name"; prefer whichever is registered, else guess from the shape.
+        if "/".join(rest[:2]) in hub._repos and len(rest) >= 2:
+            repo_id, tail = "/".join(rest[:2]), rest[2:]
+        elif rest[0] in hub._repos:
+            repo_id, tail = rest[0], rest[1:]
+        elif len(rest) >= 2 and rest[1] not in ("revision", "tree", "safetensors-metadata"):
+            repo_id, tail = "/".join(rest[:2]), rest[2:]
+        else:
+            repo_id, tail = rest[0], rest[1:]
+        repo = hub._repo_for(repo_id, headers)
+
+        if not tail or (tail[0] == "revision" and len(tail) == 2):
+            if tail:
+                self._revision(repo, tail[1])
+            blobs = query.get("blobs", ["false"])[-1].lower() in ("1", "true")
+            info = repo.info(blobs=blobs)
+            expand = query.get("expand", []) + query.get("expand[]", [])
+            if expand:
+                # With expand, the Hub returns only the requested properties (plus the ids).
+                info = {k: v for k, v in info.items() if k in ("_id", "id") or k in expand}
+            self._send_json(200, info, {"X-Repo-Commit": repo.sha})
+        elif tail[0] == "tree" and len(tail) >= 2:
+            sha = self._revision(repo, tail[1])
+            recursive = query.get("recursive", ["false"])[-1].lower() in ("1", "true")
+            self._send_json(200, self._tree(repo, "/".join(tail[2:]), recursive), {"X-Repo-Commit": sha})
+        elif tail[0] == "safetensors-metadata" and len(tail) >= 2:
+            hub._check_gated(repo, headers)
+            self._send_json(200, self._sharded_metadata(repo, "/".join(tail[1:])), {"X-Repo-Commit": repo.sha})
+        else:
+            raise _HubError(404, None, "Sorry, we can't find the page you are looking for.")
+
+    def _revision(self, repo: _Repo, revision: str) -> str:
+        sha = repo.resolve_revision(revision)
+        if sha is None:
+            raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        return sha
+
+    def _tree(self, repo: _Repo, base: str, recursive: bool) -> list[dict]:
+        prefix = base.rstrip("/") + "/" if base else ""
+        if base and not any(name.startswith(prefix) for name in repo.files):
+            raise _HubError(404, "EntryNotFound", f"{base} does not exist on \"{repo.branches[0]}\"",
+                            {"X-Repo-Commit": repo.sha})
+        entries: dict[str, dict] = {}
+        for name in sorted(repo.files):
+            if not name.startswith(prefix):
+                continue
+            parts = name[len(prefix) :].split("/")
+            # Every intermediate folder shows up as a "directory" entry; without recursion we stop at the first level.
+            for depth in range(1, len(parts)):
+                folder = prefix + "/".join(parts[:depth])
+                tree_id = hashlib.sha1(f"{repo.sha}:{folder}".encode()).hexdigest()
+                entries.setdefault(folder, {"type": "directory", "oid": tree_id, "path": folder})
+                if not recursive:
+                    break
+            if recursive or len(parts) == 1:
+                f = repo.files[name]
+                entries[name] = {"type": "file", "oid": f.blob_id, "size": f.size, "path": name}
+        return list(entries.values())
+
+    def _sharded_metadata(self, repo: _Repo, index_name: str) -> dict:
+        index_file = repo.files.get(index_name)
+        if index_file is None:
+            raise _HubError(404, "EntryNotFound", f"{index_name} does not exist", {"X-Repo-Commit": repo.sha})
+        index = json.loads(index_file.read(0, index_file.size))
+        headers = {}
+        for shard in sorted(set(index.get("weight_map", {}).values())):
+            f = repo.files.get(shard)
+            header = _safetensors_header(f) if f is not None else None
+            if header is None:
+                raise _HubError(404, "EntryNotFound", f"Shard {shard} is missing or not a safetensors file")
+            headers[shard] = header
+        return {"index": index, "headers": headers}
+
+    # ---- file routes -------------------------------------------------------------------------------------------
+
+    def _resolve(self, method: str, repo_id: str, revision: str, filename: str, headers: dict[str, str]) -> None:
+        hub = self.server.hub
+        repo = hub._repo_for(repo_id, headers)
+        sha = self._revision(repo, revision)
+        hub._check_gated(repo, headers)
+        f = repo.files.get(filename)
+        if f is None:
+            raise _HubError(404, "EntryNotFound", "Entry not found", {"X-Repo-Commit": sha})
+
+        base = {
+            "X-Repo-Commit": sha,
+            "ETag": f'"{f.etag}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
+        if _is_lfs(filename, f):
+            base["X-Linked-Etag"] = f'"{f.etag}"'
+            base["X-Linked-Size"] = str(f.size)
+
+        rng = _parse_range(headers.get("range"), f.size) if method == "GET" else None
+        if rng == "unsatisfiable":
+            # A bare 416, as S3/CloudFront send it; the client reports the Content-Range in its error message.
+            raise _HubError(416, None, "Requested Range Not Satisfiable", {**base, "Content-Range": f"bytes */{f.size}"})
+        if rng is None:
+            status, start, length = 200, 0, f.size
+        else:
+            start, end = rng  # type: ignore[misc]
+            status, length = 206, end - start + 1
+            base["Content-Range"] = f"bytes {start}-{end}/{f.size}"
+
+        self.send_response(status)
+        for k, v in base.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        if method == "HEAD":
+            return
+        key = f"{repo_id}/{filename}"
+        for chunk in f.iter_range(start, length):
+            # Count before writing: once the client holds the bytes it may assert on the counter, possibly before
+            # this thread gets scheduled again (wfile is unbuffered, so nothing lingers after write()).
+            hub._count_bytes(key, len(chunk))
+            self.wfile.write(chunk)
+
+    # ---- responses ---------------------------------------------------------------------------------------------
+
+    def _send_json(self, status: int, payload: object, extra: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_error(self, err: _HubError) -> None:
+        extra = dict(err.headers)
+        extra.pop("Content-Type", None)
+        if err.code is not None:
+            extra["X-Error-Code"] = err.code
+        # Header values must be latin-1 and single-line; the JSON body carries the message verbatim anyway.
+        extra["X-Error-Message"] = err.message.encode("latin-1", "replace").decode("latin-1").replace("\n", " ")
+        self._send_json(err.status, {"error": err.message}, extra)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class FakeHub:
+    """A local Hugging Face Hub lookalike. See the module docstring for the protocol it speaks.
+
+    Attributes:
+        endpoint: ``http://127.0.0.1:PORT`` once started.
+        requests: every request received, as ``(method, raw path incl. query, headers)`` with header names
+            lower-cased (e.g. ``headers.get("range")``), in arrival order.
+        bytes_served: body bytes handed to the socket per ``"{repo_id}/{filename}"``, to assert that a weight
+            file was only sampled (header read) and never downloaded.
+        errors: exceptions raised inside the fake itself (answered as 500); a healthy test leaves it empty.
+    """
+
+    def __init__(self) -> None:
+        self._repos: dict[str, _Repo] = {}
+        self._lock = threading.Lock()
+        self._fault: tuple[str, str, float, int] | None = None  # (kind, path_contains, delay_s, status)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self.endpoint: str = ""
+        self.requests: list[tuple[str, str, dict]] = []
+        self.bytes_served: dict[str, int] = {}
+        self.errors: list[BaseException] = []
+
+    # ---- configuration -----------------------------------------------------------------------------------------
+
+    def add_repo(
+        self,
+        repo_id: str,
+        files: dict[str, bytes | Path],
+        *,
+        revision_sha: str | None = None,
+        gated: bool | str = False,
+        private: bool = False,
+        token: str | None = None,
+        library_name: str | None = "transformers",
+        branches: tuple[str, ...] = ("main",),
+    ) -> str:
+        """Register (or replace) a model repo and return its commit sha.
+
+        ``token`` is the one bearer token that may read a private repo or a gated repo's files. ``gated`` may be
+        True (reported as "auto") or the Hub's literal "auto"/"manual". Without ``revision_sha`` the sha is derived
+        from the repo id and file contents, so it is stable across runs.
+        """
+        if not branches:
+            raise ValueError("a repo needs at least one branch")
+        table = {name.lstrip("/"): _File.from_source(src) for name, src in files.items()}
+        if revision_sha is None:
+            digest = hashlib.sha1(repo_id.encode())
+            for name in sorted(table):
+                digest.update(f"\0{name}\0{table[name].etag}".encode())
+            revision_sha = digest.hexdigest()
+        if not re.fullmatch(r"[0-9a-f]{40}", revision_sha):
+            raise ValueError(f"revision_sha must be 40 lowercase hex chars, got {revision_sha!r}")
+
+        config = None
+        if "config.json" in table:
+            try:
+                parsed = json.loads(table["config.json"].read(0, table["config.json"].size))
+                config = parsed if isinstance(parsed, dict) else None
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                config = None  # serve a broken config.json as-is, but the API (like the Hub) has no parsed view
+        safetensors = _safetensors_summary(table)
+
+        tags = [t for t in (library_name, "safetensors" if safetensors else None) if t]
+        if config and isinstance(config.get("model_type"), str):
+            tags.append(config["model_type"])
+        tags.append("region:us")
+
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        repo = _Repo(
+            repo_id=repo_id,
+            sha=revision_sha,
+            files=table,
+            gated=("auto" if gated is True else gated) if gated else False,
+            private=private,
+            token=token,
+            library_name=library_name,
+            branches=tuple(branches),
+            config=config,
+            safetensors=safetensors,
+            last_modified=now,
+            tags=tags,
+        )
+        with self._lock:
+            self._repos[repo_id] = repo
+        return revision_sha
+
+    def set_fault(self, kind: str | None, *, path_contains: str = "", delay_s: float = 0.0, status: int = 500) -> None:
+        """Make every request whose raw path contains ``path_contains`` fail: ``"status"`` answers ``status``
+        (no X-Error-Code, like a Hub outage), ``"delay"`` sleeps ``delay_s`` before answering normally.
+        ``None`` clears the fault."""
+        if kind not in (None, "status", "delay"):
+            raise ValueError(f"unknown fault kind {kind!r}")
+        with self._lock:
+            self._fault = None if kind is None else (kind, path_contains, float(delay_s), int(status))
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.bytes_served.clear()
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+
+    def start(self) -> "FakeHub":
+        if self._server is not None:
+            return self
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.hub = self
+        self._server = server
+        self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        # A short poll interval keeps stop() snappy.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeHub", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        # Kick out idle keep-alive connections (httpx pools them) so their handler threads end now.
+        with self._lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "FakeHub":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- internals used by the handler -------------------------------------------------------------------------
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            (self._connections.add if add else self._connections.discard)(conn)
+
+    def _record(self, method: str, path: str, headers: dict) -> None:
+        with self._lock:
+            self.requests.append((method, path, headers))
+
+    def _count_bytes(self, key: str, n: int) -> None:
+        with self._lock:
+            self.bytes_served[key] = self.bytes_served.get(key, 0) + n
+
+    def _fault_for(self, path: str) -> tuple[str, float, int] | None:
+        with self._lock:
+            fault = self._fault
+        if fault is None or fault[1] not in path:
+            return None
+        return fault[0], fault[2], fault[3]
+
+    def _repo_for(self, repo_id: str, headers: dict[str, str]) -> _Repo:
+        """Look a repo up the way the Hub does: private repos are indistinguishable from missing ones."""
+        with self._lock:
+            repo = self._repos.get(repo_id)
+        if repo is None or (repo.private and not self._authorized(repo, headers)):
+            # The Hub answers 401 to anonymous callers and 404 to authenticated ones; both carry RepoNotFound.
+            status = 404 if headers.get("authorization") else 401
+            raise _HubError(status, "RepoNotFound", "Repository not found")
+        return repo
+
+    def _check_gated(self, repo: _Repo, headers: dict[str, str]) -> None:
+        if not repo.gated or self._authorized(repo, headers):
+            return
+        if not headers.get("authorization"):
+            raise _HubError(
+                401,
+                "GatedRepo",
+                f"Access to model {repo.repo_id} is restricted. You must have access to it and be authenticated "
+                "to access it. Please log in.",
+            )
+        raise _HubError(
+            403,
+            "GatedRepo",
+            f"Access to model {repo.repo_id} is restricted and you are not in the authorized list. "
+            f"Visit {self.endpoint}/{repo.repo_id} to ask for access.",
+        )
+
+    @staticmethod
+    def _authorized(repo: _Repo, headers: dict[str, str]) -> bool:
+        auth = headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        return repo.token is not None and scheme.lower() == "bearer" and value.strip() == repo.token
