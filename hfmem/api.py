@@ -174,7 +174,7 @@ def analyze(model: str, options: Options | None = None, **kwargs) -> ModelReport
         if hit:
             _store(branch_key, hit)  # refresh the branch entry's age: the sha did not move
             return hit
-        meta = hub.fetch_hub(repo_id, info, opts.token)
+        meta = hub.fetch_hub(repo_id, info, opts.token, opts.revision)
     except HubUnavailableError as exc:
         if exc.network:
             hub.mark_unreachable()

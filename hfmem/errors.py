@@ -66,6 +66,7 @@ class HubUnavailableError(HfmemError):
     """
 
     exit_code = 8
+    network = False  # True for connection errors and timeouts, False for an HTTP 5xx answer
 
 
 class OfflineMissError(HfmemError):

@@ -64,7 +64,10 @@ def run_hfmem(*args: str, env: dict | None = None, check_torch: bool = False) ->
     """Run the CLI in a fresh interpreter (HF_ENDPOINT and HF_HOME are read at import, so a subprocess is
     the honest way to test them). With ``check_torch``, stderr's last line says whether torch was imported."""
     code = "import sys; from hfmem.cli import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
-    code += "    sys.stderr.write('\\nTORCH_IMPORTED=%s\\n' % ('torch' in sys.modules)) if %r else None\n" % check_torch
+    if check_torch:
+        code += "    sys.stderr.write(chr(10) + 'TORCH_IMPORTED=' + str('torch' in sys.modules) + chr(10))\n"
+    else:
+        code += "    pass\n"
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=full_env,

@@ -199,10 +199,13 @@ def _headers_from_hub(api, repo_id: str, sha: str, siblings: set[str], token) ->
         return CheckpointHeaders(list(pool.map(one, names)))
 
 
-def fetch_hub(repo_id: str, info, token) -> FetchedMetadata:
-    """config.json and safetensors headers at the exact commit ``info.sha``."""
+def fetch_hub(repo_id: str, info, token, revision: str | None = None) -> FetchedMetadata:
+    """config.json and safetensors headers at the commit ``info.sha``.
+
+    config.json is downloaded by the revision the user asked for (``main`` by default), so that the
+    Hugging Face cache records the branch → commit ref and can answer for that branch offline later."""
     sha = info.sha
-    config_path = _download(repo_id, "config.json", sha, token)
+    config_path = _download(repo_id, "config.json", revision or "main", token)
     with open(config_path, "rb") as fh:
         config = parse_config(fh.read(), f"{repo_id}@{sha[:12]}")
     siblings = {s.rfilename for s in (info.siblings or [])}
