@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(Path(__file__).parent))
 
 # Before huggingface_hub is imported anywhere: its cache location is read once, at import.
-_SESSION_HOME = Path(os.environ.get("PYTEST_HFMEM_TMP", "/tmp")) / f"hfmem-tests-{os.getpid()}"
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="hfmem-tests-"))
 os.environ["HF_HOME"] = str(_SESSION_HOME / "hf")
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # discard port: connection refused at once
 os.environ.pop("HF_HUB_OFFLINE", None)

@@ -1,0 +1,88 @@
+"""The shipped snapshot: complete, self-describing, reproducible by hfmem's own command, refreshable from the Hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ROOT, json_out, run_hfmem
+from hfmem.cli import app
+from hfmem.sources import snapshot
+
+runner = CliRunner()
+
+
+def test_every_reference_model_is_in_the_snapshot(shared):
+    repos = snapshot.reference_repos(shared / "hub-reference")
+    index = snapshot.load_index(ROOT / "cache")
+    assert len(repos) >= 85 and set(repos) == set(index["models"])
+    for repo in repos:
+        entry = snapshot.lookup(repo, ROOT / "cache")
+        # the config is kept verbatim, the provenance names where it came from
+        assert entry.config == json.loads((shared / "hub-reference" / repo / "config.json").read_text())
+        assert entry.provenance["origin"] == "reference config" and entry.provenance["built_at"]
+        assert entry.inventory is not None or entry.error
+
+
+def test_entries_without_inventory_say_why():
+    index = snapshot.load_index(ROOT / "cache")
+    missing = {r: snapshot.lookup(r, ROOT / "cache").error for r in index["models"]
+               if snapshot.lookup(r, ROOT / "cache").inventory is None}
+    assert set(missing) == {"RWKV/rwkv-5-world-3b", "microsoft/Phi-3.5-vision-instruct",
+                            "deepseek-ai/deepseek-moe-16b-chat"}
+    assert all("not in transformers" in why for why in missing.values())
+
+
+def test_snapshot_is_small_and_has_no_weights():
+    files = [p for p in (ROOT / "cache").rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 5 * 2**20
+    assert not [p for p in files if p.suffix in (".safetensors", ".bin", ".pt", ".gguf")]
+
+
+@pytest.mark.parametrize("repo", ["baichuan-inc/Baichuan-7B", "google/gemma-2-2b-it", "openai/gpt-oss-20b"])
+def test_snapshot_is_up_to_date_with_the_code(repo):
+    """A snapshot entry equals what the current code computes from its config (rebuild with
+    `hfmem snapshot build` after changing the inventory code)."""
+    from hfmem.inventory.build import build_inventory
+    from hfmem.metadata.config import ModelConfig
+
+    entry = snapshot.lookup(repo, ROOT / "cache")
+    fresh = build_inventory(ModelConfig(entry.config, "test"), None).to_dict()
+    assert fresh == entry.inventory
+
+
+def test_build_command(shared, tmp_path):
+    ref = tmp_path / "ref"
+    for repo in ("Qwen/Qwen3-0.6B", "RWKV/rwkv-5-world-3b"):
+        (ref / repo).mkdir(parents=True)
+        (ref / repo / "config.json").write_bytes((shared / "hub-reference" / repo / "config.json").read_bytes())
+    (ref / "_unmapped" / "x").mkdir(parents=True)
+    (ref / "_unmapped" / "x" / "config.json").write_text("{}")
+    out = tmp_path / "snap"
+    result = runner.invoke(app, ["snapshot", "build", "--from", str(ref), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    index = json.loads((out / "index.json").read_text())
+    assert sorted(index["models"]) == ["Qwen/Qwen3-0.6B", "RWKV/rwkv-5-world-3b"]  # _unmapped/ left out
+    assert snapshot.lookup("Qwen/Qwen3-0.6B", out).inventory["num_params"] == 596_049_920  # Qwen3 card: 0.6B
+
+
+def test_refresh_from_the_hub(fake_hub, monkeypatch, minilm_dir, tmp_path):
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    sha = fake_hub.add_repo("sentence-transformers/all-MiniLM-L6-v2",
+                            {p.name: p for p in minilm_dir.iterdir() if p.is_file()})
+    out = tmp_path / "snap"
+    result = runner.invoke(app, ["snapshot", "refresh", "sentence-transformers/all-MiniLM-L6-v2", "org/missing",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert "1 of 2 updated" in result.stderr
+    entry = snapshot.lookup("sentence-transformers/all-MiniLM-L6-v2", out)
+    assert entry.provenance["origin"] == "hub" and entry.provenance["sha"] == sha
+    assert entry.inventory["num_params"] == 22_713_216
+    assert entry.inventory["checkpoint"]["elements"] == 22_713_216 + 512  # + the stored position_ids buffer
+    # and the CLI answers from it offline (fresh HF cache: nothing else knows the model), with the Hub's sha
+    env = {"HFMEM_SNAPSHOT_DIR": str(out), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    m = json_out(run_hfmem("sentence-transformers/all-MiniLM-L6-v2", "--format", "json", env=env))["models"][0]
+    assert m["source"] == "snapshot" and m["revision"] == sha and m["parameters"] == 22_713_216
