@@ -27,7 +27,7 @@ class AdamRule(str, Enum):
 
 ModelsArg = Annotated[list[str], typer.Argument(
     help="Hub repo ids (ORG/NAME) or local model folders; several are shown side by side.",
-    show_default=False)]
+    show_default=False, metavar="MODEL")]
 RevisionOpt = Annotated[Optional[str], typer.Option(
     "--revision", "-r", help="Branch, tag or commit sha on the Hub (default: main).")]
 TokenOpt = Annotated[Optional[str], typer.Option(

@@ -220,7 +220,8 @@ def measure(model) -> dict:
     tied_params = sum(sizes[i] * (len(n) - 1) for i, n in by_id.items() if len(n) > 1)
     no_split = _no_split(model)
     candidates = [(n, params.get(n, 0), bufs.get(n, 0)) for n in _layer_candidates(model, no_split)]
-    modules = {n: [params[n], bufs[n]] for n in params if n and n.count(".") < MODULE_DEPTH}
+    modules = {n: [params.get(n, 0), bufs.get(n, 0)] for n, _ in model.named_modules()
+               if n and n.count(".") < MODULE_DEPTH}
     non_float = sum(p.numel() for p in model.parameters() if not torch.is_floating_point(p))
     return {
         "architecture": type(model).__name__,

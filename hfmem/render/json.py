@@ -32,7 +32,7 @@ def model_json(report, table) -> dict:
             for r in table.rows
         ],
         "checkpoint": inv.checkpoint,
-        "modules": inv.modules,
+        "modules": {name: {"parameters": n, "buffers_bytes": b} for name, (n, b) in inv.modules.items()},
         "predicts": table.predicts,
         "assumptions": table.assumptions,
         "notes": report.notes + inv.notes + table.notes,

@@ -34,7 +34,11 @@ def _dtypes_line(inv) -> str:
 
 def header_lines(report) -> list[tuple[str, str]]:
     inv = report.inventory
-    arch = inv.architecture + (f" ({inv.method})" if inv.method != "meta-model" else "")
+    how = {"meta-model (mapped)": f"custom '{inv.model_type}' code not run: mapped to this transformers class",
+           "remote-code": "built with the repository's own code",
+           "safetensors-headers": "counted from safetensors headers",
+           "meta-model": "transformers, built on the meta device"}.get(inv.method, inv.method)
+    arch = f"{inv.architecture} ({how})"
     cached = " · from hfmem's result cache" if report.from_result_cache else ""
     return [
         ("source", _source_line(report) + cached),
@@ -50,8 +54,11 @@ def header_lines(report) -> list[tuple[str, str]]:
 def footnotes(report, table) -> list[str]:
     names = table.largest_layer_names
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more of the same size" if len(names) > 3 else "")
-    notes = [f"Predicts: {table.predicts}.", f"Largest layer: {shown}."]
-    notes += [a[0].upper() + a[1:] + "." for a in table.assumptions]
+    notes = [f"Predicts: {table.predicts}."]
+    notes += [a[0].upper() + a[1:] + (f" — here {shown}" if a.startswith("largest layer") else "") + "."
+              for a in table.assumptions]
+    if not any(a.startswith("largest layer") for a in table.assumptions):
+        notes.append(f"Largest layer or residual group: {shown}.")
     notes.append(UNITS_NOTE[0].upper() + UNITS_NOTE[1:] + ".")
     notes += [n[0].upper() + n[1:] + ("" if n.endswith(".") else ".")
               for n in report.notes + report.inventory.notes + table.notes]
