@@ -56,6 +56,7 @@ class Options:
     offline: bool = False
     trust_remote_code: bool = False
     use_cache: bool = True  # read the result cache (a fresh analysis is always written)
+    headers_only: bool = False  # count from safetensors headers alone: no torch, no model code
 
 
 def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
@@ -63,11 +64,16 @@ def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
 
     return build_inventory(meta.config, meta.headers, trust_remote_code=opts.trust_remote_code,
                            code_location=meta.code_location, revision=meta.revision if meta.source == "hub" else None,
-                           token=opts.token)
+                           token=opts.token, headers_only=opts.headers_only)
 
 
 def _key(*parts: object) -> str:
     return "|".join(str(p) for p in parts)
+
+
+def _variant(opts: Options) -> str:
+    """The options that change an inventory, for the cache key."""
+    return "headers" if opts.headers_only else ("remote-code" if opts.trust_remote_code else "default")
 
 
 def _cached(key: str, opts: Options, *, max_age_s: float | None) -> ModelReport | None:
@@ -90,7 +96,7 @@ def _analyze_local(ref: str, folder: Path, opts: Options) -> ModelReport:
         raise UsageError(f"{ref} is not a folder", hint="give a model folder with config.json, or a Hub repo id")
     from .sources.local import fingerprint
 
-    key = _key("local", folder.resolve(), fingerprint(folder), opts.trust_remote_code)
+    key = _key("local", folder.resolve(), fingerprint(folder), _variant(opts))
     hit = _cached(key, opts, max_age_s=None)
     if hit:
         return hit
@@ -112,6 +118,8 @@ def _from_snapshot(repo_id: str, opts: Options, reason: str) -> ModelReport | No
             hint="connect to the Hub (safetensors headers) or pass --trust-remote-code with network access")
     notes = [f"{reason}: answered from hfmem's shipped snapshot {entry.snapshot_id} "
              f"({entry.provenance.get('origin', 'snapshot')}); the Hub's current revision may differ"]
+    if _variant(opts) != "default":
+        notes.append("the snapshot's inventory was computed without --headers-only/--trust-remote-code")
     return ModelReport(repo_id, "snapshot", entry.provenance.get("sha") or f"snapshot-{entry.snapshot_id}",
                        entry.provenance, Inventory.from_dict(entry.inventory), notes)
 
@@ -125,7 +133,7 @@ def _analyze_offline(repo_id: str, opts: Options, reason: str, branch_key: str) 
 
     meta = load_hf_cache(repo_id, opts.revision)
     if meta is not None:
-        key = _key("hub", os.environ.get("HF_ENDPOINT", ""), repo_id, meta.revision, opts.trust_remote_code)
+        key = _key("hub", os.environ.get("HF_ENDPOINT", ""), repo_id, meta.revision, _variant(opts))
         hit = _cached(key, opts, max_age_s=None)
         report = hit or ModelReport(repo_id, "hf-cache", meta.revision, meta.provenance, _build(meta, opts))
         report.notes.append(f"{reason}: answered from the Hugging Face cache ({meta.provenance['path']})")
@@ -152,7 +160,7 @@ def analyze(model: str, options: Options | None = None, **kwargs) -> ModelReport
                          hint="use ORG/NAME (e.g. baichuan-inc/Baichuan-7B) or a path to a model folder")
     endpoint = os.environ.get("HF_ENDPOINT", "")
     rev = opts.revision or "main"
-    branch_key = _key("hub", endpoint, repo_id, rev, opts.trust_remote_code)
+    branch_key = _key("hub", endpoint, repo_id, rev, _variant(opts))
     # A commit sha never changes; a branch is trusted for the cache TTL while online.
     hit = _cached(branch_key, opts, max_age_s=None if _SHA.match(rev) else resultcache.ttl_s())
     if hit:
@@ -169,7 +177,7 @@ def analyze(model: str, options: Options | None = None, **kwargs) -> ModelReport
     try:
         info = hub.model_info(repo_id, opts.revision, opts.token)
         hub.mark_unreachable(reachable=True)
-        sha_key = _key("hub", endpoint, repo_id, info.sha, opts.trust_remote_code)
+        sha_key = _key("hub", endpoint, repo_id, info.sha, _variant(opts))
         hit = _cached(sha_key, opts, max_age_s=None)
         if hit:
             _store(branch_key, hit)  # refresh the branch entry's age: the sha did not move

@@ -158,3 +158,22 @@ def test_version_and_help():
     assert cli("--version").stdout.startswith("hfmem ")
     helped = cli("--help").stdout
     assert "calc" in helped and "cache" in helped and "snapshot" in helped
+
+
+def test_headers_only_counts_without_torch(minilm_dir):
+    from conftest import json_out, run_hfmem
+
+    proc = run_hfmem(str(minilm_dir), "--headers-only", "--format", "json", check_torch=True)
+    m = json_out(proc)["models"][0]
+    assert "TORCH_IMPORTED=False" in proc.stderr
+    assert m["method"] == "safetensors-headers" and m["parameters"] == 22_713_216
+    assert m["buffers"]["persistent_bytes"] == 512 * 8  # the checkpoint's stored position_ids (int64)
+    # the same model from its definition agrees on the parameters
+    assert json_out(run_hfmem(str(minilm_dir), "--format", "json"))["models"][0]["parameters"] == 22_713_216
+
+
+def test_headers_only_needs_safetensors(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text('{"model_type": "llama"}')
+    result = cli(str(tmp_path / "m"), "--headers-only")
+    assert result.exit_code == 6 and "needs safetensors" in result.stderr

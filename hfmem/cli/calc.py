@@ -7,8 +7,8 @@ import typer
 from ..api import Options, analyze
 from ..errors import UsageError
 from .errors import error_boundary
-from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt,
-                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt)
+from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, HeadersOnlyOpt, ModelsArg, NoCacheOpt,
+                      OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt)
 from .output import print_json, print_text, stdout_console
 
 
@@ -18,6 +18,7 @@ def calc(
     token: TokenOpt = None,
     offline: OfflineOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
+    headers_only: HeadersOnlyOpt = False,
     compat: CompatOpt = Compat.exact,
     adam_rule: AdamRuleOpt = None,
     fmt: FormatOpt = Format.table,
@@ -29,7 +30,7 @@ def calc(
         if not models:
             raise UsageError("no model given", hint="e.g. hfmem baichuan-inc/Baichuan-7B")
         opts = Options(revision=revision, token=token, offline=offline, trust_remote_code=trust_remote_code,
-                       use_cache=not no_cache)
+                       use_cache=not no_cache, headers_only=headers_only)
         reports = [analyze(m, opts) for m in models]
         mode = compat.value
         rule = adam_rule.value if adam_rule else None

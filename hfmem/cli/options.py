@@ -37,6 +37,9 @@ OfflineOpt = Annotated[bool, typer.Option(
                       "shipped snapshot (also HF_HUB_OFFLINE=1).")]
 TrustRemoteCodeOpt = Annotated[bool, typer.Option(
     "--trust-remote-code", help="Run the repository's own modeling code (only for repositories you trust).")]
+HeadersOnlyOpt = Annotated[bool, typer.Option(
+    "--headers-only", help="Count from the safetensors headers alone: no torch, no model code (buffers the code "
+                           "creates are then unknown).")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 NoCacheOpt = Annotated[bool, typer.Option(
     "--no-cache", help="Ignore hfmem's result cache and analyse again (the new result is stored).")]

@@ -25,6 +25,13 @@ def _dtypes_from_headers(headers: CheckpointHeaders) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+def _with_versions(inv: Inventory) -> Inventory:
+    from .meta_model import versions
+
+    inv.versions = versions()
+    return inv
+
+
 def build_inventory(
     config: ModelConfig,
     headers: CheckpointHeaders | None,
@@ -33,8 +40,18 @@ def build_inventory(
     code_location: str | None = None,
     revision: str | None = None,
     token=None,
+    headers_only: bool = False,
 ) -> Inventory:
-    from . import meta_model  # imports torch/transformers only now, when a model must really be built
+    from . import meta_model  # torch/transformers are imported inside its functions, only when used
+
+    if headers_only:
+        if headers is None:
+            raise UnsupportedArchitectureError(
+                f"--headers-only needs safetensors files, and {config.origin} has none",
+                hint="drop --headers-only to count from the model definition")
+        inv = inventory_from_headers(headers, config.raw, ["--headers-only: model code not built"])
+        inv.versions = meta_model.versions()
+        return inv
 
     raw = config.raw
     notes: list[str] = []
@@ -52,7 +69,7 @@ def build_inventory(
         model_type = raw.get("model_type")
         if not model_type:
             if headers is not None:
-                return inventory_from_headers(headers, raw, ["config.json has no model_type"])
+                return _with_versions(inventory_from_headers(headers, raw, ["config.json has no model_type"]))
             raise ConfigError(f"config.json from {config.origin} has no model_type",
                               hint="it is not a transformers config; point hfmem at a transformers model")
         cfg, arch, method = raw, config.architecture, "meta-model"
@@ -64,9 +81,9 @@ def build_inventory(
             mapped = map_custom_config(raw)
             if mapped is None:
                 if headers is not None:
-                    return inventory_from_headers(headers, raw, [
+                    return _with_versions(inventory_from_headers(headers, raw, [
                         f"model_type '{model_type}' is not in transformers {meta_model.versions()['transformers']} "
-                        "and its custom code was not run"])
+                        "and its custom code was not run"]))
                 raise UnsupportedArchitectureError(
                     f"model_type '{model_type}' is not in transformers {meta_model.versions()['transformers']}, "
                     "maps to no transformers architecture, and no safetensors headers are available",
@@ -97,9 +114,9 @@ def build_inventory(
                 notes.append("the checkpoint stores tied weights twice; they are loaded once")
                 params_by_dtype = None  # per-dtype counts include the duplicate; fall back to config
         elif mapped_from is not None:
-            return inventory_from_headers(headers, raw, [
+            return _with_versions(inventory_from_headers(headers, raw, [
                 f"mapping '{mapped_from}' to {arch} gave {m['num_params']:,} parameters but the safetensors "
-                f"headers hold {stored:,}; counted from the headers instead"])
+                f"headers hold {stored:,}; counted from the headers instead"]))
         else:
             notes.append(f"the safetensors headers hold {stored:,} elements against {m['num_params']:,} "
                          "parameters in the model (quantized or packed weights, extra tensors such as "

@@ -36,10 +36,16 @@ def _quiet():
 
 
 def versions() -> dict[str, str]:
-    import torch
-    import transformers
+    """Installed torch/transformers versions, read from package metadata (no import)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__}
+    out = {}
+    for pkg in ("torch", "transformers"):
+        try:
+            out[pkg] = version(pkg).split("+")[0]
+        except PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
 
 
 def known_model_type(model_type: str | None) -> bool:
