@@ -14,6 +14,7 @@ class ModelConfig:
 
     raw: dict
     origin: str  # where it was read from, for messages
+    text: bytes | None = None  # the file as read, kept verbatim by the snapshot
 
     @property
     def model_type(self) -> str | None:
@@ -65,4 +66,4 @@ def parse_config(text: bytes | str, origin: str) -> ModelConfig:
         ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config.json from {origin} is not a JSON object", hint="fix or re-download the file")
-    return ModelConfig(raw=raw, origin=origin)
+    return ModelConfig(raw=raw, origin=origin, text=text.encode() if isinstance(text, str) else text)

@@ -135,17 +135,24 @@ def clean(out: Path) -> None:
         shutil.rmtree(out / "models")
 
 
-def _inventory_or_error(config_bytes: bytes, origin: str, headers=None) -> tuple[dict | None, str | None, dict]:
+def _record(out: Path, repo_id: str, config_bytes: bytes, provenance: dict, headers, state: dict, progress) -> None:
+    """Count one model (or keep why it cannot be counted) and write its entry; ``state`` collects the index
+    (``models``), the outcome per repo (``results``) and the versions used."""
     from ..errors import HfmemError
     from ..inventory.build import build_inventory
     from ..inventory.meta_model import versions
     from ..metadata.config import parse_config
 
     try:
-        inv = build_inventory(parse_config(config_bytes, origin), headers)
-        return inv.to_dict(), None, inv.versions
+        inv = build_inventory(parse_config(config_bytes, repo_id), headers)
+        inventory, error = inv.to_dict(), None
     except HfmemError as exc:
-        return None, exc.message, versions()
+        inventory, error = None, exc.message
+    state["versions"] = versions()
+    state["models"][repo_id] = write_entry(out, repo_id, config_bytes, provenance, inventory, error)
+    state["results"][repo_id] = error
+    if progress:
+        progress(repo_id, error)
 
 
 def build_from_reference(reference: Path, out: Path, progress=None) -> dict[str, str | None]:
@@ -154,44 +161,32 @@ def build_from_reference(reference: Path, out: Path, progress=None) -> dict[str,
     sources = read_sources_md(reference)
     today = time.strftime("%Y-%m-%d", time.gmtime())
     clean(out)
-    models, results, versions = {}, {}, {}
+    state: dict = {"models": {}, "results": {}, "versions": {}}
     for repo_id in reference_repos(reference):
-        config_bytes = (reference / repo_id / "config.json").read_bytes()
-        inventory, error, versions = _inventory_or_error(config_bytes, f"{repo_id} (reference)")
         provenance = {"origin": "reference config", "reference": sources.get(repo_id, {}),
                       "built_at": today, "sha": None}
-        models[repo_id] = write_entry(out, repo_id, config_bytes, provenance, inventory, error)
-        results[repo_id] = error
-        if progress:
-            progress(repo_id, error)
-    write_index(out, models, versions)
-    return results
+        _record(out, repo_id, (reference / repo_id / "config.json").read_bytes(), provenance, None, state, progress)
+    write_index(out, state["models"], state["versions"])
+    return state["results"]
 
 
 def refresh_from_hub(repo_ids: list[str], out: Path, token=None, progress=None) -> dict[str, str | None]:
-    """Re-fetch config.json and safetensors headers from the Hub for these models and recount them."""
+    """Re-fetch config.json and safetensors headers from the Hub for these models and recount them.
+    A model the Hub cannot give keeps its existing entry."""
     from ..errors import HfmemError
     from . import hub
 
     index = load_index(out) or {"models": {}, "versions": {}}
-    models = dict(index["models"])
-    versions = index.get("versions", {})
-    results: dict[str, str | None] = {}
+    state: dict = {"models": dict(index["models"]), "results": {}, "versions": index.get("versions", {})}
     for repo_id in repo_ids:
         try:
-            info = hub.model_info(repo_id, None, token)
-            meta = hub.fetch_hub(repo_id, info, token)
+            meta = hub.fetch_hub(repo_id, hub.model_info(repo_id, None, token), token)
         except HfmemError as exc:
-            results[repo_id] = exc.message  # keep the existing entry
+            state["results"][repo_id] = exc.message
             if progress:
                 progress(repo_id, exc.message)
             continue
-        config_bytes = open(hub._download(repo_id, "config.json", meta.revision, token), "rb").read()
-        inventory, error, versions = _inventory_or_error(config_bytes, repo_id, meta.headers)
         provenance = dict(meta.provenance, origin="hub", built_at=meta.provenance["retrieved_at"][:10])
-        models[repo_id] = write_entry(out, repo_id, config_bytes, provenance, inventory, error)
-        results[repo_id] = error
-        if progress:
-            progress(repo_id, error)
-    write_index(out, models, versions)
-    return results
+        _record(out, repo_id, meta.config.text, provenance, meta.headers, state, progress)
+    write_index(out, state["models"], state["versions"])
+    return state["results"]
