@@ -10,6 +10,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .errors import HubUnavailableError, OfflineMissError, UnsupportedArchitectureError, UsageError
 from .inventory.model import Inventory
@@ -57,11 +58,14 @@ class Options:
     trust_remote_code: bool = False
     use_cache: bool = True  # read the result cache (a fresh analysis is always written)
     headers_only: bool = False  # count from safetensors headers alone: no torch, no model code
+    progress: Callable[[str], None] | None = None  # told what slow step starts (the CLI prints it on a TTY)
 
 
 def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
     from .inventory.build import build_inventory
 
+    if opts.progress:
+        opts.progress(f"counting {meta.config.origin} (first analysis; later runs answer from hfmem's cache)")
     return build_inventory(meta.config, meta.headers, trust_remote_code=opts.trust_remote_code,
                            code_location=meta.code_location, revision=meta.revision if meta.source == "hub" else None,
                            token=opts.token, headers_only=opts.headers_only)

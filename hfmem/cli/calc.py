@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from ..api import Options, analyze
@@ -9,7 +11,7 @@ from ..errors import UsageError
 from .errors import error_boundary
 from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, HeadersOnlyOpt, ModelsArg, NoCacheOpt,
                       OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt)
-from .output import print_json, print_text, stdout_console
+from .output import hint, print_json, print_text, stdout_console
 
 
 def calc(
@@ -30,7 +32,8 @@ def calc(
         if not models:
             raise UsageError("no model given", hint="e.g. hfmem baichuan-inc/Baichuan-7B")
         opts = Options(revision=revision, token=token, offline=offline, trust_remote_code=trust_remote_code,
-                       use_cache=not no_cache, headers_only=headers_only)
+                       use_cache=not no_cache, headers_only=headers_only,
+                       progress=hint if sys.stderr.isatty() else None)
         reports = [analyze(m, opts) for m in models]
         mode = compat.value
         rule = adam_rule.value if adam_rule else None
