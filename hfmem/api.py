@@ -92,7 +92,10 @@ def _cached(key: str, opts: Options, *, max_age_s: float | None) -> ModelReport 
 
 
 def _store(key: str, report: ModelReport) -> None:
-    resultcache.put(key, report.to_dict())
+    """Cache what the analysis found; how this run got it (fallback notes, cache hit) is not stored."""
+    data = report.to_dict()
+    data["from_result_cache"] = False
+    resultcache.put(key, data)
 
 
 def _analyze_local(ref: str, folder: Path, opts: Options) -> ModelReport:
@@ -137,12 +140,12 @@ def _analyze_offline(repo_id: str, opts: Options, reason: str, branch_key: str) 
 
     meta = load_hf_cache(repo_id, opts.revision)
     if meta is not None:
-        key = _key("hub", os.environ.get("HF_ENDPOINT", ""), repo_id, meta.revision, _variant(opts))
-        hit = _cached(key, opts, max_age_s=None)
-        report = hit or ModelReport(repo_id, "hf-cache", meta.revision, meta.provenance, _build(meta, opts))
-        report.notes.append(f"{reason}: answered from the Hugging Face cache ({meta.provenance['path']})")
-        if not hit:
+        key = _key("hf-cache", repo_id, meta.revision, _variant(opts))
+        report = _cached(key, opts, max_age_s=None)
+        if report is None:
+            report = ModelReport(repo_id, "hf-cache", meta.revision, meta.provenance, _build(meta, opts))
             _store(key, report)
+        report.notes.append(f"{reason}: answered from the Hugging Face cache ({meta.provenance['path']})")
         return report
     report = _from_snapshot(repo_id, opts, reason)
     if report is not None:
@@ -176,7 +179,7 @@ def analyze(model: str, options: Options | None = None, **kwargs) -> ModelReport
     age = hub.recently_unreachable()
     if age is not None:
         return _analyze_offline(repo_id, opts, f"the Hub was unreachable {age:.0f} s ago (rechecked after "
-                                f"HFMEM_HUB_RECHECK_S={hub._recheck_s():.0f} s)", branch_key)
+                                f"HFMEM_HUB_RECHECK_S={hub.recheck_s():.0f} s)", branch_key)
     started = time.monotonic()
     try:
         info = hub.model_info(repo_id, opts.revision, opts.token)

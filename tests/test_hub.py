@@ -184,6 +184,9 @@ def test_offline_from_hugging_face_cache(hub, tmp_path):
     m = json_out(run_hfmem(MINILM, "--format", "json", env=offline))["models"][0]
     assert m["source"] == "hf-cache" and m["parameters"] == 22_713_216
     assert any("Hugging Face cache" in n for n in m["notes"])
+    # the second offline run answers from hfmem's cache; how the first run got its answer was not cached
+    again = json_out(run_hfmem(MINILM, "--format", "json", env=offline))["models"][0]
+    assert again["from_result_cache"] and sum("Hugging Face cache" in n for n in again["notes"]) == 1
 
 
 def test_network_down_answers_from_snapshot_in_normal_time(tmp_path):

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from ..api import Options, analyze
+from ..api import Options, analyze_many
 from ..errors import UsageError
 from .errors import error_boundary
 from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, HeadersOnlyOpt, ModelsArg, NoCacheOpt,
@@ -34,7 +34,7 @@ def calc(
         opts = Options(revision=revision, token=token, offline=offline, trust_remote_code=trust_remote_code,
                        use_cache=not no_cache, headers_only=headers_only,
                        progress=hint if sys.stderr.isatty() else None)
-        reports = [analyze(m, opts) for m in models]
+        reports = analyze_many(models, opts)
         mode = compat.value
         rule = adam_rule.value if adam_rule else None
         if fmt is Format.json:

@@ -106,7 +106,7 @@ def _memo_path():
     return cache_home() / "hub-unreachable.json"
 
 
-def _recheck_s() -> float:
+def recheck_s() -> float:
     try:
         return float(os.environ.get("HFMEM_HUB_RECHECK_S", "60"))
     except ValueError:
@@ -120,7 +120,7 @@ def recently_unreachable() -> float | None:
     except (OSError, json.JSONDecodeError):
         return None
     age = time.time() - memo.get("at", 0)
-    if memo.get("endpoint") == endpoint() and 0 <= age < _recheck_s():
+    if memo.get("endpoint") == endpoint() and 0 <= age < recheck_s():
         return age
     return None
 
