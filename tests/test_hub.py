@@ -216,3 +216,18 @@ def test_trust_remote_code(hub, tmp_path):
     assert m["parameters"] == tinycustom.PARAMS
     assert m["buffers"]["non_persistent_bytes"] == tinycustom.CUSTOM_BUFFER_BYTES
     assert m["largest_layer"]["names"] == ["embed", "head"]  # 32x16 each; a TinyBlock is 16x16+16+cache
+
+
+def test_hf_cache_dir_agrees_with_huggingface_hub(tmp_path):
+    """Our pre-check of the Hugging Face cache folder follows huggingface_hub's own precedence."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from huggingface_hub import constants; from hfmem.sources.hub import hf_hub_cache_dir; "
+            "sys.exit(0 if constants.HF_HUB_CACHE == hf_hub_cache_dir() else print(constants.HF_HUB_CACHE, hf_hub_cache_dir()) or 1)")
+    for env in ({"HF_HOME": str(tmp_path / "a")}, {"HF_HUB_CACHE": str(tmp_path / "b"), "HF_HOME": str(tmp_path / "c")},
+                {"XDG_CACHE_HOME": str(tmp_path / "x")}):
+        base = {k: v for k, v in __import__("os").environ.items()
+                if k not in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME")}
+        proc = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True)
+        assert proc.returncode == 0, (env, proc.stdout, proc.stderr)

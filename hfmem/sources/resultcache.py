@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +72,8 @@ def get(key: str) -> CacheEntry | None:
 
 def put(key: str, report: dict) -> None:
     """Atomically write one entry. Failure to write (read-only home) is not an error for the user."""
+    import tempfile
+
     folder = results_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
