@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import HubUnavailableError, OfflineMissError, UnsupportedArchitectureError, UsageError
+from .errors import HfmemError, HubUnavailableError, OfflineMissError, UnsupportedArchitectureError, UsageError
 from .inventory.model import Inventory
 from .scenarios.calculator import CalculatorTable, calculator_table
 from .sources import FetchedMetadata, env_flag
@@ -203,6 +203,17 @@ def analyze(model: str, options: Options | None = None, **kwargs) -> ModelReport
     return report
 
 
-def analyze_many(models: list[str], options: Options | None = None, **kwargs) -> list[ModelReport]:
+def analyze_many(models: list[str], options: Options | None = None, *,
+                 on_error: Callable[[str, HfmemError], None] | None = None, **kwargs) -> list[ModelReport]:
+    """Analyse several models. Without ``on_error`` the first failure raises; with it, each failing model is
+    handed to ``on_error`` and left out, so the others are still answered."""
     opts = options or Options(**kwargs)
-    return [analyze(m, opts) for m in models]
+    reports = []
+    for m in models:
+        try:
+            reports.append(analyze(m, opts))
+        except HfmemError as exc:
+            if on_error is None:
+                raise
+            on_error(m, exc)
+    return reports

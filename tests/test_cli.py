@@ -177,3 +177,14 @@ def test_headers_only_needs_safetensors(tmp_path):
     (tmp_path / "m" / "config.json").write_text('{"model_type": "llama"}')
     result = cli(str(tmp_path / "m"), "--headers-only")
     assert result.exit_code == 6 and "needs safetensors" in result.stderr
+
+
+def test_side_by_side_answers_the_others_when_one_fails():
+    result = cli("Qwen/Qwen3-0.6B", "RWKV/rwkv-5-world-3b", "meta-llama/Llama-2-7b-hf", "--offline", "--format", "json")
+    assert result.exit_code == 6  # the failure's code
+    doc = json.loads(result.stdout)
+    assert [m["model"] for m in doc["models"]] == ["Qwen/Qwen3-0.6B", "meta-llama/Llama-2-7b-hf"]
+    assert doc["errors"][0]["model"] == "RWKV/rwkv-5-world-3b" and doc["errors"][0]["exit_code"] == 6
+    assert result.stderr.count("\n") == 1 and "rwkv5" in result.stderr
+    table = cli("Qwen/Qwen3-0.6B", "RWKV/rwkv-5-world-3b", "meta-llama/Llama-2-7b-hf", "--offline")
+    assert table.exit_code == 6 and "6,738,415,616" in table.stdout

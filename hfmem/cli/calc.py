@@ -7,8 +7,8 @@ import sys
 import typer
 
 from ..api import Options, analyze_many
-from ..errors import UsageError
-from .errors import error_boundary
+from ..errors import HfmemError, UsageError
+from .errors import error_boundary, error_line
 from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, HeadersOnlyOpt, ModelsArg, NoCacheOpt,
                       OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt)
 from .output import hint, print_json, print_text, stdout_console
@@ -34,20 +34,28 @@ def calc(
         opts = Options(revision=revision, token=token, offline=offline, trust_remote_code=trust_remote_code,
                        use_cache=not no_cache, headers_only=headers_only,
                        progress=hint if sys.stderr.isatty() else None)
-        reports = analyze_many(models, opts)
+        failures: list[tuple[str, HfmemError]] = []
+        # One model: its error is the answer. Several: answer the others, then report each failure.
+        reports = analyze_many(models, opts, on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
         mode = compat.value
         rule = adam_rule.value if adam_rule else None
         if fmt is Format.json:
             from ..render.json import calculator_json
 
-            print_json(calculator_json(reports, mode, rule))
-            return
-        tables = [r.table(mode, rule) for r in reports]
-        from ..render import text
+            doc = calculator_json(reports, mode, rule)
+            doc["errors"] = [{"model": m, "error": str(e), "exit_code": e.exit_code} for m, e in failures]
+            print_json(doc)
+        elif reports:
+            tables = [r.table(mode, rule) for r in reports]
+            from ..render import text
 
-        if fmt is Format.markdown:
-            print_text(text.markdown(reports, tables))
-        elif len(reports) == 1:
-            text.rich_single(stdout_console(), reports[0], tables[0])
-        else:
-            text.rich_many(stdout_console(), reports, tables)
+            if fmt is Format.markdown:
+                print_text(text.markdown(reports, tables))
+            elif len(reports) == 1:
+                text.rich_single(stdout_console(), reports[0], tables[0])
+            else:
+                text.rich_many(stdout_console(), reports, tables)
+        for _, exc in failures:
+            typer.echo(error_line(exc), err=True)
+        if failures:
+            raise typer.Exit(failures[0][1].exit_code)

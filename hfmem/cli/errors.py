@@ -14,6 +14,10 @@ import typer
 from ..errors import HfmemError
 
 
+def error_line(exc: HfmemError) -> str:
+    return f"hfmem: error: {exc}"
+
+
 @contextlib.contextmanager
 def error_boundary():
     try:
@@ -21,7 +25,7 @@ def error_boundary():
     except HfmemError as exc:
         if os.environ.get("HFMEM_DEBUG"):
             raise
-        typer.echo(f"hfmem: error: {exc}", err=True)
+        typer.echo(error_line(exc), err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("hfmem: interrupted", err=True)

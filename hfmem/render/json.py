@@ -56,4 +56,5 @@ def calculator_json(reports, mode: str = "exact", adam_rule: str | None = None) 
         "adam_rule": first.adam_rule if first else adam_rule,
         "units": "bytes",
         "models": models,
+        "errors": [],  # the CLI lists models it could not answer here (model, error, exit_code)
     }
