@@ -10,11 +10,14 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import HfmemError, HubUnavailableError, OfflineMissError, UnsupportedArchitectureError, UsageError
 from .inventory.model import Inventory
 from .scenarios.calculator import CalculatorTable, calculator_table
+
+if TYPE_CHECKING:
+    from .simulate import SimResult
 from .sources import FetchedMetadata, env_flag
 from .sources import resultcache, snapshot
 from .sources.local import load_local, looks_like_path
@@ -34,6 +37,7 @@ class ModelReport:
     inventory: Inventory
     notes: list[str] = field(default_factory=list)  # about the source (offline, cache); inventory notes apart
     from_result_cache: bool = False
+    config: dict | None = None  # config.json as read (simulate builds the model from it)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -108,7 +112,7 @@ def _analyze_local(ref: str, folder: Path, opts: Options) -> ModelReport:
     if hit:
         return hit
     meta = load_local(folder)
-    report = ModelReport(ref, "local", None, meta.provenance, _build(meta, opts))
+    report = ModelReport(ref, "local", None, meta.provenance, _build(meta, opts), config=meta.config.raw)
     _store(key, report)
     return report
 
@@ -128,7 +132,7 @@ def _from_snapshot(repo_id: str, opts: Options, reason: str) -> ModelReport | No
     if _variant(opts) != "default":
         notes.append("the snapshot's inventory was computed without --headers-only/--trust-remote-code")
     return ModelReport(repo_id, "snapshot", entry.provenance.get("sha") or f"snapshot-{entry.snapshot_id}",
-                       entry.provenance, Inventory.from_dict(entry.inventory), notes)
+                       entry.provenance, Inventory.from_dict(entry.inventory), notes, config=entry.config)
 
 
 def _analyze_offline(repo_id: str, opts: Options, reason: str, branch_key: str) -> ModelReport:
@@ -143,7 +147,8 @@ def _analyze_offline(repo_id: str, opts: Options, reason: str, branch_key: str) 
         key = _key("hf-cache", repo_id, meta.revision, _variant(opts))
         report = _cached(key, opts, max_age_s=None)
         if report is None:
-            report = ModelReport(repo_id, "hf-cache", meta.revision, meta.provenance, _build(meta, opts))
+            report = ModelReport(repo_id, "hf-cache", meta.revision, meta.provenance, _build(meta, opts),
+                                 config=meta.config.raw)
             _store(key, report)
         report.notes.append(f"{reason}: answered from the Hugging Face cache ({meta.provenance['path']})")
         return report
@@ -195,7 +200,7 @@ def analyze(model: str, options: Options | None = None, **kwargs) -> ModelReport
             hub.mark_unreachable()
         reason = f"the Hub is unavailable ({exc.message}, after {time.monotonic() - started:.1f} s)"
         return _analyze_offline(repo_id, opts, reason, branch_key)
-    report = ModelReport(repo_id, "hub", meta.revision, meta.provenance, _build(meta, opts))
+    report = ModelReport(repo_id, "hub", meta.revision, meta.provenance, _build(meta, opts), config=meta.config.raw)
     if report.provenance.get("gated"):
         report.notes.append("gated repository: read with your token")
     _store(sha_key, report)
@@ -217,3 +222,66 @@ def analyze_many(models: list[str], options: Options | None = None, *,
                 raise
             on_error(m, exc)
     return reports
+
+
+# ---------------------------------------------------------------- simulate
+
+
+@dataclass
+class SimulationReport:
+    """``hfmem simulate``'s answer for one model: where it came from and what the simulation measured."""
+
+    report: ModelReport
+    result: "SimResult"
+    notes: list[str] = field(default_factory=list)
+
+
+def simulation_config(report: ModelReport) -> dict:
+    """The config the simulation builds: the repo's own, or for a mapped custom-code family its
+    transformers equivalent (same tensors)."""
+    from .simulate import SimulationError
+
+    inv = report.inventory
+    if report.config is None:
+        raise SimulationError(f"{report.model}: no config.json at hand for the simulation",
+                              hint="run with --no-cache to fetch it again")
+    if inv.method == "meta-model":
+        return report.config
+    if inv.method == "meta-model (mapped)":
+        from .metadata.custom_maps import map_custom_config
+
+        mapped = map_custom_config(report.config)
+        return dict(mapped.config, model_type=mapped.model_type, architectures=[mapped.architecture])
+    raise SimulationError(
+        f"{report.model}: model_type '{inv.model_type}' has no transformers implementation to run "
+        f"({inv.method}); hfmem simulates transformers' own model code only",
+        hint="use `hfmem calc` for its weights, or a model transformers implements")
+
+
+def simulate_model(model: str, mode: str = "train", options: Options | None = None,
+                   **settings) -> SimulationReport:
+    """Run ``hfmem simulate`` for one model: resolve it like ``analyze``, then simulate a training step
+    (``mode="train"``: batch, seq, dtype, attn, grad_ckpt, optimizer, optimizer_impl, amp, iterations,
+    gpu_emulation, lora) or a prefill + decode (``mode="infer"``: batch, context, new_tokens, dtype, attn,
+    gpu_emulation)."""
+    from . import simulate as sim
+
+    opts = options or Options()
+    report = analyze(model, opts)
+    if report.config is None:  # an entry cached by an older hfmem: fetch again
+        report = analyze(model, Options(**{**opts.__dict__, "use_cache": False}))
+    config = simulation_config(report)
+    if opts.progress:
+        opts.progress(f"simulating {model} ({mode}) on fake tensors")
+    if mode == "train":
+        result = sim.simulate_train(config, **settings)
+    elif mode == "infer":
+        result = sim.simulate_infer(config, **settings)
+    else:
+        raise UsageError(f"unknown mode {mode!r}", hint="use --mode train or --mode infer")
+    notes = list(report.notes)
+    if report.inventory.method == "meta-model (mapped)":
+        notes.append(f"custom '{report.inventory.model_type}' code not run: simulated as "
+                     f"{report.inventory.architecture} (same tensors; the custom code's own buffers and "
+                     "kernels are not modelled)")
+    return SimulationReport(report, result, notes)

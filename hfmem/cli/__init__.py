@@ -13,6 +13,7 @@ import typer
 from .. import __version__
 from . import cache, snapshot
 from .calc import calc
+from .simulate import simulate
 
 app = typer.Typer(
     name="hfmem",
@@ -24,6 +25,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("calc")(calc)
+app.command("simulate")(simulate)
 app.add_typer(cache.app, name="cache")
 app.add_typer(snapshot.app, name="snapshot")
 
@@ -40,7 +42,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
-COMMANDS = {"calc", "cache", "snapshot"}
+COMMANDS = {"calc", "simulate", "cache", "snapshot"}
 ROOT_FLAGS = {"--help", "-h", "--version"}
 
 

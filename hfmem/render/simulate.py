@@ -1,0 +1,108 @@
+"""JSON, terminal table and Markdown for ``hfmem simulate``. Reads SimResult; computes nothing."""
+
+from __future__ import annotations
+
+from .. import __version__
+from ..units import GiB as GIB
+from ..units import format_binary
+
+SCHEMA = "hfmem.simulate/1"
+PREDICTS = ("peak allocated bytes: what torch.cuda.max_memory_allocated() would report for the same step on "
+            "a GPU (allocator-level, 512-byte rounding); not max_memory_reserved, not the device total")
+COLUMNS = ("parameters", "buffers", "gradients", "optimizer_state", "kv_cache", "activations", "temporary")
+
+
+def _model_json(sim) -> dict:
+    r, res = sim.report, sim.result
+    d = res.to_dict()
+    return {
+        "model": r.model,
+        "source": r.source,
+        "revision": r.revision,
+        "architecture": res.architecture,
+        "mode": res.mode,
+        "inputs": d["inputs"],
+        "peak_allocated_bytes": res.peak_allocated_bytes,
+        "peak_phase": res.peak_phase,
+        "peak_by_category": res.peak_by_category,
+        "kv_cache_bytes": res.kv_cache_bytes,
+        "phases": d["phases"],
+        "elapsed_s": d["elapsed_s"],
+        "predicts": PREDICTS,
+        "assumptions": res.assumptions,
+        "not_included": res.not_included,
+        "notes": sim.notes + r.inventory.notes,
+        "versions": res.versions,
+    }
+
+
+def simulate_json(sims, errors=()) -> dict:
+    return {"schema": SCHEMA, "hfmem_version": __version__, "units": "bytes",
+            "models": [_model_json(s) for s in sims],
+            "errors": [{"model": m, "error": str(e), "exit_code": e.exit_code} for m, e in errors]}
+
+
+def _title(sim) -> str:
+    i = sim.result.inputs
+    if sim.result.mode == "train":
+        what = (f"train: batch {i['batch']} x seq {i['seq']}, {i.get('amp') and 'AMP ' + i['amp'] or i['dtype']}, "
+                f"{i['attn']}, {i['optimizer']} ({i['optimizer_impl']})"
+                + (", gradient checkpointing" if i.get("grad_ckpt") else "")
+                + (f", LoRA r{i['lora'].get('r')}" if i.get("lora") else ""))
+    else:
+        what = (f"infer: batch {i['batch']} x context {i['context']} + {i['new_tokens']} new token(s), "
+                f"{i['dtype']}, {i['attn']}")
+    return f"Simulated peak for '{sim.report.model}' ({sim.result.architecture}) — {what}"
+
+
+def _gib(n: int) -> str:
+    # One unit for the whole table keeps ten columns readable; exact bytes are in the JSON.
+    return "-" if not n else f"{n / GIB:.2f}"
+
+
+def _rows(sim) -> list[list[str]]:
+    rows = []
+    for p in sim.result.phases:
+        cat = p.by_category
+        rows.append([f"{p.name} #{p.iteration}", _gib(p.peak_bytes), _gib(p.live_bytes_end)]
+                    + [_gib(cat.get(c, 0)) for c in COLUMNS])
+    return rows
+
+
+HEADERS = ["phase (GiB)", "peak", "live at end", "params", "buffers", "grads", "optimizer", "KV cache",
+           "activations", "temporary"]
+
+
+def _footnotes(sim) -> list[str]:
+    res = sim.result
+    notes = [f"Peak allocated: {format_binary(res.peak_allocated_bytes)} ({res.peak_allocated_bytes:,} B) in "
+             f"{res.peak_phase}; it predicts {PREDICTS}.",
+             "All columns in GiB (2^30 bytes; '-' is zero, 0.00 is under 5 MiB); the columns after 'live at end' "
+             "split the memory still allocated when the phase ends, 'temporary' is the phase's peak above it.",
+             "Assumptions: " + "; ".join(res.assumptions) + ".",
+             "Not included: " + ", ".join(res.not_included) + ".",
+             f"Simulated in {res.elapsed_s:.1f} s with torch {res.versions.get('torch')}, transformers "
+             f"{res.versions.get('transformers')}."]
+    notes += [n[0].upper() + n[1:] + ("" if n.endswith(".") else ".") for n in sim.notes]
+    return notes
+
+
+def rich_simulation(console, sim) -> None:
+    from rich.table import Table
+
+    t = Table(title=_title(sim), title_justify="left")
+    for i, h in enumerate(HEADERS):
+        t.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in _rows(sim):
+        t.add_row(*row)
+    console.print(t)
+    for i, note in enumerate(_footnotes(sim), 1):
+        console.print(f"[dim]{i}. {note}[/dim]", highlight=False)
+
+
+def markdown_simulation(sim) -> str:
+    lines = [f"## {_title(sim)}", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(r) + " |" for r in _rows(sim)]
+    lines.append("")
+    lines += [f"{i}. {n}" for i, n in enumerate(_footnotes(sim), 1)]
+    return "\n".join(lines) + "\n"
