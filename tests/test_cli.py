@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import hfmem
-from conftest import ROOT
+
 from hfmem.cli import app, route_argv
 from hfmem.sources import resultcache
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
-from ..api import Options, analyze_many
+from ..api import analyze_many
 from ..errors import HfmemError, UsageError
 from .errors import error_boundary, error_line
 from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, HeadersOnlyOpt, ModelsArg, NoCacheOpt,
-                      OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt)
-from .output import hint, print_json, print_text, stdout_console
+                      OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt, source_options)
+from .output import print_json, print_text, stdout_console
 
 
 def calc(
@@ -31,9 +29,7 @@ def calc(
     with error_boundary():
         if not models:
             raise UsageError("no model given", hint="e.g. hfmem baichuan-inc/Baichuan-7B")
-        opts = Options(revision=revision, token=token, offline=offline, trust_remote_code=trust_remote_code,
-                       use_cache=not no_cache, headers_only=headers_only,
-                       progress=hint if sys.stderr.isatty() else None)
+        opts = source_options(revision, token, offline, trust_remote_code, no_cache, headers_only)
         failures: list[tuple[str, HfmemError]] = []
         # One model: its error is the answer. Several: answer the others, then report each failure.
         reports = analyze_many(models, opts, on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)

@@ -49,3 +49,15 @@ AdamRuleOpt = Annotated[Optional[AdamRule], typer.Option(
     "--adam-rule", help="Training column: states (weights+grads+2 moments, default in exact mode), current "
                         "(accelerate >= 0.29, default with --compat accelerate) or legacy (4x the row, "
                         "accelerate < 0.29, the calculator's old table).")]
+
+
+def source_options(revision, token, offline, trust_remote_code, no_cache, headers_only=False):
+    """The api.Options every command builds from the shared source flags (progress hints on a terminal)."""
+    import sys
+
+    from ..api import Options
+    from .output import hint
+
+    return Options(revision=revision, token=token, offline=offline, trust_remote_code=trust_remote_code,
+                   use_cache=not no_cache, headers_only=headers_only,
+                   progress=hint if sys.stderr.isatty() else None)

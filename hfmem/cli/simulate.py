@@ -3,17 +3,17 @@ allocator-level peak per phase and category. Needs torch and transformers (and p
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
-from ..api import Options, simulate_model
+from ..api import simulate_model
 from ..errors import HfmemError, UsageError
 from .errors import error_boundary, error_line
-from .options import Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt
-from .output import hint, print_json, print_text, stdout_console
+from .options import (Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt, RevisionOpt, TokenOpt,
+                      TrustRemoteCodeOpt, source_options)
+from .output import print_json, print_text, stdout_console
 
 
 class Mode(str, Enum):
@@ -91,8 +91,7 @@ def simulate(
     with error_boundary():
         if batch < 1 or seq < 1 or context < 1 or new_tokens < 0:
             raise UsageError("--batch, --seq and --context must be at least 1 and --new-tokens at least 0")
-        opts = Options(revision=revision, token=token, offline=offline, trust_remote_code=trust_remote_code,
-                       use_cache=not no_cache, progress=hint if sys.stderr.isatty() else None)
+        opts = source_options(revision, token, offline, trust_remote_code, no_cache)
         common = dict(batch=batch, dtype=DTYPE_NAMES[dtype.value], attn=attn.value,
                       gpu_emulation=not no_gpu_emulation)
         if mode is Mode.train:

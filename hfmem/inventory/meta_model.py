@@ -10,7 +10,6 @@ the Parameter objects. (Both facts: ../shared/docs/product.md, "Facts already es
 from __future__ import annotations
 
 import contextlib
-import logging
 import warnings
 from typing import Any
 
