@@ -38,9 +38,7 @@ def calc(
         if fmt is Format.json:
             from ..render.json import calculator_json
 
-            doc = calculator_json(reports, mode, rule)
-            doc["errors"] = [{"model": m, "error": str(e), "exit_code": e.exit_code} for m, e in failures]
-            print_json(doc)
+            print_json(calculator_json(reports, mode, rule, failures))
         elif reports:
             tables = [r.table(mode, rule) for r in reports]
             from ..render import text

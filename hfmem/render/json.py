@@ -42,7 +42,12 @@ def model_json(report, table) -> dict:
     }
 
 
-def calculator_json(reports, mode: str = "exact", adam_rule: str | None = None) -> dict:
+def errors_json(failures) -> list[dict]:
+    """Models a command could not answer, as (model, HfmemError) pairs → the documented ``errors`` list."""
+    return [{"model": m, "error": str(e), "exit_code": e.exit_code} for m, e in failures]
+
+
+def calculator_json(reports, mode: str = "exact", adam_rule: str | None = None, errors=()) -> dict:
     """The document ``hfmem MODEL... --format json`` prints."""
     models = []
     for report in reports:
@@ -56,5 +61,5 @@ def calculator_json(reports, mode: str = "exact", adam_rule: str | None = None) 
         "adam_rule": first.adam_rule if first else adam_rule,
         "units": "bytes",
         "models": models,
-        "errors": [],  # the CLI lists models it could not answer here (model, error, exit_code)
+        "errors": errors_json(errors),
     }

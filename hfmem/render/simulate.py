@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import __version__
 from ..units import GiB as GIB
+from .json import errors_json
 from ..units import format_binary
 
 SCHEMA = "hfmem.simulate/1"
@@ -39,7 +40,7 @@ def _model_json(sim) -> dict:
 def simulate_json(sims, errors=()) -> dict:
     return {"schema": SCHEMA, "hfmem_version": __version__, "units": "bytes",
             "models": [_model_json(s) for s in sims],
-            "errors": [{"model": m, "error": str(e), "exit_code": e.exit_code} for m, e in errors]}
+            "errors": errors_json(errors)}
 
 
 def _title(sim) -> str:
