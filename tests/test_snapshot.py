@@ -50,7 +50,10 @@ def test_snapshot_is_up_to_date_with_the_code(repo):
 
     entry = snapshot.lookup(repo, ROOT / "cache")
     fresh = build_inventory(ModelConfig(entry.config, "test"), None).to_dict()
-    assert fresh == entry.inventory
+    stored = dict(entry.inventory)
+    # the installed torch/transformers may be newer than the build's; every count must still agree
+    fresh.pop("versions"), stored.pop("versions")
+    assert fresh == stored
 
 
 def test_build_command(shared, tmp_path):
