@@ -149,3 +149,19 @@ def test_catalog_returns_a_fresh_list():
     a = catalog()
     a.clear()
     assert len(catalog()) >= 14
+
+
+def test_gpus_command_lists_the_catalog():
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from hfmem.cli import app, route_argv
+
+    runner = CliRunner()
+    doc = _json.loads(runner.invoke(app, route_argv(["gpus", "--format", "json"])).stdout)
+    by_name = {g["name"]: g for g in doc["gpus"]}
+    assert by_name["A100-80GB"]["memory_bytes"] == 81920 * 2**20  # nvidia-smi: 81920MiB
+    assert by_name["V100-32GB"]["bf16"] is False  # Volta has no bfloat16 (V100 datasheet)
+    table = runner.invoke(app, route_argv(["gpus"]))
+    assert table.exit_code == 0 and "H200" in table.stdout and "RTX-4090" in table.stdout

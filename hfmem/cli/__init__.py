@@ -13,6 +13,7 @@ import typer
 from .. import __version__
 from . import cache, snapshot
 from .calc import calc
+from .gpus import gpus
 from .simulate import simulate
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.command("calc")(calc)
 app.command("simulate")(simulate)
+app.command("gpus")(gpus)
 app.add_typer(cache.app, name="cache")
 app.add_typer(snapshot.app, name="snapshot")
 
@@ -42,7 +44,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
-COMMANDS = {"calc", "simulate", "cache", "snapshot"}
+COMMANDS = {"calc", "simulate", "gpus", "cache", "snapshot"}
 ROOT_FLAGS = {"--help", "-h", "--version"}
 
 

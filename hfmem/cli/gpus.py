@@ -1,0 +1,51 @@
+"""``hfmem gpus``: the GPU catalog that ``--gpu`` names refer to."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from ..plan.gpus import catalog
+from ..units import format_binary
+from .errors import error_boundary
+from .options import Format, FormatOpt
+from .output import print_json, print_text, stdout_console
+
+HEADERS = ("GPU", "memory", "bytes", "basis", "bf16", "fp8", "bandwidth GB/s", "aliases")
+
+
+def _yes(flag) -> str:
+    return "?" if flag is None else ("yes" if flag else "no")
+
+
+def _rows() -> list[list[str]]:
+    return [[g.name, format_binary(g.memory_bytes), f"{g.memory_bytes:,}", g.memory_basis or "", _yes(g.bf16),
+             _yes(g.fp8), "?" if g.bandwidth is None else f"{g.bandwidth:g}", ", ".join(g.aliases)]
+            for g in catalog()]
+
+
+def gpus(fmt: FormatOpt = Format.table) -> None:
+    """List the GPU catalog (memory as the driver reports it where known, bf16/fp8 support, bandwidth)."""
+    with error_boundary():
+        if fmt is Format.json:
+            print_json({"schema": "hfmem.gpus/1", "units": "bytes",
+                        "gpus": [{**asdict(g), "aliases": list(g.aliases), "sources": list(g.sources)}
+                                 for g in catalog()]})
+            return
+        note = ("memory: the total the driver reports (nvidia-smi) where a source gave it, else the marketed "
+                "size (basis column); sources per GPU: --format json. --gpu also takes a size: 24GiB (2^30) "
+                "or 80GB (10^9).")
+        if fmt is Format.markdown:
+            lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+            lines += ["| " + " | ".join(r) + " |" for r in _rows()]
+            print_text("\n".join(lines) + f"\n\n{note}\n")
+            return
+        from rich.table import Table
+
+        t = Table(title="GPU catalog", title_justify="left")
+        for i, h in enumerate(HEADERS):
+            t.add_column(h, justify="right" if i in (1, 2, 6) else "left")
+        for r in _rows():
+            t.add_row(*r)
+        console = stdout_console()
+        console.print(t)
+        console.print(f"[dim]{note}[/dim]", highlight=False)
