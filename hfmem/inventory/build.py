@@ -64,7 +64,6 @@ def build_inventory(
                                                                revision=revision, token=token)
         method = "remote-code"
         notes.append("built with the repository's own modeling code (--trust-remote-code)")
-        auto_map, cfg_for_accel = config.auto_map, config_obj
     else:
         model_type = raw.get("model_type")
         if not model_type:
@@ -93,15 +92,11 @@ def build_inventory(
             notes.append(f"custom code not run: {mapped.why}, built as {arch}; buffers the custom code creates "
                          "(e.g. rotary caches) are not counted (pass --trust-remote-code to include them)")
         model, config_obj = meta_model.build_model(cfg, arch)
-        auto_map, cfg_for_accel = config.auto_map, config_obj
 
     m = meta_model.measure(model)
-    accel_model = meta_model.accelerate_model(auto_map, cfg_for_accel, model,
+    accel_model = meta_model.accelerate_model(config.auto_map, config_obj, model,
                                               trust_remote_code=(method == "remote-code"))
-    accel = meta_model.accelerate_view(accel_model, m["tied_params"]) if accel_model is not None else None
-    if accel is not None and accel_model is not model:
-        # accelerate's own count of the class it builds; tied weights inside that class, not ours
-        accel.tied_params = meta_model.measure(accel_model)["tied_params"]
+    accel = meta_model.accelerate_view(accel_model) if accel_model is not None else None
 
     params_by_dtype, dtype_source = None, None
     if headers is not None:

@@ -187,7 +187,20 @@ def _no_split(model) -> set[str]:
     return set(ns)
 
 
-def accelerate_view(model, tied_params: int) -> AccelerateView:
+def _tied(model) -> tuple[list[list[str]], int]:
+    """Tied weights: one Parameter reachable under several names. Returns the name groups and the
+    parameters a per-name count would add twice."""
+    by_id: dict[int, list[str]] = {}
+    sizes: dict[int, int] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        by_id.setdefault(id(p), []).append(name)
+        sizes[id(p)] = p.numel()
+    groups = [names for names in by_id.values() if len(names) > 1]
+    return groups, sum(sizes[i] * (len(n) - 1) for i, n in by_id.items() if len(n) > 1)
+
+
+def accelerate_view(model) -> AccelerateView:
+    """accelerate's figures for the class it builds (its tied weights, not necessarily ours)."""
     _, _, accel = _module_sums(model)
     best, names = 0.0, []
     for name in _layer_candidates(model, _no_split(model)):
@@ -198,13 +211,11 @@ def accelerate_view(model, tied_params: int) -> AccelerateView:
             names.append(name)
     total = accel.get("", 0)
     return AccelerateView(type(model).__name__, int(total) if total == int(total) else total,
-                          int(best) if best == int(best) else best, names, tied_params)
+                          int(best) if best == int(best) else best, names, _tied(model)[1])
 
 
 def measure(model) -> dict:
     """Everything the inventory keeps about a built model."""
-    import torch
-
     params, bufs, _ = _module_sums(model)
     persistent = non_persistent = 0
     for mod_name, mod in model.named_modules():
@@ -215,19 +226,11 @@ def measure(model) -> dict:
                 non_persistent += nbytes
             else:
                 persistent += nbytes
-    # Tied weights: one Parameter reachable under several names.
-    by_id: dict[int, list[str]] = {}
-    sizes: dict[int, int] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        by_id.setdefault(id(p), []).append(name)
-        sizes[id(p)] = p.numel()
-    tied = [names for names in by_id.values() if len(names) > 1]
-    tied_params = sum(sizes[i] * (len(n) - 1) for i, n in by_id.items() if len(n) > 1)
+    tied, tied_params = _tied(model)
     no_split = _no_split(model)
     candidates = [(n, params.get(n, 0), bufs.get(n, 0)) for n in _layer_candidates(model, no_split)]
     modules = {n: [params.get(n, 0), bufs.get(n, 0)] for n, _ in model.named_modules()
                if n and n.count(".") < MODULE_DEPTH}
-    non_float = sum(p.numel() for p in model.parameters() if not torch.is_floating_point(p))
     return {
         "architecture": type(model).__name__,
         "num_params": params.get("", 0),
@@ -238,5 +241,4 @@ def measure(model) -> dict:
         "modules": modules,
         "layers": group_layers(candidates),
         "no_split_modules": sorted(no_split),
-        "non_float_params": non_float,
     }
