@@ -180,3 +180,36 @@ def test_minilm_meta_model_agrees_with_header(minilm_dir):
     assert inv.params_dtype_source == "safetensors headers"
     assert inv.params_by_dtype == {"float32": 22_713_216}
     assert any("matches the safetensors headers" in n for n in inv.notes)
+
+
+def test_census_accounts_for_every_parameter_once():
+    """The tensor census (weight formats, LoRA counts) covers each parameter exactly once, for every
+    counted snapshot model: its sum equals the inventory's own count, made by a different walk
+    (named_parameters, tied weights once)."""
+    from hfmem.sources import snapshot
+
+    root = Path(__file__).resolve().parents[1] / "cache"
+    checked = 0
+    for repo in snapshot.load_index(root)["models"]:
+        entry = snapshot.lookup(repo, root)
+        if entry.inventory is None or not entry.inventory.get("tensors"):
+            continue
+        assert sum(g["params"] for g in entry.inventory["tensors"]) == entry.inventory["num_params"], repo
+        checked += 1
+    assert checked >= 80
+
+
+def test_census_roles_on_known_models():
+    from hfmem.sources import snapshot
+
+    root = Path(__file__).resolve().parents[1] / "cache"
+    gemma = {(g["role"], g["name"]): g for g in snapshot.lookup("google/gemma-2-2b-it", root).inventory["tensors"]}
+    assert gemma[("lm_head", "lm_head")]["tied"] and gemma[("lm_head", "lm_head")]["params"] == 0
+    llama = {(g["role"], g["name"]): g for g in snapshot.lookup("meta-llama/Llama-2-7b-hf", root).inventory["tensors"]}
+    # Llama-2-7B by hand: 32 layers of q/k/v/o 4096×4096 and gate/up 4096→11008, down 11008→4096
+    assert llama[("linear", "q_proj")]["count"] == 32 and llama[("linear", "q_proj")]["params"] == 32 * 4096 * 4096
+    assert llama[("linear", "down_proj")]["in_features"] == 11008
+    assert llama[("lm_head", "lm_head")]["params"] == 32000 * 4096
+    mixtral = {(g["role"], g["name"]): g for g in snapshot.lookup("mistralai/Mixtral-8x7B-v0.1", root).inventory["tensors"]}
+    assert mixtral[("experts", "experts.gate_up_proj")]["shape"] == [8, 2 * 14336, 4096]
+    assert mixtral[("router", "gate.weight")]["params"] == 32 * 8 * 4096

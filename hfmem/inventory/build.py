@@ -145,4 +145,5 @@ def build_inventory(
         checkpoint=headers.to_dict() if headers is not None else None,
         notes=notes,
         versions=meta_model.versions(),
+        tensors=m["tensors"],
     )

@@ -34,6 +34,45 @@ def parameter_elements(headers: CheckpointHeaders) -> int:
     return sum(t.numel for t in headers.tensors() if not is_buffer_name(t.name))
 
 
+def census_from_headers(headers: CheckpointHeaders) -> list[dict]:
+    """``meta_model.census`` guessed from tensor names and shapes (no model code): a 2-D ``*.weight`` is a
+    linear layer [out, in] unless its name says embedding / lm_head / router; 3-D tensors are fused experts;
+    the rest (norms, biases) is ``other``. Biases are kept apart (role ``other``), not folded into their
+    linear layer. Used only for unquantized checkpoints; a packed checkpoint's shapes are not logical."""
+    groups: dict[tuple, dict] = {}
+    for t in headers.tensors():
+        if is_buffer_name(t.name):
+            continue
+        parts = t.name.split(".")
+        leaf = parts[-2] if len(parts) > 1 else parts[-1]
+        shape = list(t.shape)
+        if len(shape) == 2 and parts[-1] == "weight":
+            if "embed" in leaf or leaf in ("wte", "wpe", "word_embeddings", "position_embeddings"):
+                role = "embedding"
+            elif leaf in ("lm_head", "output", "embed_out"):
+                role = "lm_head"
+            elif leaf in ("gate", "router") and shape[0] <= 512:
+                role = "router"
+            else:
+                role = "linear"
+        elif len(shape) == 3:
+            role = "experts"
+        else:
+            role = "other"
+        if role in ("linear", "lm_head", "router"):
+            key = (role, leaf, shape[1], shape[0])
+            entry = {"role": role, "name": leaf, "in_features": shape[1], "out_features": shape[0], "bias": 0,
+                     "tied": False, "conv1d": False}
+        else:
+            name = leaf if role == "embedding" else f"{leaf}.{parts[-1]}"
+            key = (role, name, tuple(shape))
+            entry = {"role": role, "name": name, "shape": shape}
+        g = groups.setdefault(key, dict(entry, count=0, params=0))
+        g["count"] += 1
+        g["params"] += t.numel
+    return sorted(groups.values(), key=lambda g: (-g["params"], g["role"], g["name"]))
+
+
 def inventory_from_headers(headers: CheckpointHeaders, config: dict, notes: list[str]) -> Inventory:
     sizes: dict[str, int] = {}
     modules: dict[str, list[int]] = {}
@@ -56,7 +95,9 @@ def inventory_from_headers(headers: CheckpointHeaders, config: dict, notes: list
         "counted from safetensors headers (stored tensors); buffers the modeling code creates at load time "
         "are not included",
     ]
-    if config.get("quantization_config") or any(k.startswith(("int", "uint", "float8", "float4")) for k in by_dtype):
+    quantized = bool(config.get("quantization_config")) or any(
+        k.startswith(("int", "uint", "float8", "float4")) for k in by_dtype)
+    if quantized:
         notes.append("quantized checkpoint: counts are stored elements (packed weights, scales), "
                      "not logical parameters")
     return Inventory(
@@ -72,4 +113,5 @@ def inventory_from_headers(headers: CheckpointHeaders, config: dict, notes: list
         layers=group_layers([(k, n, 0) for k, n in sizes.items()]),
         checkpoint=headers.to_dict(),
         notes=notes,
+        tensors=[] if quantized else census_from_headers(headers),
     )

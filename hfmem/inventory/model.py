@@ -57,6 +57,9 @@ class Inventory:
     checkpoint: dict | None = None  # CheckpointHeaders.to_dict() when headers were read
     notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    # Parameters grouped by role and shape (meta_model.census): linear layers, experts, embeddings, LM head,
+    # routers, others. Empty for header-only inventories. Weight formats and LoRA counts are computed on it.
+    tensors: list[dict] = field(default_factory=list)
 
     @property
     def buffer_bytes(self) -> int:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA = 1
+SCHEMA = 2  # 2: inventories carry the tensor census (Inventory.tensors)
 DEFAULT_TTL_S = 24 * 3600
 
 
