@@ -1,0 +1,660 @@
+"""Model states per GPU (and CPU RAM per node) under ZeRO, FSDP, DDP, tensor and pipeline parallelism.
+Pure functions: no torch, no I/O.
+
+Four kinds of function:
+
+* the ZeRO paper's closed forms (``zero_paper_states``, ``zero_paper_max_params``): Figure 1 / Tables 1–2
+  of Rajbhandari et al. (arXiv 1910.02054), ground-truth.md §1;
+* DeepSpeed's own estimators, mirrored operation for operation (``deepspeed_estimate_zero2`` /
+  ``deepspeed_estimate_zero3`` and the ``*_table`` versions), so users can compare with what DeepSpeed
+  prints (its GiB, its 1.5 ``additional_buffer_factor`` on CPU, its ``4·largest_layer``);
+* hfmem's own, more exact accounting (``zero_states``, ``fsdp_states``, ``ddp_states``): named
+  components per rank, following what DeepSpeed / torch allocate (cited per component), with the phase in
+  which each one exists;
+* census transforms for model parallelism (``tensor_parallel_census``, ``pipeline_stage_census``), which
+  give the per-rank census that ``training.model_states`` then prices, and the pipeline activation factor
+  (``pipeline_activation_layers``) that the activation estimate multiplies by.
+
+Peak: components are tagged ``persistent`` (alive all run), ``backward`` (forward/backward only: gathered
+parameters, reduce buckets, full gradients before reduction) or ``step`` (inside ``optimizer.step()``: fp32
+gradient copies, step temporaries). ``gpu_peak_bytes`` = persistent + max(backward, step). Activations
+belong with the backward phase (callers add them there).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .training import (DTYPE_BYTES, ModelStates, ParamTensor, largest_module_params, largest_tensor_numel,
+                       precision_of)
+
+PHASES = ("persistent", "backward", "step")
+
+# DeepSpeed ZeRO defaults: deepspeed/runtime/zero/config.py (DeepSpeedZeroConfig):
+# reduce_bucket_size = allgather_bucket_size = pp_int(5e8); stage3_prefetch_bucket_size = pp_int(5e7);
+# stage3_param_persistence_threshold = pp_int(1e5); stage3_max_live_parameters = stage3_max_reuse_distance =
+# pp_int(1e9); sub_group_size = pp_int(1e9); overlap_comm defaults to True for stage 3 only
+# (overlap_comm_valid: ``self.overlap_comm = self.stage == ZeroStageEnum.weights``); contiguous_gradients True.
+# (The EleutherAI cookbook, calc_transformer_mem.py, uses the same 5e8 all-gather bucket and 1e9 live params.)
+DS_REDUCE_BUCKET_SIZE = 500_000_000
+DS_ALLGATHER_BUCKET_SIZE = 500_000_000
+DS_PREFETCH_BUCKET_SIZE = 50_000_000
+DS_PARAM_PERSISTENCE_THRESHOLD = 100_000
+DS_MAX_LIVE_PARAMETERS = 1_000_000_000
+DS_MAX_REUSE_DISTANCE = 1_000_000_000
+DS_SUB_GROUP_SIZE = 1_000_000_000
+# deepspeed/runtime/engine.py: MEMORY_OPT_ALLREDUCE_SIZE = 500000000 elements, the flat bucket of the
+# ZeRO-0 gradient all-reduce (allreduce_gradients -> buffered_allreduce_fallback).
+DS_ALLREDUCE_BUCKET_SIZE = 500_000_000
+# DeepSpeed's estimators (stage_1_and_2.py / stage3.py): additional_buffer_factor=1.5 on CPU.
+DS_ADDITIONAL_BUFFER_FACTOR = 1.5
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    bytes: int
+    phase: str = "persistent"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ShardedStates:
+    """Named components per GPU (one rank) and of CPU RAM per node (all of the node's ranks)."""
+
+    scheme: str
+    gpu: tuple[Component, ...]
+    cpu: tuple[Component, ...] = ()
+    ranks_per_node: int = 1
+    cpu_init_bytes: int = 0  # CPU RAM per node while the model is loaded (before training), not with ``cpu``
+    assumptions: tuple[str, ...] = ()
+
+    @staticmethod
+    def _peak(components) -> int:
+        by = {p: sum(c.bytes for c in components if c.phase == p) for p in PHASES}
+        return by["persistent"] + max(by["backward"], by["step"])
+
+    @property
+    def gpu_bytes(self) -> int:
+        """Sum of every GPU component (an upper bound: backward- and step-phase buffers never coexist)."""
+        return sum(c.bytes for c in self.gpu)
+
+    @property
+    def gpu_peak_bytes(self) -> int:
+        return self._peak(self.gpu)
+
+    @property
+    def cpu_bytes(self) -> int:
+        return sum(c.bytes for c in self.cpu)
+
+    @property
+    def cpu_peak_bytes(self) -> int:
+        return max(self._peak(self.cpu), self.cpu_init_bytes)
+
+    def gpu_components(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.gpu:
+            out[c.name] = out.get(c.name, 0) + c.bytes
+        return out
+
+    def cpu_components(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.cpu:
+            out[c.name] = out.get(c.name, 0) + c.bytes
+        return out
+
+
+# -- the ZeRO paper -----------------------------------------------------------------------------------------
+
+def zero_paper_states(num_params: int, stage: int, data_parallel: int, k_bytes: int = 12) -> ShardedStates:
+    """ZeRO §5 / Figure 1 per device: baseline (2 + 2 + K)Ψ; P_os 4Ψ + KΨ/N_d; P_os+g 2Ψ + (2 + K)Ψ/N_d;
+    P_os+g+p (2 + 2 + K)Ψ/N_d (fp16 parameters 2Ψ, fp16 gradients 2Ψ, K = 12 of fp32 master, momentum and
+    variance). Ψ = 7.5B, N_d = 64: 120 / 31.4 / 16.6 / 1.9 GB (decimal)."""
+    if stage not in (0, 1, 2, 3):
+        raise ValueError("ZeRO stage must be 0, 1, 2 or 3")
+    p, n = int(num_params), int(data_parallel)
+    params = 2 * p if stage < 3 else 2 * p / n
+    grads = 2 * p if stage < 2 else 2 * p / n
+    opt = k_bytes * p if stage < 1 else k_bytes * p / n
+    names = {0: "baseline", 1: "P_os", 2: "P_os+g", 3: "P_os+g+p"}
+    return ShardedStates(
+        scheme=f"ZeRO paper {names[stage]}, N_d={n}",
+        gpu=(Component("weights_bytes", round(params), note="fp16 parameters"),
+             Component("gradients_bytes", round(grads), note="fp16 gradients"),
+             Component("optimizer_bytes", round(opt), note=f"K={k_bytes}: fp32 master, momentum, variance")),
+        assumptions=("mixed-precision Adam, K = 12; no buffers, no activations (ZeRO §3.1, §5)",))
+
+
+def zero_paper_max_params(memory_bytes: float, stage: int, data_parallel: int, model_parallel: int = 1,
+                          k_bytes: int = 12) -> float:
+    """ZeRO Table 2's theoretical maximum model size: device memory / model-state bytes per parameter per
+    device, times the model-parallel degree. 32 GB, 64 GPUs, MP 1: 2B / 7.6B / 14.4B / 128B."""
+    n = float(data_parallel)
+    per = {0: 4 + k_bytes, 1: 4 + k_bytes / n, 2: 2 + (2 + k_bytes) / n, 3: (4 + k_bytes) / n}[stage]
+    return float(memory_bytes) * model_parallel / per
+
+
+# -- DeepSpeed's estimators, mirrored -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeepSpeedEstimate:
+    """One row of DeepSpeed's estimator output: bytes (DeepSpeed prints them /2**30 labelled "GB")."""
+
+    cpu_bytes: int
+    gpu_bytes: int
+    offload_optimizer: bool
+    offload_param: bool = False
+    zero_init: bool = True
+    largest_layer_bytes: int = 0
+
+
+def deepspeed_estimate_zero2(total_params: int, num_gpus_per_node: int = 1, num_nodes: int = 1,
+                             cpu_offload: bool = True,
+                             additional_buffer_factor: float = DS_ADDITIONAL_BUFFER_FACTOR) -> tuple[int, int]:
+    """``deepspeed.runtime.zero.stage_1_and_2.estimate_zero2_model_states_mem_needs``, operation for
+    operation: returns (cpu_mem, gpu_mem). Offload: gpu 2·P, cpu P·max(4·N, 16)·1.5; else gpu
+    4·P + int(16·P/N), cpu P·4·gpus_per_node·1.5 (N = all GPUs)."""
+    total_gpus = num_nodes * num_gpus_per_node
+    if cpu_offload:
+        gpu_mem = 2 * total_params
+        cpu_mem = total_params * max(4 * total_gpus, 16) * additional_buffer_factor
+    else:
+        gpu_mem = 4 * total_params + int(16 * total_params / total_gpus)
+        cpu_mem = total_params * 4 * num_gpus_per_node * additional_buffer_factor
+    return int(cpu_mem), int(gpu_mem)
+
+
+def deepspeed_estimate_zero3(total_params: int, largest_layer_params: int, num_gpus_per_node: int = 1,
+                             num_nodes: int = 1, cpu_offload: bool = True, cpu_offload_params: bool = True,
+                             zero_init: bool = True,
+                             additional_buffer_factor: float = DS_ADDITIONAL_BUFFER_FACTOR) -> tuple[int, int, int]:
+    """``deepspeed.runtime.zero.stage3.estimate_zero3_model_states_mem_needs``, operation for operation:
+    returns (cpu_mem, gpu_mem, largest_layer_memory). largest_layer_memory = 4·LL; GPU: params+optimizer
+    offloaded 4·LL, optimizer offloaded 4·LL + int(2·P/N), none 4·LL + int(18·P/N). CPU (zero_init): 18·P·1.5
+    and 16·P·1.5 per node share (/num_nodes), LL·4·gpus_per_node·1.5 without offload; without zero_init the
+    per-node max with 4·gpus_per_node·P."""
+    total_gpus = num_nodes * num_gpus_per_node
+    gpus_factor = 1 / num_nodes
+    largest_layer_memory = 4 * largest_layer_params
+    if cpu_offload:
+        if cpu_offload_params:
+            gpu_mem = largest_layer_memory
+            if zero_init:
+                cpu_mem = total_params * 18 * gpus_factor * additional_buffer_factor
+            else:
+                cpu_mem = total_params * max(4 * num_gpus_per_node, 18 * gpus_factor) * additional_buffer_factor
+        else:
+            gpu_mem = largest_layer_memory + int(2 * total_params / total_gpus)
+            if zero_init:
+                cpu_mem = total_params * 16 * gpus_factor * additional_buffer_factor
+            else:
+                cpu_mem = total_params * max(4 * num_gpus_per_node, 16 * gpus_factor) * additional_buffer_factor
+    else:
+        gpu_mem = largest_layer_memory + int(18 * total_params / total_gpus)
+        if zero_init:
+            cpu_mem = largest_layer_params * 4 * num_gpus_per_node * additional_buffer_factor
+        else:
+            cpu_mem = total_params * 4 * num_gpus_per_node * additional_buffer_factor
+    return int(cpu_mem), int(gpu_mem), largest_layer_memory
+
+
+def deepspeed_zero2_table(total_params: int, num_gpus_per_node: int = 1, num_nodes: int = 1,
+                          additional_buffer_factor: float = DS_ADDITIONAL_BUFFER_FACTOR) -> tuple[DeepSpeedEstimate, ...]:
+    """The rows ``estimate_zero2_model_states_mem_needs_all_cold`` prints, in its order (offload, none)."""
+    rows = []
+    for offload in (True, False):
+        cpu, gpu = deepspeed_estimate_zero2(total_params, num_gpus_per_node, num_nodes, offload,
+                                            additional_buffer_factor)
+        rows.append(DeepSpeedEstimate(cpu, gpu, offload_optimizer=offload))
+    return tuple(rows)
+
+
+def deepspeed_zero3_table(total_params: int, largest_layer_params: int, num_gpus_per_node: int = 1,
+                          num_nodes: int = 1,
+                          additional_buffer_factor: float = DS_ADDITIONAL_BUFFER_FACTOR) -> tuple[DeepSpeedEstimate, ...]:
+    """The six rows ``estimate_zero3_model_states_mem_needs_all_cold`` prints, in its order
+    (offload_optimizer in (cpu, none) × offload_param in (cpu, none) × zero_init in (1, 0), skipping
+    params offloaded without the optimizer)."""
+    rows = []
+    for cpu_offload in (True, False):
+        for cpu_offload_params in (True, False):
+            if not cpu_offload and cpu_offload_params:
+                continue
+            for zero_init in (True, False):
+                cpu, gpu, ll = deepspeed_estimate_zero3(total_params, largest_layer_params, num_gpus_per_node,
+                                                        num_nodes, cpu_offload, cpu_offload_params, zero_init,
+                                                        additional_buffer_factor)
+                rows.append(DeepSpeedEstimate(cpu, gpu, cpu_offload, cpu_offload_params, zero_init, ll))
+    return tuple(rows)
+
+
+def eleuther_communication_bytes(zero_stage: int, num_gpus: int, bytes_per_param: int = 2,
+                                 allgather_bucket_size: float = DS_ALLGATHER_BUCKET_SIZE,
+                                 zero3_max_live_params: float = DS_MAX_LIVE_PARAMETERS) -> float:
+    """The EleutherAI cookbook's communication memory (calc/calc_transformer_mem.py): ZeRO ≥ 1 on more than
+    one GPU adds allgather_bucket_size × bytes; ZeRO-3 adds zero3_max_live_params × bytes."""
+    mem = 0.0
+    if zero_stage >= 1 and num_gpus > 1:
+        mem += allgather_bucket_size * bytes_per_param
+    if zero_stage == 3 and num_gpus > 1:
+        mem += zero3_max_live_params * bytes_per_param
+    return mem
+
+
+# -- hfmem: DeepSpeed ZeRO, component by component ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class ZeroConfig:
+    """The ``zero_optimization`` settings that change memory, with DeepSpeed's defaults (see DS_* above).
+    ``data_parallel``: ranks the states are partitioned over; ``gpus_per_node``: ranks sharing a node's CPU
+    RAM (None: all on one node). ``grad_accum_dtype``: DeepSpeed ``data_types.grad_accum_dtype`` (None: the
+    model dtype, engine.get_data_types in current DeepSpeed)."""
+
+    stage: int
+    data_parallel: int = 1
+    gpus_per_node: int | None = None
+    offload_optimizer: bool = False
+    offload_param: bool = False
+    reduce_bucket_size: int = DS_REDUCE_BUCKET_SIZE
+    allgather_bucket_size: int = DS_ALLGATHER_BUCKET_SIZE
+    overlap_comm: bool | None = None
+    contiguous_gradients: bool = True
+    prefetch_bucket_size: int = DS_PREFETCH_BUCKET_SIZE
+    max_live_parameters: int = DS_MAX_LIVE_PARAMETERS
+    max_reuse_distance: int = DS_MAX_REUSE_DISTANCE  # with 0, ZeRO-3 keeps only the current layer gathered
+    param_persistence_threshold: int = DS_PARAM_PERSISTENCE_THRESHOLD
+    sub_group_size: int = DS_SUB_GROUP_SIZE
+    grad_accum_dtype: str | None = None
+    zero_init: bool = True
+
+    def __post_init__(self):
+        if self.stage not in (0, 1, 2, 3):
+            raise ValueError("ZeRO stage must be 0, 1, 2 or 3")
+        if self.data_parallel < 1:
+            raise ValueError("data_parallel must be >= 1")
+        if self.offload_param and self.stage != 3:
+            raise ValueError("offload_param needs ZeRO stage 3 (DeepSpeedZeroConfig.offload_param)")
+        if self.offload_optimizer and self.stage == 0:
+            raise ValueError("offload_optimizer needs ZeRO stage 1, 2 or 3")
+
+    @property
+    def overlap(self) -> bool:
+        return self.stage == 3 if self.overlap_comm is None else bool(self.overlap_comm)
+
+    @property
+    def ranks_per_node(self) -> int:
+        return min(self.data_parallel, self.gpus_per_node or self.data_parallel)
+
+
+def _shard_numel(tensors: tuple[ParamTensor, ...], n: int) -> int:
+    """ZeRO-3 partitions every parameter on its own: ds_tensor holds ceil(numel / world) elements."""
+    return sum(_cdiv(t.numel, n) * t.count for t in tensors)
+
+
+def zero_states(states: ModelStates, config: ZeroConfig, *, largest_layer_params: int | None = None) -> ShardedStates:
+    """Per-rank GPU and per-node CPU bytes of DeepSpeed ZeRO ``config.stage`` for ``states`` (from
+    training.model_states with a ``deepspeed-*`` precision, or ``fp32``).
+
+    What each stage allocates (DeepSpeed, deepspeed/runtime/):
+
+    * stage 0, fp16/bf16: FP16_Optimizer (fp16/fused_optimizer.py): full fp32 master ``fp32_groups_flat``,
+      full fp32 states; ``step`` flattens ``p.grad.to(fp32)`` (a list of fp32 copies, then the flat fp32
+      gradient) while the 16-bit gradients are still set. The gradient all-reduce flattens buckets of
+      MEMORY_OPT_ALLREDUCE_SIZE = 5e8 elements (engine.py).
+    * bf16 with ``grad_accum_dtype`` fp32 at stage 0/1 (engine._do_optimizer_sanity_check returns BFLOAT16):
+      BF16_Optimizer (bf16_optimizer.py): fp32 master and states partitioned over DP, a full fp32 gradient
+      buffer ``fp32_groups_gradients_flat`` for the whole run.
+    * stage 1/2 (stage_1_and_2.py): full 16-bit flat weights; fp32 partition
+      ``single_partition_of_fp32_groups``; ``averaged_gradients`` partition in grad_accum dtype; at the step
+      ``single_grad_partition = flatten(averaged_gradients).to(fp32)``; backward() allocates ``ipg_buffer`` of
+      reduce_bucket_size elements (two with overlap_comm) when contiguous_gradients. Stage 1 keeps every
+      full ``.grad`` until the end of backward; stage 2 only one parameter's before it enters the bucket. The
+      parameter all-gather after the step is ``all_gather_into_tensor`` into the flat weights (in place:
+      allgather_bucket_size costs nothing there). Optimizer offload: fp32 partition and its ``.grad`` stay
+      pinned on CPU, GPU keeps ``temp_grad_buffer_for_gpu_offload`` (largest parameter, model dtype).
+    * stage 3 (stage3.py, parameter_offload.py): every parameter partitioned (ceil(numel/N) each);
+      parameters of numel <= stage3_param_persistence_threshold stay gathered (mark_persistent_parameters);
+      gathered working set up to stage3_max_live_parameters (max_reuse_distance 1e9 keeps parameters that
+      come back soon, i.e. most of a small model) but at least the largest layer; ``__ipg_bucket_flat_buffer``
+      of reduce_bucket_size and ``grad_partitions_flat_buffer`` (Ψ/N, grad_accum dtype, on the optimizer's
+      device) for the whole run; fp32 gradient per sub-group (sub_group_size) at the step.
+    """
+    prec = precision_of(states.precision)
+    if prec.library != "DeepSpeed" and prec.name != "fp32":
+        raise ValueError(f"DeepSpeed trains in its own fp16/bf16 modes: use deepspeed-bf16/deepspeed-fp16 or fp32, "
+                         f"not {prec.name!r}")
+    n, st = config.data_parallel, config.stage
+    T, F = states.trainable_params, states.frozen_params
+    w_t, w_f = states.trainable_weight_bytes_per_param, states.frozen_weight_bytes_per_param
+    g = prec.gradient_bytes
+    ga = DTYPE_BYTES[config.grad_accum_dtype] if config.grad_accum_dtype else g
+    opt_state, opt_temp = states.optimizer_bytes, states.optimizer_step_temporary_bytes
+    tensors = states.trainable_tensors + states.frozen_tensors
+    ll = largest_layer_params if largest_layer_params is not None else largest_module_params(tensors)
+    largest_param = largest_tensor_numel(states.trainable_tensors)
+    half = prec.library == "DeepSpeed"
+    bf16_optimizer = half and prec.activation_dtype == "bfloat16" and ga == 4 and st in (0, 1) \
+        and not config.offload_optimizer
+    gpu: list[Component] = []
+    cpu_rank: list[Component] = []  # per rank; multiplied by ranks_per_node below
+    assumptions = [f"DeepSpeed ZeRO-{st}, data parallel {n}, {prec.name}, optimizer {states.optimizer}"]
+    opt_dev = cpu_rank if config.offload_optimizer else gpu
+
+    def add(where, name, nbytes, phase="persistent", note=""):
+        if nbytes:
+            where.append(Component(name, int(nbytes), phase, note))
+
+    if st < 3:
+        add(gpu, "weights_bytes", T * w_t + F * w_f, note="16-bit flat weights, full on every rank")
+    if bf16_optimizer:
+        add(gpu, "master_weights_bytes", _cdiv(T, n) * 4, note="BF16_Optimizer fp32_groups_flat_partition")
+        add(gpu, "optimizer_bytes", _cdiv(opt_state, n), note="states of the rank's fp32 partition")
+        add(gpu, "gradients_bytes", T * g, "backward", "bf16 .grad before update_hp_grads")
+        add(gpu, "fp32_gradients_bytes", T * 4, note="BF16_Optimizer fp32_groups_gradients_flat (full, whole run)")
+        add(gpu, "optimizer_step_temporary_bytes", _cdiv(opt_temp, n), "step")
+        assumptions.append("bf16 + grad_accum_dtype fp32 at stage 0/1 runs BF16_Optimizer (engine.py)")
+    elif st == 0:
+        if half:
+            add(gpu, "master_weights_bytes", T * 4, note="FP16_Optimizer fp32_groups_flat (full)")
+        add(gpu, "optimizer_bytes", opt_state)
+        add(gpu, "gradients_bytes", T * g, note="16-bit .grad, full, until the step")
+        if half:
+            add(gpu, "fp32_gradients_bytes", T * 4, "step", "FP16_Optimizer.step: flat fp32 gradient")
+            add(gpu, "fp32_gradient_flatten_copies_bytes", T * 4, "step",
+                "p.grad.to(fp32) per parameter, alive while they are flattened")
+        add(gpu, "allreduce_bucket_bytes", min(DS_ALLREDUCE_BUCKET_SIZE, T) * g if n > 1 else 0, "backward",
+            "engine.allreduce_gradients: flat bucket of MEMORY_OPT_ALLREDUCE_SIZE elements")
+        add(gpu, "optimizer_step_temporary_bytes", opt_temp, "step")
+    elif st in (1, 2):
+        add(opt_dev, "master_weights_bytes", _cdiv(T, n) * 4, note="single_partition_of_fp32_groups")
+        add(opt_dev, "optimizer_bytes", _cdiv(opt_state, n))
+        if config.offload_optimizer:
+            add(cpu_rank, "fp32_gradients_bytes", _cdiv(T, n) * 4, note="pinned fp32 .grad of the CPU partition")
+            add(cpu_rank, "offload_grad_buffer_bytes", largest_param * g, note="temp_grad_buffer_for_cpu_offload")
+            add(gpu, "offload_grad_buffer_bytes", largest_param * g, note="temp_grad_buffer_for_gpu_offload")
+        else:
+            add(gpu, "gradients_bytes", _cdiv(T, n) * ga, note="averaged_gradients of the rank's partition")
+            add(gpu, "fp32_gradients_bytes", _cdiv(T, n) * 4, "step", "single_grad_partition .to(fp32)")
+        if st == 1:
+            add(gpu, "unsharded_gradients_bytes", T * g, "backward", "ZeRO-1: every full .grad until reduced")
+        else:
+            add(gpu, "unsharded_gradients_bytes", largest_param * g, "backward",
+                "one parameter's full .grad before it is copied into the bucket")
+        if T and (config.contiguous_gradients or config.offload_optimizer):
+            add(gpu, "reduce_bucket_bytes", config.reduce_bucket_size * g * (2 if config.overlap else 1),
+                "backward", "ipg_buffer: reduce_bucket_size elements" + (", double-buffered" if config.overlap else ""))
+        add(opt_dev, "optimizer_step_temporary_bytes", _cdiv(opt_temp, n), "step")
+        assumptions.append("parameter all-gather in place (all_gather_into_tensor): allgather_bucket_size adds "
+                           "no buffer")
+    else:  # stage 3
+        trainable_shard = _shard_numel(states.trainable_tensors, n)
+        frozen_shard = _shard_numel(states.frozen_tensors, n)
+        param_dev = cpu_rank if config.offload_param else gpu
+        add(param_dev, "weights_bytes", trainable_shard * w_t + frozen_shard * w_f,
+            note="the rank's partition of every parameter")
+        thr = config.param_persistence_threshold
+        small_t = sum(t.total_numel for t in states.trainable_tensors if t.numel <= thr)
+        small_f = sum(t.total_numel for t in states.frozen_tensors if t.numel <= thr)
+        persistent = small_t + small_f
+        add(gpu, "persistent_params_bytes", small_t * w_t + small_f * w_f,
+            note=f"parameters of <= {thr} elements stay gathered")
+        cap = config.max_live_parameters if config.max_reuse_distance else 0
+        live = min(T + F - persistent, max(ll, cap))
+        add(gpu, "gathered_params_bytes", live * max(w_t, w_f if F else w_t), "backward",
+            "gathered working set: up to stage3_max_live_parameters, at least the largest layer")
+        add(gpu, "unsharded_gradients_bytes", min(ll, T) * g, "backward", "the largest layer's full gradients")
+        add(gpu, "reduce_bucket_bytes", config.reduce_bucket_size * g if config.contiguous_gradients and T else 0,
+            note="__ipg_bucket_flat_buffer (allocated once)")
+        add(opt_dev, "gradients_bytes", _cdiv(T, n) * ga, note="grad_partitions_flat_buffer")
+        add(opt_dev, "master_weights_bytes", _cdiv(T, n) * 4, note="fp32_partitioned_groups_flat")
+        add(opt_dev, "optimizer_bytes", _cdiv(opt_state, n))
+        add(opt_dev, "fp32_gradients_bytes", min(_cdiv(T, n), config.sub_group_size) * 4, "step",
+            "fp32 gradient of one sub-group at a time")
+        add(opt_dev, "optimizer_step_temporary_bytes", _cdiv(opt_temp, n), "step")
+    rpn = config.ranks_per_node
+    cpu = tuple(Component(c.name, c.bytes * rpn, c.phase, c.note + f" (× {rpn} ranks)") for c in cpu_rank)
+    load = (T * w_t + F * w_f)
+    cpu_init = rpn * (_cdiv(load, n) if (st == 3 and config.zero_init) else load)
+    if config.offload_optimizer or config.offload_param:
+        assumptions.append(f"CPU RAM per node: {rpn} ranks' pinned partitions")
+    return ShardedStates(scheme=f"deepspeed-zero{st}", gpu=tuple(gpu), cpu=cpu, ranks_per_node=rpn,
+                         cpu_init_bytes=cpu_init, assumptions=tuple(assumptions))
+
+
+# -- FSDP and DDP -------------------------------------------------------------------------------------------
+
+FSDP_STRATEGIES = ("full_shard", "shard_grad_op", "no_shard", "hybrid_shard")
+
+
+def fsdp_states(states: ModelStates, world_size: int, *, largest_unit_params: int, root_unit_params: int = 0,
+                strategy: str = "full_shard", prefetch_units: int = 2, gpus_per_node: int | None = None,
+                cpu_offload: bool = False, param_dtype_bytes: int | None = None) -> ShardedStates:
+    """Per-rank bytes of torch FSDP (FSDP1 ShardingStrategy / FSDP2 fully_shard), for ``states`` of a torch
+    precision (fp32, amp-*, bf16, fp16).
+
+    * full_shard (≈ ZeRO-3): parameters, gradients and optimizer states sharded 1/N; during forward and
+      backward the root unit (parameters outside every wrapped unit: embeddings, final norm, LM head) stays
+      gathered — FSDP2 sets the root's reshard_after_forward to False (_fully_shard.py) — and
+      ``prefetch_units`` units are gathered at once: BackwardPrefetch.BACKWARD_PRE "holds the current set of
+      parameters, next set of parameters, and current set of gradients in memory" (fsdp/api.py). Use the
+      largest wrapped unit (the decoder layer, Inventory.layers) for ``largest_unit_params``.
+    * shard_grad_op (≈ ZeRO-2): parameters are not resharded after forward, so the whole model is gathered
+      through backward; gradients and states sharded.
+    * hybrid_shard: full_shard within a node (``gpus_per_node`` ranks), replicated across nodes.
+    * no_shard (≈ DDP): everything full on every rank.
+    ``param_dtype_bytes``: the all-gather dtype (MixedPrecision.param_dtype); defaults to the stored weights'.
+    ``cpu_offload`` (CPUOffload(offload_params=True)): sharded parameters, gradients and the optimizer step on
+    CPU; the GPU keeps the gathered units.
+    """
+    if strategy not in FSDP_STRATEGIES:
+        raise ValueError(f"unknown FSDP strategy {strategy!r} ({', '.join(FSDP_STRATEGIES)})")
+    prec = precision_of(states.precision)
+    if prec.library == "DeepSpeed":
+        raise ValueError("FSDP trains with torch precisions (fp32, amp-*, bf16, fp16), not DeepSpeed's")
+    rpn = min(world_size, gpus_per_node or world_size)
+    n = {"full_shard": world_size, "shard_grad_op": world_size, "no_shard": 1, "hybrid_shard": rpn}[strategy]
+    T, F = states.trainable_params, states.frozen_params
+    w_t, w_f = states.trainable_weight_bytes_per_param, states.frozen_weight_bytes_per_param
+    g = prec.gradient_bytes
+    pd = param_dtype_bytes or max(w_t, w_f if F else w_t)
+    gpu: list[Component] = []
+    cpu_rank: list[Component] = []
+    shard_dev = cpu_rank if cpu_offload else gpu
+
+    def add(where, name, nbytes, phase="persistent", note=""):
+        if nbytes:
+            where.append(Component(name, int(nbytes), phase, note))
+
+    add(shard_dev, "weights_bytes", _cdiv(T, n) * w_t + _cdiv(F, n) * w_f, note=f"sharded 1/{n}")
+    add(shard_dev, "master_weights_bytes", _cdiv(T, n) * prec.master_weight_bytes)
+    add(shard_dev, "gradients_bytes", _cdiv(T, n) * g, note="sharded gradients")
+    add(shard_dev, "optimizer_bytes", _cdiv(states.optimizer_bytes, n))
+    add(shard_dev, "optimizer_step_temporary_bytes", _cdiv(states.optimizer_step_temporary_bytes, n), "step")
+    if strategy in ("full_shard", "hybrid_shard") and n > 1:
+        gathered = min(T + F, root_unit_params + prefetch_units * largest_unit_params)
+        add(gpu, "gathered_params_bytes", gathered * pd, "backward",
+            f"root unit + {prefetch_units} × largest unit, unsharded")
+        add(gpu, "unsharded_gradients_bytes", min(T, largest_unit_params) * g, "backward",
+            "the current unit's full gradients before reduce-scatter")
+    elif strategy == "shard_grad_op" and n > 1:
+        add(gpu, "gathered_params_bytes", (T + F) * pd, "backward", "not resharded after forward")
+        add(gpu, "unsharded_gradients_bytes", min(T, largest_unit_params) * g, "backward",
+            "the current unit's full gradients before reduce-scatter")
+    cpu = tuple(Component(c.name, c.bytes * rpn, c.phase, c.note + f" (× {rpn} ranks)") for c in cpu_rank)
+    return ShardedStates(scheme=f"fsdp-{strategy}", gpu=tuple(gpu), cpu=cpu, ranks_per_node=rpn,
+                         cpu_init_bytes=rpn * (T * w_t + F * w_f),
+                         assumptions=(f"FSDP {strategy}, world size {world_size}, {prec.name}, optimizer "
+                                      f"{states.optimizer}",))
+
+
+def fsdp_units(layers, num_params: int) -> tuple[int, int]:
+    """(largest_unit_params, root_unit_params) for ``fsdp_states`` from ``Inventory.layers`` (LayerGroup
+    objects or dicts with ``names`` and ``num_params``): the wrapped units are the repeated blocks (groups
+    whose module names all end in a layer index: ``model.layers.0``; what transformer_auto_wrap_policy
+    wraps via ``_no_split_modules``), the root unit is every parameter outside them (embeddings, final
+    norm, LM head)."""
+    def get(g, k):
+        return g[k] if isinstance(g, dict) else getattr(g, k)
+
+    units = [g for g in layers if get(g, "names") and all(str(n).rsplit(".", 1)[-1].isdigit()
+                                                         for n in get(g, "names"))]
+    largest = max((int(get(g, "num_params")) for g in units), default=0)
+    wrapped = sum(int(get(g, "num_params")) * len(get(g, "names")) for g in units)
+    return largest, max(0, int(num_params) - wrapped)
+
+
+def ddp_states(states: ModelStates, *, gradient_as_bucket_view: bool = False) -> ShardedStates:
+    """torch DistributedDataParallel: full model states on every rank, plus the all-reduce buckets, which
+    cover every gradient unless ``gradient_as_bucket_view`` ("the saved memory size will be equal to the total
+    gradients size", torch/nn/parallel/distributed.py)."""
+    comps = [Component(k, v, "step" if k == "optimizer_step_temporary_bytes" else "persistent")
+             for k, v in states.components().items() if v and k != "fp32_gradients_bytes"]
+    if not gradient_as_bucket_view:
+        comps.append(Component("ddp_bucket_bytes", states.gradients_bytes, "persistent",
+                               "Reducer buckets, a second copy of the gradients"))
+    return ShardedStates(scheme="ddp", gpu=tuple(comps),
+                         assumptions=(f"DDP, gradient_as_bucket_view={gradient_as_bucket_view}",))
+
+
+def single_device_states(states: ModelStates) -> ShardedStates:
+    """One GPU, no parallelism: the model states with their phases."""
+    phase = {"fp32_gradients_bytes": "step", "optimizer_step_temporary_bytes": "step"}
+    comps = [Component(k, v, phase.get(k, "persistent")) for k, v in states.components().items() if v]
+    return ShardedStates(scheme="single-device", gpu=tuple(comps))
+
+
+# -- tensor parallelism -------------------------------------------------------------------------------------
+
+# Megatron-style row-parallel projections (input dimension split, bias replicated); other Linear layers
+# are column-parallel (output dimension and bias split). Names as transformers' models call them.
+ROW_PARALLEL_NAMES = frozenset({"o_proj", "down_proj", "out_proj", "c_proj", "wo", "fc2", "w2", "dense_4h_to_h",
+                                "proj", "w_out"})
+
+
+def tensor_parallel_census(census: list[dict], tp: int, *, vocab_parallel: bool = False) -> list[dict]:
+    """The census one tensor-parallel rank holds (same format, ``params`` recomputed).
+
+    Assumptions (Megatron-LM layout): ``linear`` and ``experts`` tensors are split t ways — column-parallel
+    layers split out_features and their bias, row-parallel ones (ROW_PARALLEL_NAMES) split in_features and
+    keep their bias whole; fused expert tensors split their largest non-expert dimension. Routers, norms
+    and other small tensors are replicated. Embeddings and the LM head are replicated unless
+    ``vocab_parallel`` (VocabParallelEmbedding / a column-parallel head: vocabulary split t ways)."""
+    if tp < 1:
+        raise ValueError("tensor parallel degree must be >= 1")
+    out = []
+    for e in census:
+        e = dict(e)
+        count = int(e.get("count", 1)) or 1
+        role = e.get("role", "other")
+        split = role in ("linear", "experts") or (vocab_parallel and role in ("embedding", "lm_head"))
+        if tp > 1 and split and "in_features" in e and "out_features" in e:
+            fin, fout, bias = int(e["in_features"]), int(e["out_features"]), int(e.get("bias") or 0)
+            per = int(e.get("params", 0)) // count
+            w = 0 if e.get("tied") else fin * fout
+            counted_bias = per - w
+            if role == "linear" and e.get("name") in ROW_PARALLEL_NAMES:
+                e["in_features"] = _cdiv(fin, tp)
+            else:
+                e["out_features"] = _cdiv(fout, tp)
+                if counted_bias:
+                    counted_bias = _cdiv(counted_bias, tp)
+                    e["bias"] = _cdiv(bias, tp)
+            w = 0 if e.get("tied") else int(e["in_features"]) * int(e["out_features"])
+            e["params"] = (w + counted_bias) * count
+        elif tp > 1 and split and e.get("shape"):
+            shape = [int(d) for d in e["shape"]]
+            dims = range(1, len(shape)) if role == "experts" and len(shape) > 1 else range(len(shape))
+            if role == "embedding":
+                dims = range(1)  # vocabulary rows
+            k = max(dims, key=lambda i: shape[i])
+            shape[k] = _cdiv(shape[k], tp)
+            e["shape"] = shape
+            e["params"] = math.prod(shape) * count
+        e["tp_sharded"] = bool(split and tp > 1)
+        out.append(e)
+    return out
+
+
+# -- pipeline parallelism -----------------------------------------------------------------------------------
+
+def _layer_count(census: list[dict]) -> int:
+    counts = [int(e.get("count", 1)) for e in census if e.get("role") in ("linear", "experts") and e.get("count")]
+    if not counts:
+        return 1
+    return max(set(counts), key=lambda c: (sum(1 for x in counts if x == c), c))
+
+
+def pipeline_layers(num_layers: int, pp: int, stage: int) -> int:
+    """Layers of ``stage`` when L layers are split evenly over p stages (the first L mod p stages take one
+    more), as Megatron (which requires L divisible by p) and DeepSpeed's PipelineModule 'uniform' do."""
+    if not 0 <= stage < pp:
+        raise ValueError("stage must be in [0, pp)")
+    return num_layers // pp + (1 if stage < num_layers % pp else 0)
+
+
+def pipeline_stage_census(census: list[dict], pp: int, stage: int, *, num_layers: int | None = None) -> list[dict]:
+    """The census of pipeline stage ``stage`` of ``pp``: the repeated-layer tensors (census entries whose
+    count is a multiple of the layer count) scaled to the stage's layers; embeddings on the first stage; the
+    LM head and the remaining non-layer tensors (final norm, pooler) on the last. A tied LM head gets the
+    embedding's weight on the last stage when pp > 1 (Megatron keeps a copy of the word embeddings there to
+    compute the logits and all-reduces their gradients between the two stages)."""
+    L = num_layers or _layer_count(census)
+    layers = pipeline_layers(L, pp, stage)
+    first, last = stage == 0, stage == pp - 1
+    out = []
+    for e in census:
+        count = int(e.get("count", 1)) or 1
+        role = e.get("role", "other")
+        if count >= L and count % L == 0 and role != "embedding":
+            new = count // L * layers
+            if new:
+                out.append(dict(e, count=new, params=int(e.get("params", 0)) // count * new))
+        elif role == "embedding":
+            if first:
+                out.append(dict(e))
+        elif role == "lm_head":
+            if last:
+                if e.get("tied") and pp > 1:
+                    w = int(e["in_features"]) * int(e["out_features"])
+                    out.append(dict(e, tied=False, params=int(e.get("params", 0)) + w * count))
+                else:
+                    out.append(dict(e))
+        elif last:
+            out.append(dict(e))
+    return out
+
+
+PIPELINE_SCHEDULES = ("1f1b", "gpipe", "interleaved")
+
+
+def pipeline_activation_layers(num_layers: int, pp: int, *, microbatches: int | None = None,
+                               schedule: str = "1f1b", virtual_stages: int = 1, stage: int = 0) -> float:
+    """How many layers' worth of one micro-batch's activations ``stage`` holds at its peak; multiply by the
+    per-layer activation bytes. Korthikanti et al. 2022 §4.2.3: with 1F1B the first stage keeps p
+    micro-batches in flight, each of L/p layers, so L layers' worth whatever p (Eq. 5); the interleaved
+    schedule (v model chunks per stage) multiplies that by (1 + (p − 1)/(p·v)). Stage s of 1F1B has
+    p − s micro-batches in flight; fewer micro-batches than that cap it. GPipe keeps all micro-batches."""
+    if schedule not in PIPELINE_SCHEDULES:
+        raise ValueError(f"unknown pipeline schedule {schedule!r} ({', '.join(PIPELINE_SCHEDULES)})")
+    per_stage = num_layers / pp
+    if schedule == "gpipe":
+        return per_stage * (microbatches or pp)
+    inflight = pp - stage if microbatches is None else min(pp - stage, microbatches)
+    layers = per_stage * inflight
+    if schedule == "interleaved" and pp > 1:
+        layers *= 1 + (pp - 1) / (pp * virtual_stages)
+    return layers
+
+
+__all__ = [
+    "Component", "ShardedStates", "ZeroConfig", "DeepSpeedEstimate", "zero_paper_states", "zero_paper_max_params",
+    "deepspeed_estimate_zero2", "deepspeed_estimate_zero3", "deepspeed_zero2_table", "deepspeed_zero3_table",
+    "eleuther_communication_bytes", "zero_states", "fsdp_states", "fsdp_units", "ddp_states",
+    "single_device_states",
+    "tensor_parallel_census", "pipeline_stage_census", "pipeline_layers", "pipeline_activation_layers",
+]
