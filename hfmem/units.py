@@ -42,3 +42,29 @@ def format_count(n: int) -> str:
         if n >= div:
             return f"{n:,} ({n / div:.2f} {suffix})"
     return f"{n:,}"
+
+
+# Explicit units only: decimal SI (KB/MB/GB/TB = 10^3..10^12) or binary IEC (KiB/MiB/GiB/TiB = 2^10..2^40);
+# a bare number or a bare "G" is ambiguous and refused.
+SIZE_UNITS: dict[str, int] = {
+    "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+
+
+def parse_size(spec: str) -> int | None:
+    """``'24GiB'`` → 25769803776, ``'80GB'`` → 80000000000. None when ``spec`` is not a number with a unit
+    letter sequence at all; ValueError (message names the problem) for a number with an unknown or missing
+    unit or a negative size."""
+    import re
+    from decimal import Decimal
+
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", spec or "", re.IGNORECASE)
+    if not m:
+        return None
+    unit = m.group(2).lower()
+    if unit not in SIZE_UNITS:
+        raise ValueError(f"unit {m.group(2) or '(none)'!r} is ambiguous or unknown: write GB (10^9 bytes) or "
+                         "GiB (2^30 bytes), e.g. 80GB or 24GiB; MB/MiB and TB/TiB work too")
+    return int(Decimal(m.group(1)) * SIZE_UNITS[unit])

@@ -51,6 +51,28 @@ AdamRuleOpt = Annotated[Optional[AdamRule], typer.Option(
                         "accelerate < 0.29, the calculator's old table).")]
 
 
+GpuOpt = Annotated[Optional[str], typer.Option(
+    "--gpu", help="A catalog GPU (H100-80GB, RTX-4090, ...; see `hfmem gpus`) or a size (24GiB, 80GB): adds "
+                  "fits, max context, max batch, fewest GPUs.")]
+GpusOpt = Annotated[int, typer.Option("--gpus", help="Number of GPUs (tensor-parallel degree).")]
+
+
+def parse_size_option(flag: str, value: str | None, default: int) -> int:
+    """A byte-size option (``--cuda-context 600MiB``), or ``default`` when not given."""
+    from ..errors import UsageError
+    from ..units import parse_size
+
+    if value is None:
+        return default
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag} {value!r}: {exc}") from None
+    if size is None:
+        raise UsageError(f"{flag} {value!r} is not a size", hint="e.g. 600MiB or 1GiB")
+    return size
+
+
 def source_options(revision, token, offline, trust_remote_code, no_cache, headers_only=False):
     """The api.Options every command builds from the shared source flags (progress hints on a terminal)."""
     import sys

@@ -19,19 +19,15 @@ import difflib
 import json
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
 
 from hfmem.errors import UsageError
+from hfmem.units import SIZE_UNITS, parse_size
 
 __all__ = ["GPU", "UnknownGPUError", "catalog", "parse_gpu", "SIZE_UNITS"]
 
-SIZE_UNITS: dict[str, int] = {
-    "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-}
 _UNIT_LABEL = {"b": "B", "kb": "KB", "mb": "MB", "gb": "GB", "tb": "TB",
                "kib": "KiB", "mib": "MiB", "gib": "GiB", "tib": "TiB"}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
@@ -109,24 +105,18 @@ def _suggest(spec: str, n: int = 3) -> list[str]:
 
 
 def _parse_size(spec: str) -> GPU | None:
-    m = _SIZE_RE.match(spec)
-    if not m:
-        return None
-    number, unit = m.group(1), m.group(2).lower()
-    if unit not in SIZE_UNITS:
-        raise UsageError(
-            f"--gpu {spec!r}: unit {m.group(2) or '(none)'!r} is ambiguous or unknown",
-            hint="write GB (10^9 bytes) or GiB (2^30 bytes), e.g. 80GB or 24GiB; MB/MiB and TB/TiB work too",
-        )
     try:
-        value = Decimal(number) * SIZE_UNITS[unit]
-    except InvalidOperation:  # pragma: no cover - the regex admits only plain decimals
+        value = parse_size(spec)
+    except ValueError as exc:
+        raise UsageError(f"--gpu {spec!r}: {exc}") from None
+    if value is None:
         return None
     if value <= 0:
         raise UsageError(f"--gpu {spec!r}: a GPU needs more than 0 bytes of memory")
-    label = f"{Decimal(number).normalize():f} {_UNIT_LABEL[unit]} GPU"
+    m = _SIZE_RE.match(spec)
+    label = f"{Decimal(m.group(1)).normalize():f} {_UNIT_LABEL[m.group(2).lower()]} GPU"
     return GPU(name=label, memory_bytes=int(value), memory_marketed=spec.strip(), memory_basis="user",
-               notes="size given on the command line; bf16/fp8 support unknown")
+               notes="size given on the command line; bf16/fp16/fp8 support unknown")
 
 
 def parse_gpu(spec: str) -> GPU:

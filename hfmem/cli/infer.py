@@ -1,0 +1,134 @@
+"""``hfmem infer MODEL...``: serving memory (weights, KV cache, activations, overheads) per GPU, whether it
+fits, and the limits that fit. A thin layer over ``hfmem.api.infer``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import HfmemError, UsageError
+from .errors import error_boundary, error_line
+from .options import (Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt, RevisionOpt, TokenOpt,
+                      TrustRemoteCodeOpt, parse_size_option, source_options)
+from .output import hint, print_json, print_text, stdout_console
+
+
+class Engine(str, Enum):
+    transformers = "transformers"
+    vllm = "vllm"
+
+
+class Attn(str, Enum):
+    sdpa = "sdpa"
+    flash = "flash"
+    eager = "eager"
+
+
+class DType(str, Enum):
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
+class KVDType(str, Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fp32 = "fp32"
+    fp8 = "fp8"
+
+
+class Logits(str, Enum):
+    last = "last"
+    all = "all"
+
+
+class Emit(str, Enum):
+    vllm = "vllm"
+
+
+def infer(
+    models: ModelsArg,
+    context: Annotated[int, typer.Option("--context", "-c", help="Prompt tokens per sequence (vLLM: max-model-len).")] = 4096,
+    batch: Annotated[int, typer.Option("--batch", "-b", help="Sequences at once (vLLM: concurrent sequences at full context).")] = 1,
+    new_tokens: Annotated[int, typer.Option("--new-tokens", "-n", help="Decode steps after the prefill (transformers).")] = 0,
+    engine: Annotated[Engine, typer.Option("--engine", "-e", help="transformers generate(), or vLLM's paged KV cache.")] = Engine.transformers,
+    weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Weight format: fp32, bf16, fp16, fp8, fp8-block, int8, nf4, nf4-dq, fp4, fp4-dq, gptq-int4, awq-int4, mxfp4 (default: the checkpoint's).")] = None,
+    dtype: Annotated[Optional[DType], typer.Option("--dtype", help="Compute dtype (default: the checkpoint's; bf16 for quantized weights).")] = None,
+    kv_dtype: Annotated[KVDType, typer.Option("--kv-dtype", help="KV cache dtype (auto: the compute dtype).")] = KVDType.auto,
+    attn: Annotated[Optional[Attn], typer.Option("--attn", help="Attention implementation (default: sdpa; vLLM: flash).")] = None,
+    gpu: GpuOpt = None,
+    gpus: GpusOpt = 1,
+    gpu_memory_utilization: Annotated[float, typer.Option("--gpu-memory-utilization", help="vLLM: fraction of the GPU vLLM takes.")] = 0.9,
+    max_num_batched_tokens: Annotated[int, typer.Option("--max-num-batched-tokens", help="vLLM: tokens in one forward (its profile run).")] = 8192,
+    max_num_seqs: Annotated[int, typer.Option("--max-num-seqs", help="vLLM: sequences the sampler runs at once (profile run).")] = 256,
+    block_size: Annotated[int, typer.Option("--block-size", help="vLLM: tokens per KV block.")] = 16,
+    cuda_context: Annotated[Optional[str], typer.Option("--cuda-context", help="CUDA context per process, e.g. 600MiB (default 512MiB).")] = None,
+    nccl: Annotated[Optional[str], typer.Option("--nccl", help="NCCL memory per process when --gpus > 1 (default 768MiB).")] = None,
+    cuda_graphs: Annotated[Optional[str], typer.Option("--cuda-graphs", help="vLLM CUDA-graph pool (default 512MiB).")] = None,
+    fragmentation: Annotated[Optional[float], typer.Option("--fragmentation", help="Allocator reserve as a fraction of activations + KV cache (default 0.10).")] = None,
+    logits: Annotated[Logits, typer.Option("--logits", help="Logits kept by the prefill: last (generate) or all (a plain forward: scoring, perplexity).")] = Logits.last,
+    emit: Annotated[Optional[Emit], typer.Option("--emit", help="Print a launch command consistent with the plan (vllm serve ...).")] = None,
+    revision: RevisionOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+    fmt: FormatOpt = Format.table,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Serving memory per GPU: weights in their real format, KV cache for the real attention layout,
+    activations, CUDA context and other overheads; with --gpu, whether it fits, the max context, max batch,
+    fewest GPUs and the weight format that fit."""
+    with error_boundary():
+        if not models:
+            raise UsageError("no model given", hint="e.g. hfmem infer meta-llama/Llama-3.1-8B --context 32768")
+        from ..api import infer_many
+        from ..plan.gpus import parse_gpu
+        from ..scenarios.inference import InferenceSettings
+        from ..scenarios.overheads import Overheads
+
+        defaults = Overheads()
+        overheads = Overheads(
+            cuda_context_bytes=parse_size_option("--cuda-context", cuda_context, defaults.cuda_context_bytes),
+            nccl_bytes=parse_size_option("--nccl", nccl, defaults.nccl_bytes),
+            cuda_graphs_bytes=parse_size_option("--cuda-graphs", cuda_graphs, defaults.cuda_graphs_bytes),
+            allocator_fragmentation=defaults.allocator_fragmentation if fragmentation is None else fragmentation)
+        settings = InferenceSettings(
+            engine=engine.value, context=context, batch=batch, new_tokens=new_tokens,
+            weights_format=weights.lower() if weights else None, compute_dtype=dtype.value if dtype else None,
+            kv_dtype=None if kv_dtype is KVDType.auto else kv_dtype.value, attn=attn.value if attn else None,
+            tp=gpus, overheads=overheads, block_size=block_size, gpu_memory_utilization=gpu_memory_utilization,
+            max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, logits=logits.value)
+        gpu_obj = parse_gpu(gpu) if gpu else None
+        opts = source_options(revision, token, offline, trust_remote_code, no_cache)
+        failures: list[tuple[str, HfmemError]] = []
+        reports = infer_many(models, opts, settings=settings, gpu=gpu_obj,
+                             on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
+        emits: dict[str, str] = {}
+        if emit is Emit.vllm:
+            from ..plan.emit import vllm_serve
+
+            for r in reports:
+                cmd, caveats = vllm_serve(r.report.model, r.estimate, r.fit)
+                emits[r.report.model] = cmd
+                for c in caveats:
+                    hint(f"note: {r.report.model}: {c}")
+        if fmt is Format.json:
+            from ..render.infer import infer_json
+
+            print_json(infer_json(reports, failures, emits))
+        elif emits:
+            print_text("".join(cmd + "\n" for cmd in emits.values()))
+        elif reports:
+            from ..render import infer as render
+
+            if fmt is Format.markdown:
+                print_text(render.markdown_infer(reports))
+            else:
+                render.rich_infer(stdout_console(), reports)
+        for _, exc in failures:
+            typer.echo(error_line(exc), err=True)
+        if failures:
+            raise typer.Exit(failures[0][1].exit_code)

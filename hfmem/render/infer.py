@@ -1,0 +1,186 @@
+"""JSON, terminal table and Markdown for ``hfmem infer``. Reads InferenceReport objects; computes nothing."""
+
+from __future__ import annotations
+
+from .. import __version__
+from ..units import format_binary
+from .json import errors_json
+
+SCHEMA = "hfmem.infer/1"
+PREDICTS = {
+    "peak_allocated_bytes": "torch.cuda.max_memory_allocated() on the busiest GPU (rank 0)",
+    "peak_reserved_bytes": "torch.cuda.max_memory_reserved() on that GPU (allocated + the caching allocator's "
+                           "reserve; vLLM: + its CUDA-graph pool)",
+    "device_total_bytes": "the process's memory as nvidia-smi shows it on that GPU (reserved + CUDA context "
+                          "[+ NCCL])",
+}
+
+
+def _model_json(r, emit: str | None = None) -> dict:
+    e, rep = r.estimate, r.report
+    s = e.settings
+    inputs = {"engine": s.engine, "context": s.context, "batch": s.batch, "new_tokens": s.new_tokens,
+              "weights_format": e.weights_format, "weights_format_requested": s.weights_format,
+              "checkpoint_format": r.checkpoint_format, "compute_dtype": e.compute_dtype, "kv_dtype": e.kv_dtype,
+              "attn": e.attn, "gpus": s.tp, "gpu": r.fit.gpu if r.fit else None,
+              "block_size": s.block_size}
+    if s.engine == "vllm":
+        inputs.update(gpu_memory_utilization=s.gpu_memory_utilization,
+                      max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_num_seqs)
+    out = {
+        "model": rep.model,
+        "source": rep.source,
+        "revision": rep.revision,
+        "architecture": rep.inventory.architecture,
+        "model_type": rep.inventory.model_type,
+        "inputs": inputs,
+        "parameters": e.logical_params,
+        "weights": {"format": e.weights_format, "stored_bytes": e.stored_weights_bytes,
+                    "logical_parameters": e.logical_params},
+        "components": e.components,
+        "kv_bytes_per_token": e.kv_bytes_per_token,
+        "kv_bytes_per_token_per_gpu": e.kv_bytes_per_token_per_gpu,
+        "kv_layers": e.kv_layout_summary,
+        "phases": [dict(p.__dict__) for p in e.phases],
+        "peak_phase": e.peak_phase,
+        "peak_allocated_bytes": e.peak_allocated_bytes,
+        "peak_reserved_bytes": e.peak_reserved_bytes,
+        "device_total_bytes": e.device_total_bytes,
+        "per_gpu": {"gpus": s.tp, "peak_allocated_bytes": e.peak_allocated_bytes,
+                    "peak_reserved_bytes": e.peak_reserved_bytes, "device_total_bytes": e.device_total_bytes,
+                    "all_gpus_device_total_bytes": e.device_total_bytes * s.tp},
+        "max_position_embeddings": e.max_position_embeddings,
+        "predicts": PREDICTS,
+        "overheads": s.overheads.to_dict(),
+        "assumptions": e.assumptions,
+        "notes": r.notes + e.notes + rep.inventory.notes,
+    }
+    if e.vllm is not None:
+        out["vllm"] = e.vllm
+    if r.fit is not None:
+        f = r.fit
+        out.update(fits=f.fits, gpu_memory_bytes=f.gpu_memory_bytes, capacity_bytes=f.capacity_bytes,
+                   headroom_bytes=f.headroom_bytes, max_context=f.max_context,
+                   max_context_limited_by=f.max_context_limited_by, max_batch=f.max_batch, min_gpus=f.min_gpus,
+                   weight_format_that_fits=f.weight_format_that_fits, weight_formats=f.weight_formats)
+        if f.notes:
+            out["notes"] = out["notes"] + f.notes
+    if emit:
+        out["emit"] = emit
+    return out
+
+
+def infer_json(reports, errors=(), emits: dict | None = None) -> dict:
+    """The document ``hfmem infer ... --format json`` prints."""
+    emits = emits or {}
+    return {"schema": SCHEMA, "hfmem_version": __version__, "units": "bytes",
+            "scope": "per GPU (rank 0) unless a key says otherwise",
+            "models": [_model_json(r, emits.get(r.report.model)) for r in reports],
+            "errors": errors_json(errors)}
+
+
+# -- table ------------------------------------------------------------------------------------------------
+
+def _g(n) -> str:
+    return "-" if n is None else format_binary(n)
+
+
+def _rows(r) -> list[tuple[str, str]]:
+    e = r.estimate
+    c = e.components
+    s = e.settings
+    peak = next(p for p in e.phases if p.name == e.peak_phase)
+    rows = [
+        (f"Weights ({e.weights_format})", _g(c["weights_bytes"])),
+        ("Buffers", _g(c["buffers_bytes"])),
+        (f"KV cache ({peak.tokens:,} tok x {s.batch}, {e.kv_dtype})", _g(c["kv_cache_bytes"])),
+        (f"Activations ({e.peak_phase}, {e.attn})", _g(c["activations_bytes"])),
+        ("= Peak allocated", _g(e.peak_allocated_bytes)),
+        ("Allocator reserve", _g(c["allocator_reserve_bytes"])),
+    ]
+    if "cuda_graphs_bytes" in c:
+        rows.append(("CUDA graphs", _g(c["cuda_graphs_bytes"])))
+    rows.append(("= Peak reserved", _g(e.peak_reserved_bytes)))
+    rows.append(("CUDA context", _g(c["cuda_context_bytes"])))
+    if "nccl_bytes" in c:
+        rows.append(("NCCL", _g(c["nccl_bytes"])))
+    rows.append(("= Device total (nvidia-smi)", _g(e.device_total_bytes)))
+    rows.append(("KV per token (whole model)", f"{e.kv_bytes_per_token:,.0f} B"))
+    if r.fit is not None:
+        f = r.fit
+        rows += [
+            (f"Fits {s.tp} x {f.gpu}", ("yes" if f.fits else "NO") + f" ({_g(abs(f.headroom_bytes))} "
+                                                                       f"{'free' if f.fits else 'short'})"),
+            (f"Max context at batch {s.batch}", "-" if f.max_context is None else
+             f"{f.max_context:,}" + (" (model limit)" if f.max_context_limited_by == "model" else "")),
+            (f"Max {'sequences' if s.engine == 'vllm' else 'batch'} at {s.context:,}", f"{f.max_batch:,}"),
+            ("Fewest GPUs", "none" if f.min_gpus is None else str(f.min_gpus)),
+            ("Weight format that fits", f.weight_format_that_fits or "none"),
+        ]
+    return rows
+
+
+def _title(reports) -> str:
+    s = reports[0].estimate.settings
+    what = (f"{s.engine}: context {s.context:,}, batch {s.batch}"
+            + (f", {s.new_tokens} new tokens" if s.new_tokens and s.engine == "transformers" else "")
+            + (f", tensor parallel {s.tp}" if s.tp > 1 else ""))
+    names = ", ".join(f"'{r.report.model}'" for r in reports)
+    return f"Serving memory per GPU for {names} — {what}"
+
+
+def _footnotes(reports) -> list[str]:
+    notes = [
+        "Peak allocated predicts " + PREDICTS["peak_allocated_bytes"] + "; peak reserved predicts "
+        + PREDICTS["peak_reserved_bytes"] + "; device total predicts " + PREDICTS["device_total_bytes"] + ".",
+        "Units: KiB/MiB/GiB are binary (2^10/2^20/2^30 bytes); exact bytes are in --format json.",
+    ]
+    shared = [a for a in reports[0].estimate.assumptions if all(a in r.estimate.assumptions for r in reports)]
+    if shared:
+        notes.append("Assumptions: " + "; ".join(shared) + ".")
+    for r in reports:
+        prefix = f"{r.report.model}: " if len(reports) > 1 else ""
+        own = [a for a in r.estimate.assumptions if a not in shared]
+        if own:
+            notes.append(prefix + "assumptions: " + "; ".join(own) + ".")
+        for n in r.notes + r.estimate.notes + (r.fit.notes if r.fit else []):
+            notes.append(prefix + n[0].upper() + n[1:] + ("" if n.endswith(".") else "."))
+    return notes
+
+
+def rich_infer(console, reports) -> None:
+    from rich.table import Table
+
+    t = Table(title=_title(reports), title_justify="left")
+    t.add_column("per GPU", no_wrap=True)
+    for r in reports:
+        t.add_column(r.report.model if len(reports) > 1 else "", justify="right", no_wrap=True)
+    labels = [label for label, _ in _rows(reports[0])]
+    table = [dict(_rows(r)) for r in reports]
+    if len(reports) > 1:  # labels that carry per-model details are generalised
+        labels = [_generic(label) for label in labels]
+        table = [{_generic(k): v for k, v in rows.items()} for rows in table]
+    for label in labels:
+        t.add_row(label, *[rows.get(label, "-") for rows in table])
+    console.print(t)
+    for i, note in enumerate(_footnotes(reports), 1):
+        console.print(f"[dim]{i}. {note}[/dim]", highlight=False)
+
+
+def _generic(label: str) -> str:
+    for stem in ("Weights", "KV cache", "Activations"):
+        if label.startswith(stem + " ("):
+            return stem
+    return label
+
+
+def markdown_infer(reports) -> str:
+    multi = len(reports) > 1
+    head = ["per GPU"] + ([r.report.model for r in reports] if multi else ["bytes"])
+    lines = [f"## {_title(reports)}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = [dict((_generic(k) if multi else k, v) for k, v in _rows(r)) for r in reports]
+    for label in rows[0]:
+        lines.append("| " + " | ".join([label] + [r.get(label, "-") for r in rows]) + " |")
+    lines.append("")
+    lines += [f"{i}. {n}" for i, n in enumerate(_footnotes(reports), 1)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,414 @@
+"""Serving memory: weights + KV cache + activations + overheads, per GPU, for transformers or a vLLM-style
+engine. Pure functions over (inventory census, config dict, settings): no I/O, no torch.
+
+What is predicted (the three totals, always labelled):
+
+* ``peak_allocated_bytes``: what ``torch.cuda.max_memory_allocated()`` would report on the busiest GPU
+  (rank 0): weights, buffers, the KV cache and the activation peak of the worst phase.
+* ``peak_reserved_bytes``: ``max_memory_reserved()``: allocated plus the caching allocator's reserve
+  (``Overheads.allocator_fragmentation`` of the churning memory; for vLLM, plus its CUDA-graph pool).
+* ``device_total_bytes``: what nvidia-smi shows for the process: reserved plus the CUDA context (plus
+  NCCL when tensor parallel > 1).
+
+Engines:
+
+* ``transformers`` (``generate``): a prefill of ``batch × context`` tokens, then ``new_tokens`` decode
+  steps; the KV cache follows transformers' ``DynamicCache`` retention (``kv_cache.py``); the peak is the
+  larger of the prefill and the last decode step.
+* ``vllm``: weights, the profiled activation peak (one forward of ``max_num_batched_tokens`` tokens, the
+  sampler's fp32 logits for ``max_num_seqs`` sequences), paged KV blocks for ``batch`` concurrent sequences
+  of ``context`` tokens, CUDA graphs; vLLM then takes ``gpu_memory_utilization`` of the GPU whatever the
+  load (``vllm_device_bytes``) and turns the rest into KV blocks (``max_batch`` = concurrent sequences).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+from . import kv_cache as kvc
+from .overheads import Overheads, reserved_bytes
+
+ENGINES = ("transformers", "vllm")
+ATTNS = ("sdpa", "flash", "eager")
+DTYPE_BYTES = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2,
+               "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "float8_e4m3fn": 1}
+_CANON = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
+          "fp16": "float16", "float16": "float16", "fp8": "fp8", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8",
+          "float8_e4m3fn": "fp8"}
+# vLLM defaults (vllm/config: SchedulerConfig; V1 on a >= 70 GiB datacenter GPU for the OpenAI server):
+VLLM_MAX_NUM_BATCHED_TOKENS = 8192
+VLLM_MAX_NUM_SEQS = 256
+VLLM_BLOCK_SIZE = 16
+
+
+class InferenceSettingsError(ValueError):
+    """A setting out of range; the message names it (the CLI prints it as a usage error)."""
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    engine: str = "transformers"
+    context: int = 4096            # prompt tokens (transformers) / max-model-len (vLLM)
+    batch: int = 1                 # sequences (transformers) / concurrent sequences at full context (vLLM)
+    new_tokens: int = 0            # decode steps after the prefill (transformers)
+    weights_format: str | None = None   # None: the checkpoint's own format
+    compute_dtype: str | None = None    # None: the checkpoint's 16/32-bit dtype (bf16 for quantized ones)
+    kv_dtype: str | None = None         # None: the compute dtype
+    attn: str | None = None             # None: sdpa (transformers) / flash (vLLM)
+    tp: int = 1                         # tensor-parallel degree = GPUs
+    overheads: Overheads = field(default_factory=Overheads)
+    block_size: int = VLLM_BLOCK_SIZE
+    gpu_memory_utilization: float = 0.9
+    max_num_batched_tokens: int = VLLM_MAX_NUM_BATCHED_TOKENS
+    max_num_seqs: int = VLLM_MAX_NUM_SEQS
+    gpu_memory_bytes: int | None = None  # the GPU's memory, when known (vLLM sizes its KV pool from it)
+    logits: str = "last"  # "last": generate's logits_to_keep=1; "all": a plain forward (scoring, perplexity,
+                          # or transformers < 4.45's generate, which computed every position's logits)
+
+    def validate(self) -> "InferenceSettings":
+        if self.engine not in ENGINES:
+            raise InferenceSettingsError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        for name in ("context", "batch", "tp", "block_size", "max_num_batched_tokens", "max_num_seqs"):
+            if int(getattr(self, name)) < 1:
+                raise InferenceSettingsError(f"{name.replace('_', '-')} must be at least 1 "
+                                             f"(got {getattr(self, name)})")
+        if int(self.new_tokens) < 0:
+            raise InferenceSettingsError(f"new-tokens must be 0 or more (got {self.new_tokens})")
+        if self.attn is not None and self.attn not in ATTNS:
+            raise InferenceSettingsError(f"attn must be one of {', '.join(ATTNS)}, not {self.attn!r}")
+        for name in ("compute_dtype", "kv_dtype"):
+            value = getattr(self, name)
+            if value is not None and value not in DTYPE_BYTES:
+                raise InferenceSettingsError(f"{name.replace('_', '-')} {value!r} is not one of "
+                                             "fp32, bf16, fp16" + (", fp8" if name == "kv_dtype" else ""))
+        if self.logits not in ("last", "all"):
+            raise InferenceSettingsError(f"logits must be 'last' or 'all', not {self.logits!r}")
+        if self.compute_dtype in ("fp8",):
+            raise InferenceSettingsError("compute dtype fp8 is not supported; use --weights fp8 for fp8 weights")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise InferenceSettingsError("gpu-memory-utilization must be in (0, 1]")
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["overheads"] = self.overheads.to_dict()
+        return d
+
+
+@dataclass
+class PhaseEstimate:
+    name: str                 # "prefill", "decode" or "vllm-profile"
+    tokens: int               # tokens per sequence in the cache at this phase's peak
+    kv_cache_bytes: int       # per GPU
+    activations_bytes: int    # per GPU
+    peak_allocated_bytes: int
+
+
+@dataclass
+class InferenceEstimate:
+    settings: InferenceSettings
+    weights_format: str
+    compute_dtype: str
+    kv_dtype: str
+    attn: str
+    logical_params: int
+    stored_weights_bytes: int        # the whole model, all GPUs together
+    components: dict[str, int]       # per GPU (rank 0), at the peak phase
+    kv_bytes_per_token: float        # one sequence, full-context accounting, the whole model
+    kv_bytes_per_token_per_gpu: float
+    phases: list[PhaseEstimate]
+    peak_phase: str
+    peak_allocated_bytes: int
+    peak_reserved_bytes: int
+    device_total_bytes: int
+    max_position_embeddings: int | None
+    assumptions: list[str]
+    notes: list[str]
+    kv_layout_summary: dict[str, int]
+    vllm: dict | None = None         # vLLM only: KV budget and the blocks/sequences it allows
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["settings"] = self.settings.to_dict()
+        return d
+
+
+# -- config helpers ----------------------------------------------------------------------------------------
+
+def text_config(config: dict) -> dict:
+    text = config.get("text_config")
+    if isinstance(text, dict):
+        merged = dict(kvc._TEXT_DEFAULTS.get(text.get("model_type", ""), {}))
+        merged.update(text)
+        return merged
+    return config
+
+
+def _first(cfg: dict, *names):
+    for n in names:
+        if cfg.get(n) is not None:
+            return cfg[n]
+    return None
+
+
+def attention_heads(config: dict) -> int | None:
+    v = _first(text_config(config), "num_attention_heads", "n_head", "num_heads")
+    return int(v) if v else None
+
+
+def kv_heads(config: dict) -> int | None:
+    cfg = text_config(config)
+    if cfg.get("kv_lora_rank"):
+        return None  # MLA: one latent per token, no heads to shard
+    if cfg.get("multi_query"):
+        return 1
+    v = _first(cfg, "num_key_value_heads", "num_kv_heads", "n_head_kv")
+    return int(v) if v else attention_heads(config)
+
+
+def vocab_size(config: dict) -> int:
+    return int(_first(text_config(config), "vocab_size", "n_vocab", "padded_vocab_size") or 0)
+
+
+def max_context(config: dict) -> int | None:
+    """The longest context the config declares: ``max_position_embeddings`` (or ``n_positions``,
+    ``seq_length``); YaRN/dynamic/linear rope scaling without ``original_max_position_embeddings``
+    multiplies it by its factor, as vLLM derives max_model_len."""
+    cfg = text_config(config)
+    base = _first(cfg, "max_position_embeddings", "n_positions", "seq_length", "max_sequence_length")
+    if not base:
+        return None
+    base = int(base)
+    rope = cfg.get("rope_scaling") or {}
+    kind = rope.get("rope_type") or rope.get("type")
+    if kind in ("yarn", "dynamic", "linear") and rope.get("factor") and "original_max_position_embeddings" not in rope:
+        return int(base * float(rope["factor"]))
+    return base
+
+
+# -- components --------------------------------------------------------------------------------------------
+
+SHARDED_ROLES = ("linear", "experts", "embedding", "lm_head")  # vLLM: column/row-parallel, vocab-parallel
+
+
+def weights_per_gpu(bytes_by_role: dict[str, int], tp: int) -> int:
+    """Tensor parallel: linear layers (column/row parallel), experts, the vocab-parallel embedding and LM head
+    are split across ``tp`` GPUs (vLLM's parallel layers); norms, routers and other small tensors are
+    replicated. Rank 0 holds the ceiling of each split."""
+    total = 0
+    for role, nbytes in bytes_by_role.items():
+        total += math.ceil(nbytes / tp) if role in SHARDED_ROLES else nbytes
+    return total
+
+
+def kv_share_per_gpu(config: dict, tp: int) -> float:
+    """Fraction of the KV cache one GPU holds under tensor parallel: KV heads are split, but never below
+    one head per GPU (with tp > n_kv each head is replicated tp / n_kv times); an MLA latent has no heads
+    and is replicated on every GPU (vLLM)."""
+    n_kv = kv_heads(config)
+    if n_kv is None:
+        return 1.0
+    return max(n_kv // tp, 1) / n_kv if tp > 1 else 1.0
+
+
+def _kv_bytes(layout, settings: InferenceSettings, *, batch: int, tokens: int, kv_bpe: float,
+              phase: str = "prefill", state_bpe: float = 2, prompt_tokens: int | None = None) -> int:
+    """KV cache (and fixed recurrent states) for ``batch`` sequences holding ``tokens`` tokens. For an
+    encoder-decoder model the prompt is the encoder's input: the cross-attention cache holds
+    ``layout.encoder_tokens`` (a fixed encoder length, e.g. Whisper's 1,500) or the prompt, and the decoder's
+    self-attention holds the generated tokens (``tokens`` − prompt, at least the start token)."""
+    kwargs = {}
+    if layout.is_encoder_decoder:
+        prompt = prompt_tokens if prompt_tokens is not None else tokens
+        kwargs["encoder_tokens"] = layout.encoder_tokens or prompt
+        tokens = max(tokens - prompt, 0) + 1
+    return kvc.kv_cache_bytes(layout, batch=batch, tokens=tokens, kv_bytes_per_elem=kv_bpe,
+                              engine=settings.engine, block_size=settings.block_size, phase=phase,
+                              new_tokens=1, state_bytes_per_elem=state_bpe, **kwargs)
+
+
+def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSettings, *,
+                       checkpoint_format: str, buffer_bytes: int = 0,
+                       checkpoint_stored_bytes: int | None = None) -> InferenceEstimate:
+    """Per-GPU memory of serving one model. ``tensors``: the inventory's census; ``checkpoint_format``: what
+    the checkpoint stores (``weights.checkpoint_format``); ``checkpoint_stored_bytes``: the safetensors
+    headers' byte count, used as the stored size when serving the checkpoint's own format."""
+    from . import infer_activations, weights
+
+    s = settings.validate()
+    notes: list[str] = []
+    assumptions: list[str] = []
+    fmt = s.weights_format or checkpoint_format
+    quantized_ckpt = checkpoint_format not in ("fp32", "bf16", "fp16")
+    default_compute = "bfloat16" if quantized_ckpt or fmt not in ("fp32", "bf16", "fp16") else _CANON[fmt]
+    if fmt in ("fp32", "bf16", "fp16") and s.compute_dtype is None:
+        default_compute = _CANON[fmt]
+    compute = _CANON[s.compute_dtype] if s.compute_dtype else default_compute
+    if fmt in ("fp32", "bf16", "fp16") and s.weights_format is None and s.compute_dtype:
+        fmt = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[compute]  # load in the asked dtype
+    kv_dtype = _CANON[s.kv_dtype] if s.kv_dtype else compute
+    kv_bpe = DTYPE_BYTES[kv_dtype]
+    dtype_bytes = DTYPE_BYTES[compute]
+    # vLLM's default backend is flash attention, which has no fp32 kernel: vLLM falls back to another
+    # backend for fp32 models (no s×s scores either), estimated as sdpa.
+    attn = s.attn or ("flash" if s.engine == "vllm" and compute != "float32" else "sdpa")
+
+    fmt_opts = weights.format_options(config) if fmt == checkpoint_format else {}
+    family = weights.FORMATS[fmt].family if fmt in weights.FORMATS else None
+    if family in ("bnb8", "bnb4") and s.engine == "transformers":
+        # transformers 5.24's bitsandbytes integration replaces nn.Linear/Conv1D only: fused 3-D MoE expert
+        # tensors stay 16-bit (replace_with_bnb_linear); vLLM's bitsandbytes MoE path quantizes them.
+        fmt_opts["quantize_experts"] = False
+    w = weights.weights_bytes(tensors, fmt, compute_dtype=compute, **fmt_opts)
+    stored = w.stored_bytes
+    if fmt == checkpoint_format and checkpoint_stored_bytes:
+        if quantized_ckpt and abs(checkpoint_stored_bytes - stored) > 0.02 * checkpoint_stored_bytes:
+            notes.append(f"the checkpoint's safetensors hold {checkpoint_stored_bytes:,} B against "
+                         f"{stored:,} B computed for {fmt}; using the checkpoint's bytes")
+        if quantized_ckpt:
+            stored = checkpoint_stored_bytes
+    by_role = dict(w.bytes_by_role)
+    if stored != w.stored_bytes and w.stored_bytes:
+        scale = stored / w.stored_bytes
+        by_role = {k: int(v * scale) for k, v in by_role.items()}
+    assumptions += list(w.assumptions)
+    weights_gpu = weights_per_gpu(by_role, s.tp)
+    buffers_gpu = int(buffer_bytes)
+    if s.tp > 1:
+        assumptions.append(f"tensor parallel {s.tp}: linear layers, experts, embedding and LM head split "
+                           "across GPUs; norms, routers and buffers replicated; numbers are for rank 0")
+        heads = attention_heads(config)
+        if heads and heads % s.tp:
+            notes.append(f"{heads} attention heads are not divisible by tensor parallel {s.tp}: vLLM refuses "
+                         "this degree")
+
+    layout = kvc.kv_layout(config)
+    share = kv_share_per_gpu(config, s.tp)
+    if s.tp > 1 and share > 1 / s.tp:
+        n_kv = kv_heads(config)
+        notes.append("MLA latent cache replicated on every GPU" if n_kv is None else
+                     f"{n_kv} KV heads on {s.tp} GPUs: each GPU keeps {max(n_kv // s.tp, 1)} head(s); "
+                     "KV heads are replicated")
+    per_token = kvc.kv_bytes_per_token(layout, kv_bytes_per_elem=kv_bpe)
+    model_max = max_context(config)
+    total_tokens = s.context + (s.new_tokens if s.engine == "transformers" else 0)
+    if model_max and total_tokens > model_max:
+        notes.append(f"context {total_tokens:,} exceeds the model's max_position_embeddings {model_max:,}: "
+                     "quality degrades beyond it unless rope scaling is configured (vLLM refuses a longer "
+                     "max-model-len)")
+
+    vocab = vocab_size(config)
+    phases: list[PhaseEstimate] = []
+    frag = s.overheads.allocator_fragmentation
+    vllm_info = None
+    static = weights_gpu + buffers_gpu
+
+    def act_gpu(est) -> int:
+        parts = est.by_part
+        residual = int(parts.get("residual_bytes", 0))
+        logits = int(parts.get("logits_bytes", 0))
+        rest = est.bytes - residual - logits
+        return residual + logits + math.ceil(rest / s.tp)
+
+    if s.engine == "transformers":
+        pre = infer_activations.prefill_activation_bytes(config, batch=s.batch, context=s.context, attn=attn,
+                                                         dtype_bytes=dtype_bytes)
+        kv_pre = math.ceil(_kv_bytes(layout, s, batch=s.batch, tokens=s.context, kv_bpe=kv_bpe,
+                                     state_bpe=dtype_bytes, prompt_tokens=s.context) * share)
+        a_pre = act_gpu(pre)
+        if s.logits == "all":
+            # Every position's logits, [b, s, V] in the compute dtype, exist from the LM head on: the regions
+            # after the layers grow by b·(s−1)·V; the layers' own transients were freed before.
+            extra = s.batch * (s.context - 1) * vocab * dtype_bytes
+            late = max((v for k, v in pre.regions.items() if k in ("lm_head", "post")), default=pre.bytes)
+            a_pre = max(a_pre, act_gpu(pre) - pre.bytes + late + extra)
+            assumptions.append("logits of every prompt position kept (--logits all): b·(s−1)·V more in the "
+                               "compute dtype after the LM head")
+        phases.append(PhaseEstimate("prefill", s.context, kv_pre, a_pre, static + kv_pre + a_pre))
+        assumptions += [f"prefill activations: {a}" for a in pre.assumptions]
+        if s.new_tokens:
+            end = s.context + s.new_tokens
+            dec = infer_activations.decode_activation_bytes(config, batch=s.batch, cache_tokens=end, attn=attn,
+                                                            dtype_bytes=dtype_bytes)
+            kv_dec = math.ceil(_kv_bytes(layout, s, batch=s.batch, tokens=end, kv_bpe=kv_bpe, phase="decode",
+                                         state_bpe=dtype_bytes, prompt_tokens=s.context) * share)
+            a_dec = act_gpu(dec)
+            phases.append(PhaseEstimate("decode", end, kv_dec, a_dec, static + kv_dec + a_dec))
+        peak = max(phases, key=lambda p: p.peak_allocated_bytes)
+        allocated = peak.peak_allocated_bytes
+        reserved = reserved_bytes(allocated, peak.kv_cache_bytes + peak.activations_bytes, frag)
+        graphs = 0
+    else:
+        prof = infer_activations.prefill_activation_bytes(
+            config, batch=1, context=min(s.max_num_batched_tokens, max(s.context, 1) * s.max_num_seqs),
+            attn=attn, dtype_bytes=dtype_bytes)
+        sampler = s.max_num_seqs * vocab * 4  # fp32 logits of every running sequence in the dummy sampler run
+        a_prof = act_gpu(prof) + sampler
+        assumptions += [f"vLLM profile run: {a}" for a in prof.assumptions]
+        assumptions.append(f"vLLM profile run: one forward of {s.max_num_batched_tokens} tokens "
+                           f"(max-num-batched-tokens) and fp32 sampler logits for {s.max_num_seqs} sequences "
+                           "(max-num-seqs)")
+        kv_seq = math.ceil(_kv_bytes(layout, s, batch=1, tokens=s.context, kv_bpe=kv_bpe,
+                                     state_bpe=dtype_bytes) * share)
+        kv_need = kv_seq * s.batch
+        phases.append(PhaseEstimate("vllm-profile", 0, 0, a_prof, static + a_prof))
+        phases.append(PhaseEstimate("serving", s.context, kv_need, a_prof, static + kv_need + a_prof))
+        peak = phases[-1]
+        allocated = peak.peak_allocated_bytes
+        graphs = s.overheads.cuda_graphs_bytes
+        reserved = reserved_bytes(allocated, a_prof, frag) + graphs
+        vllm_info = {"kv_bytes_per_sequence": kv_seq, "blocks_per_sequence": None,
+                     "block_bytes": None, "gpu_memory_utilization": s.gpu_memory_utilization}
+        block_tokens = s.block_size
+        block_bytes = math.ceil(kvc.kv_bytes_per_token(layout, kv_bytes_per_elem=kv_bpe) * block_tokens * share)
+        vllm_info["block_bytes"] = block_bytes
+        vllm_info["blocks_per_sequence"] = math.ceil(s.context / block_tokens)
+    context_bytes = s.overheads.cuda_context_bytes + (s.overheads.nccl_bytes if s.tp > 1 else 0)
+    device_total = reserved + context_bytes
+
+    if s.engine == "vllm" and s.gpu_memory_bytes:
+        pool = int(s.gpu_memory_utilization * s.gpu_memory_bytes)
+        budget = pool - (static + peak.activations_bytes + graphs + context_bytes
+                         + round(frag * peak.activations_bytes))
+        vllm_info.update({
+            "pool_bytes": pool,
+            "kv_budget_bytes": max(budget, 0),
+            "num_blocks": max(budget, 0) // vllm_info["block_bytes"] if vllm_info["block_bytes"] else 0,
+            "max_concurrent_sequences": max(budget, 0) // kv_seq if kv_seq else None,
+        })
+        notes.append(f"vLLM takes gpu_memory_utilization × GPU = {pool:,} B at start-up whatever the load and "
+                     "fills what is left after weights, activations and overheads with KV blocks")
+
+    comps = {
+        "weights_bytes": weights_gpu,
+        "buffers_bytes": buffers_gpu,
+        "kv_cache_bytes": peak.kv_cache_bytes,
+        "activations_bytes": peak.activations_bytes,
+        "allocator_reserve_bytes": reserved - allocated - graphs,
+        "cuda_context_bytes": s.overheads.cuda_context_bytes,
+    }
+    if s.tp > 1:
+        comps["nccl_bytes"] = s.overheads.nccl_bytes
+    if s.engine == "vllm":
+        comps["cuda_graphs_bytes"] = graphs
+    assumptions += [
+        f"engine {s.engine}; weights {fmt}; compute dtype {compute}; KV cache {kv_dtype}; attention {attn}",
+        "peak_allocated = weights + buffers + KV cache + activations of the worst phase (rank 0)",
+        f"peak_reserved adds the caching allocator's reserve: {frag:.0%} of the activations and KV cache "
+        "(measured reserved/allocated 1.07-1.49 in training, ground-truth.md §8)",
+        "device_total adds the CUDA context" + (" and NCCL" if s.tp > 1 else "") + " (defaults in overheads; "
+        "override with --cuda-context / --nccl)",
+    ]
+    counts = {kind: layout.count(kind) for kind in sorted({layer.kind for layer in layout.layers})}
+    return InferenceEstimate(
+        settings=s, weights_format=fmt, compute_dtype=compute, kv_dtype=kv_dtype, attn=attn,
+        logical_params=w.logical_params, stored_weights_bytes=stored, components=comps,
+        kv_bytes_per_token=per_token, kv_bytes_per_token_per_gpu=per_token * share, phases=phases,
+        peak_phase=peak.name, peak_allocated_bytes=allocated, peak_reserved_bytes=reserved,
+        device_total_bytes=device_total, max_position_embeddings=model_max,
+        assumptions=list(dict.fromkeys(assumptions)), notes=notes, kv_layout_summary=counts, vllm=vllm_info)
+
+
+def with_settings(settings: InferenceSettings, **changes) -> InferenceSettings:
+    return replace(settings, **changes)

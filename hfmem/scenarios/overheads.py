@@ -1,0 +1,65 @@
+"""Runtime overheads outside the model's tensors, as named, overridable items with sourced defaults.
+
+Each default is a *typical* figure for a recent PyTorch on a datacenter GPU; the real value varies with the
+driver, CUDA version, lazy module loading and the GPU, in both directions (ground-truth.md §8). Users can
+override every item (``hfmem infer --cuda-context 1GiB``); the JSON lists each one with its source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..units import GiB, MiB
+
+# CUDA context: stas00/ml-engineering training/performance/README.md measured total − free after a 4-byte
+# tensor on an A100-80GB: 0.47 GiB with torch 2.1.1 + cu121 and lazy module loading (the default since CUDA
+# 11.7), 0.92 GiB with CUDA_MODULE_LOADING=EAGER; HF model_memory_anatomy measured 1343 MB on a 2022 V100;
+# fitcheck measured 133–147 MiB on a T4 (torch 2.10). 512 MiB rounds the lazy-loading datacenter figure up.
+CUDA_CONTEXT_BYTES = 512 * MiB
+# NCCL communicators when tensor parallel > 1: stas00 (same page) shows 0.55 → 2.00 GiB after the first
+# dist.barrier(), settling at 1.28 GiB: ≈ 0.73 GiB added per process.
+NCCL_BYTES = 768 * MiB
+# Reserved-but-unallocated memory of PyTorch's caching allocator, as a fraction of the memory that churns
+# (activations and a growing KV cache; weights are allocated once, in exact-size blocks). Measured
+# reserved/allocated ratios: 1.07–1.49 in training (fitcheck, ground-truth.md §8); inference churns less.
+ALLOCATOR_FRAGMENTATION = 0.10
+# vLLM CUDA-graph capture pool: vLLM logs "Graph capturing finished in N secs, took X GiB"; typically a few
+# hundred MiB for one GPU with the default capture sizes. Counted inside gpu_memory_utilization.
+VLLM_CUDA_GRAPHS_BYTES = 512 * MiB
+VLLM_GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default (EngineArgs.gpu_memory_utilization)
+
+SOURCES = {
+    "cuda_context_bytes": "stas00/ml-engineering: 0.47 GiB (A100, torch 2.1, lazy loading) to 0.92 GiB (eager); "
+                          "1.3 GB on a 2022 V100 (HF model_memory_anatomy)",
+    "nccl_bytes": "stas00/ml-engineering: +0.73 GiB per process after dist.barrier() (NCCL), tp > 1 only",
+    "allocator_fragmentation": "fraction of activations + KV cache reserved but not allocated; measured "
+                               "reserved/allocated 1.07–1.49 (fitcheck, ground-truth.md §8)",
+    "cuda_graphs_bytes": "vLLM CUDA-graph pool (logged at start-up, typically a few hundred MiB); vLLM only",
+}
+
+
+@dataclass(frozen=True)
+class Overheads:
+    cuda_context_bytes: int = CUDA_CONTEXT_BYTES
+    nccl_bytes: int = NCCL_BYTES
+    allocator_fragmentation: float = ALLOCATOR_FRAGMENTATION
+    cuda_graphs_bytes: int = VLLM_CUDA_GRAPHS_BYTES
+
+    def __post_init__(self):
+        for name in ("cuda_context_bytes", "nccl_bytes", "cuda_graphs_bytes"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be 0 or more")
+        if not 0 <= self.allocator_fragmentation < 10:
+            raise ValueError("allocator_fragmentation must be a fraction between 0 and 10")
+
+    def to_dict(self) -> dict:
+        return {k: {"value": v, "source": SOURCES[k]} for k, v in asdict(self).items()}
+
+
+def reserved_bytes(allocated_bytes: int, churn_bytes: int, fragmentation: float) -> int:
+    """``max_memory_reserved`` from ``max_memory_allocated``: the allocator's cache keeps a fraction of the
+    memory that is freed and re-allocated (activations, the growing KV cache) reserved but unused."""
+    return int(allocated_bytes + round(fragmentation * max(int(churn_bytes), 0)))
+
+
+__all__ = ["Overheads", "reserved_bytes", "CUDA_CONTEXT_BYTES", "NCCL_BYTES", "GiB"]
