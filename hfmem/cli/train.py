@@ -1,0 +1,194 @@
+"""``hfmem train MODEL...``: fine-tuning memory per GPU (full, LoRA, QLoRA; precision, optimizer,
+activations, ZeRO/FSDP/TP/PP, RLHF), whether it fits, and the out-of-memory advisor. A thin layer over
+``hfmem.api.train``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import HfmemError, UsageError
+from .errors import error_boundary, error_line
+from .options import (Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt, RevisionOpt, TokenOpt,
+                      TrustRemoteCodeOpt, parse_size_option, source_options)
+from .output import hint, print_json, print_text, stdout_console
+
+
+class Method(str, Enum):
+    full = "full"
+    lora = "lora"
+    qlora = "qlora"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    amp_bf16 = "amp-bf16"
+    amp_fp16 = "amp-fp16"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    deepspeed_bf16 = "deepspeed-bf16"
+    deepspeed_fp16 = "deepspeed-fp16"
+    deepspeed_mixed = "deepspeed-mixed"
+
+
+class Optimizer(str, Enum):
+    adamw = "adamw"
+    adamw_8bit = "adamw-8bit"
+    paged_adamw_8bit = "paged-adamw-8bit"
+    sgd = "sgd"
+    sgd_momentum = "sgd-momentum"
+    adafactor = "adafactor"
+    lion = "lion"
+    lion_8bit = "lion-8bit"
+
+
+class OptimizerImpl(str, Enum):
+    fused = "fused"
+    foreach = "foreach"
+    forloop = "forloop"
+
+
+class Attn(str, Enum):
+    sdpa = "sdpa"
+    flash = "flash"
+    eager = "eager"
+
+
+class Fsdp(str, Enum):
+    full_shard = "full_shard"
+    shard_grad_op = "shard_grad_op"
+    hybrid_shard = "hybrid_shard"
+
+
+class Rlhf(str, Enum):
+    ppo = "ppo"
+    grpo = "grpo"
+    dpo = "dpo"
+
+
+class Emit(str, Enum):
+    deepspeed = "deepspeed"
+    accelerate = "accelerate"
+    peft = "peft"
+
+
+def _targets(value: str | None):
+    if value is None or value.lower() == "all-linear":
+        return "all-linear"
+    if value.lower() in ("default", "none"):
+        return None
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+def train(
+    models: ModelsArg,
+    method: Annotated[Method, typer.Option("--method", help="Full fine-tune, LoRA, or QLoRA (4-bit frozen base).")] = Method.full,
+    precision: Annotated[Precision, typer.Option("--precision", help="fp32; amp-bf16/amp-fp16 (Trainer AMP: fp32 weights, half activations); bf16/fp16 (pure); deepspeed-* (half params, fp32 master; needs --zero).")] = Precision.bf16,
+    optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer (bitsandbytes 8-bit variants included).")] = Optimizer.adamw,
+    optimizer_impl: Annotated[OptimizerImpl, typer.Option("--optimizer-impl", help="AdamW kernel: fused (HF Trainer's default), foreach (torch's CUDA default: one temporary per parameter at the step), forloop.")] = OptimizerImpl.fused,
+    batch: Annotated[int, typer.Option("--batch", "-b", help="Micro-batch per GPU.")] = 1,
+    seq: Annotated[int, typer.Option("--seq", "-s", help="Sequence length.")] = 2048,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = 1,
+    grad_ckpt: Annotated[bool, typer.Option("--grad-ckpt", help="Activation (gradient) checkpointing, non-reentrant, per layer.")] = False,
+    attn: Annotated[Attn, typer.Option("--attn", help="Attention implementation.")] = Attn.sdpa,
+    lora_rank: Annotated[int, typer.Option("--lora-rank", help="LoRA rank r.")] = 16,
+    lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", help="all-linear (default), default (PEFT's per model), or names: q_proj,v_proj.")] = None,
+    dora: Annotated[bool, typer.Option("--dora", help="DoRA: LoRA + a magnitude vector per adapted layer.")] = False,
+    qlora_format: Annotated[str, typer.Option("--qlora-format", help="QLoRA base format: nf4-dq, nf4, fp4-dq, fp4.")] = "nf4-dq",
+    zero: Annotated[Optional[int], typer.Option("--zero", help="DeepSpeed ZeRO stage 0-3 (uses deepspeed-bf16 unless --precision says otherwise).")] = None,
+    offload_optimizer: Annotated[bool, typer.Option("--offload-optimizer", help="ZeRO: optimizer states and step on CPU.")] = False,
+    offload_param: Annotated[bool, typer.Option("--offload-param", help="ZeRO-3: parameters on CPU.")] = False,
+    fsdp: Annotated[Optional[Fsdp], typer.Option("--fsdp", help="torch FSDP sharding strategy.")] = None,
+    gpus: GpusOpt = 1,
+    tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree (within --gpus).")] = 1,
+    pp: Annotated[int, typer.Option("--pp", help="Pipeline-parallel degree (within --gpus).")] = 1,
+    gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="GPUs sharing one node's CPU RAM (offload).")] = 8,
+    gpu: GpuOpt = None,
+    advise: Annotated[bool, typer.Option("--advise", help="The out-of-memory remedies, each quantified, and the cheapest plan that fits (needs --gpu).")] = False,
+    rlhf: Annotated[Optional[Rlhf], typer.Option("--rlhf", help="RLHF: PPO (actor, critic, reference [+ reward]), GRPO, DPO; models colocated.")] = None,
+    group_size: Annotated[Optional[int], typer.Option("--group-size", help="RLHF: samples per prompt in the rollout (default: PPO 1, GRPO 8).")] = None,
+    rollout: Annotated[str, typer.Option("--rollout", help="RLHF rollout engine: vllm (colocated, its own weights and KV), hf, or none.")] = "vllm",
+    full_logits_metrics: Annotated[bool, typer.Option("--full-logits-metrics", help="Evaluation keeps every logit for compute_metrics (b x s x vocab fp32).")] = False,
+    cuda_context: Annotated[Optional[str], typer.Option("--cuda-context", help="CUDA context per process (default 512MiB).")] = None,
+    nccl: Annotated[Optional[str], typer.Option("--nccl", help="NCCL memory per process with --gpus > 1 (default 768MiB).")] = None,
+    fragmentation: Annotated[Optional[float], typer.Option("--fragmentation", help="Allocator reserve as a fraction of activations, gradients and step temporaries (default 0.10).")] = None,
+    emit: Annotated[Optional[Emit], typer.Option("--emit", help="Print a configuration consistent with the plan.")] = None,
+    revision: RevisionOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+    fmt: FormatOpt = Format.table,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Fine-tuning memory per GPU: weights, fp32 master weights, gradients, optimizer states, activations and
+    overheads, peak by phase; with --gpu whether it fits and the largest micro-batch / sequence that do;
+    --advise quantifies each out-of-memory remedy; --rlhf ppo|grpo|dpo places several models."""
+    with error_boundary():
+        if not models:
+            raise UsageError("no model given", hint="e.g. hfmem train meta-llama/Llama-2-13b-hf --precision amp-bf16")
+        from ..api import train_many
+        from ..plan.gpus import parse_gpu
+        from ..scenarios.finetune import TrainSettings
+        from ..scenarios.overheads import Overheads
+
+        prec = precision.value
+        fsdp_value = fsdp.value if fsdp else None
+        if rlhf and zero is None and fsdp_value is None:
+            # verl's defaults: FSDP full shard with MixedPrecision (fp32 parameters, bf16 compute)
+            fsdp_value = "full_shard"
+            if prec == Precision.bf16.value:
+                prec = "amp-bf16"
+            hint(f"note: --rlhf trains as verl does by default: --fsdp full_shard --precision {prec}")
+        if zero is not None and not prec.startswith("deepspeed"):
+            prec = "deepspeed-fp16" if prec in ("fp16", "amp-fp16") else "deepspeed-bf16"
+            hint(f"note: --zero {zero} runs DeepSpeed mixed precision: --precision {prec}")
+        defaults = Overheads()
+        overheads = Overheads(
+            cuda_context_bytes=parse_size_option("--cuda-context", cuda_context, defaults.cuda_context_bytes),
+            nccl_bytes=parse_size_option("--nccl", nccl, defaults.nccl_bytes),
+            allocator_fragmentation=defaults.allocator_fragmentation if fragmentation is None else fragmentation)
+        settings = TrainSettings(
+            method=method.value, precision=prec, optimizer=optimizer.value, adamw_impl=optimizer_impl.value,
+            batch=batch, seq=seq, grad_accum=grad_accum, grad_ckpt=grad_ckpt, attn=attn.value,
+            lora_rank=lora_rank, lora_targets=_targets(lora_targets), dora=dora, qlora_format=qlora_format,
+            zero=zero, offload_optimizer=offload_optimizer, offload_param=offload_param,
+            fsdp=fsdp_value, gpus=gpus, tp=tp, pp=pp, gpus_per_node=gpus_per_node,
+            full_logits_metrics=full_logits_metrics, overheads=overheads)
+        gpu_obj = parse_gpu(gpu) if gpu else None
+        opts = source_options(revision, token, offline, trust_remote_code, no_cache)
+        failures: list[tuple[str, HfmemError]] = []
+        reports = train_many(models, opts, settings=settings, gpu=gpu_obj, advise=advise,
+                             rlhf=rlhf.value if rlhf else None,
+                             rlhf_options={"group_size": group_size,
+                                           "rollout": None if rollout == "none" else rollout} if rlhf else None,
+                             on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
+        emits: dict[str, str] = {}
+        if emit is not None:
+            from ..plan import emit_train
+
+            fn = {"deepspeed": emit_train.deepspeed_config, "accelerate": emit_train.accelerate_config,
+                  "peft": emit_train.peft_config}[emit.value]
+            for r in reports:
+                try:
+                    emits[r.report.model] = fn(r.estimate.settings)
+                except ValueError as exc:
+                    raise UsageError(f"--emit {emit.value}: {exc}") from None
+        if fmt is Format.json:
+            from ..render.train import train_json
+
+            print_json(train_json(reports, failures, emits))
+        elif emits:
+            print_text("".join(text if text.endswith("\n") else text + "\n" for text in emits.values()))
+        elif reports:
+            from ..render import train as render
+
+            if fmt is Format.markdown:
+                print_text(render.markdown_train(reports))
+            else:
+                render.rich_train(stdout_console(), reports)
+        for _, exc in failures:
+            typer.echo(error_line(exc), err=True)
+        if failures:
+            raise typer.Exit(failures[0][1].exit_code)

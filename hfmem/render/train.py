@@ -1,0 +1,261 @@
+"""JSON, terminal table and Markdown for ``hfmem train``. Reads TrainingReport objects; computes nothing."""
+
+from __future__ import annotations
+
+from .. import __version__
+from ..units import format_binary, format_count
+from .infer import PREDICTS
+from .json import errors_json
+
+SCHEMA = "hfmem.train/1"
+
+
+def _dict(obj):
+    return obj.to_dict() if obj is not None and hasattr(obj, "to_dict") else obj
+
+
+def _model_json(r, emit: str | None = None) -> dict:
+    e, rep = r.estimate, r.report
+    s = e.settings
+    inputs = {k: v for k, v in s.to_dict().items() if k != "overheads"}
+    inputs["gpu"] = r.gpu.name if r.gpu else None
+    out = {
+        "model": rep.model,
+        "source": rep.source,
+        "revision": rep.revision,
+        "architecture": rep.inventory.architecture,
+        "model_type": rep.inventory.model_type,
+        "inputs": inputs,
+        "parameters": rep.inventory.num_params,
+        "trainable_parameters": e.trainable_params,
+        "frozen_parameters": e.frozen_params,
+        "scheme": e.scheme,
+        "components": e.components,
+        "phases": {f"{k}_bytes": v for k, v in e.phases.items()},
+        "peak_phase": e.peak_phase,
+        "peak_allocated_bytes": e.peak_allocated_bytes,
+        "peak_reserved_bytes": e.peak_reserved_bytes,
+        "device_total_bytes": e.device_total_bytes,
+        "per_gpu": {"gpus": s.gpus, "peak_allocated_bytes": e.peak_allocated_bytes,
+                    "peak_reserved_bytes": e.peak_reserved_bytes, "device_total_bytes": e.device_total_bytes},
+        "cpu_bytes": e.cpu_bytes,
+        "cpu_components": e.cpu_components,
+        "activations": e.activations,
+        "adapters": e.adapters,
+        "predicts": PREDICTS,
+        "overheads": s.overheads.to_dict(),
+        "assumptions": e.assumptions,
+        "notes": r.notes + e.notes + rep.inventory.notes,
+    }
+    if r.gpu is not None:
+        out.update(gpu_memory_bytes=r.gpu.memory_bytes, fits=r.fits, max_batch=r.max_batch, max_seq=r.max_seq)
+    if r.advice is not None:
+        adv = _dict(r.advice)
+        out["remedies"] = adv.get("remedies", [])
+        out["plan"] = adv.get("plan")
+        for key in ("max_batch", "max_seq"):
+            if out.get(key) is None and adv.get(key) is not None:
+                out[key] = adv[key]
+    if r.rlhf is not None:
+        out["rlhf"] = _dict(r.rlhf)
+        for key in ("peak_allocated_bytes", "peak_reserved_bytes", "device_total_bytes", "cpu_bytes"):
+            if key in out["rlhf"]:
+                out[key] = out["rlhf"][key]
+        out["per_gpu"].update({k: out[k] for k in ("peak_allocated_bytes", "peak_reserved_bytes",
+                                                   "device_total_bytes")})
+    if emit:
+        out["emit"] = emit
+    return out
+
+
+def train_json(reports, errors=(), emits: dict | None = None) -> dict:
+    """The document ``hfmem train ... --format json`` prints."""
+    emits = emits or {}
+    return {"schema": SCHEMA, "hfmem_version": __version__, "units": "bytes",
+            "scope": "per GPU (rank 0) unless a key says otherwise; cpu_bytes per node",
+            "models": [_model_json(r, emits.get(r.report.model)) for r in reports],
+            "errors": errors_json(errors)}
+
+
+# -- tables ------------------------------------------------------------------------------------------------
+
+def _g(n) -> str:
+    return "-" if n is None else format_binary(n)
+
+
+_LABELS = {
+    "weights_bytes": "Weights", "master_weights_bytes": "fp32 master weights", "gradients_bytes": "Gradients",
+    "optimizer_bytes": "Optimizer states", "fp32_gradients_bytes": "fp32 gradients (step)",
+    "optimizer_step_temporary_bytes": "Optimizer step temporaries", "activations_bytes": "Activations (saved)",
+    "allocator_reserve_bytes": "Allocator reserve", "cuda_context_bytes": "CUDA context", "nccl_bytes": "NCCL",
+}
+
+
+def _rlhf_summary(r) -> list[tuple[str, str]]:
+    d = _dict(r.rlhf)
+    rows = [(f"RLHF ({d.get('algo')}) models", ", ".join(m.get("role", "") for m in d.get("models", []))),
+            (f"= Peak allocated ({d.get('peak_phase')})", _g(d.get("peak_allocated_bytes"))),
+            ("= Peak reserved", _g(d.get("peak_reserved_bytes"))),
+            ("= Device total (nvidia-smi)", _g(d.get("device_total_bytes")))]
+    if d.get("cpu_bytes"):
+        rows.append(("CPU RAM per node", _g(d["cpu_bytes"])))
+    if r.gpu is not None:
+        rows.append((f"Fits {r.estimate.settings.gpus} x {r.gpu.name}", "yes" if r.fits else "NO"))
+    return rows
+
+
+def _rows(r) -> list[tuple[str, str]]:
+    if r.rlhf is not None:
+        return _rlhf_summary(r)
+    e = r.estimate
+    rows = [("Trainable parameters", format_count(e.trainable_params)),
+            ("Frozen parameters", format_count(e.frozen_params) if e.frozen_params else "-")]
+    reserve_like = ("allocator_reserve_bytes", "cuda_context_bytes", "nccl_bytes")
+    for k, v in e.components.items():
+        if k in reserve_like or not v:
+            continue
+        rows.append((_LABELS.get(k, k.removesuffix("_bytes").replace("_", " ").capitalize()), _g(v)))
+    for name, v in e.phases.items():
+        rows.append((f"Peak in {name.replace('_', ' ')}", _g(v)))
+    rows += [
+        (f"= Peak allocated ({e.peak_phase.replace('_', ' ')})", _g(e.peak_allocated_bytes)),
+        ("Allocator reserve", _g(e.components.get("allocator_reserve_bytes"))),
+        ("= Peak reserved", _g(e.peak_reserved_bytes)),
+        ("CUDA context", _g(e.components.get("cuda_context_bytes"))),
+    ]
+    if "nccl_bytes" in e.components:
+        rows.append(("NCCL", _g(e.components["nccl_bytes"])))
+    rows.append(("= Device total (nvidia-smi)", _g(e.device_total_bytes)))
+    if e.cpu_bytes:
+        rows.append(("CPU RAM per node", _g(e.cpu_bytes)))
+    if r.gpu is not None and r.rlhf is None:
+        rows += [(f"Fits {e.settings.gpus} x {r.gpu.name}", "yes" if r.fits else "NO"),
+                 (f"Max micro-batch at seq {e.settings.seq:,}", str(r.max_batch)),
+                 (f"Max seq at micro-batch {e.settings.batch}", f"{r.max_seq:,}")]
+    return rows
+
+
+def _title(reports) -> str:
+    s = reports[0].estimate.settings
+    par = [f"{s.gpus} GPU(s)"]
+    if s.zero is not None:
+        par.append(f"ZeRO-{s.zero}" + (" + optimizer offload" if s.offload_optimizer else "")
+                   + (" + param offload" if s.offload_param else ""))
+    if s.fsdp:
+        par.append(f"FSDP {s.fsdp}")
+    if s.tp > 1 or s.pp > 1:
+        par.append(f"tp {s.tp} x pp {s.pp}")
+    what = (f"{s.method}, {s.precision}, {s.optimizer}, micro-batch {s.batch} x seq {s.seq:,}, {s.attn}"
+            + (", grad checkpointing" if s.grad_ckpt else "") + (f", accumulation {s.grad_accum}" if s.grad_accum > 1 else "")
+            + "; " + ", ".join(par))
+    names = ", ".join(f"'{r.report.model}'" for r in reports)
+    return f"Fine-tuning memory per GPU for {names} — {what}"
+
+
+def _footnotes(reports) -> list[str]:
+    notes = ["Peak allocated predicts " + PREDICTS["peak_allocated_bytes"] + "; peak reserved predicts "
+             + PREDICTS["peak_reserved_bytes"] + "; device total predicts " + PREDICTS["device_total_bytes"] + ".",
+             "The peak is the largest phase (end of forward, backward, optimizer step), not the sum of the rows "
+             "above it. Units: KiB/MiB/GiB are binary; exact bytes are in --format json."]
+    for r in reports:
+        prefix = f"{r.report.model}: " if len(reports) > 1 else ""
+        notes.append(prefix + "assumptions: " + "; ".join(r.estimate.assumptions) + ".")
+        for n in r.notes + r.estimate.notes:
+            notes.append(prefix + n[0].upper() + n[1:] + ("" if n.endswith(".") else "."))
+    return notes
+
+
+def _remedy_rows(r) -> list[list[str]]:
+    adv = _dict(r.advice) or {}
+    rows = []
+    for i, rem in enumerate(adv.get("remedies", []), 1):
+        saves = rem.get("saves_bytes")
+        rows.append([str(i), rem.get("name", ""), "-" if saves is None else _g(saves),
+                     _g(rem.get("device_total_bytes")), {True: "yes", False: "no"}.get(rem.get("fits"), "-"),
+                     str(rem.get("cost", ""))])
+    return rows
+
+
+def _plan_line(r) -> str | None:
+    adv = _dict(r.advice) or {}
+    plan = adv.get("plan")
+    if not plan:
+        return "No plan fits: " + str(adv.get("plan_reason", "nothing searched fits"))
+    return "Cheapest plan that fits: " + str(plan.get("summary") or plan.get("sentence") or plan)
+
+
+def _rlhf_rows(r) -> tuple[list[list[str]], list[list[str]]]:
+    d = _dict(r.rlhf) or {}
+    models = [[m.get("role", ""), "yes" if m.get("trained") else "no", format_count(int(m.get("params", 0))),
+               _g(m.get("weights_bytes")), _g(m.get("gradients_bytes")), _g(m.get("optimizer_bytes")),
+               _g(m.get("other_bytes")), str(m.get("placement", ""))] for m in d.get("models", [])]
+    phases = d.get("phases", {})
+    if isinstance(phases, dict):
+        items = list(phases.items())
+    else:
+        items = [(p.get("name"), p.get("peak_allocated_bytes", p.get("bytes"))) for p in phases]
+    return models, [[str(k), _g(v if not isinstance(v, dict) else v.get("peak_allocated_bytes"))] for k, v in items]
+
+
+def rich_train(console, reports) -> None:
+    from rich.table import Table
+
+    t = Table(title=_title(reports), title_justify="left")
+    t.add_column("per GPU", no_wrap=True)
+    for r in reports:
+        t.add_column(r.report.model if len(reports) > 1 else "", justify="right", no_wrap=True)
+    tables = [dict(_rows(r)) for r in reports]
+    labels = list(dict.fromkeys(label for rows in tables for label in rows))
+    for label in labels:
+        t.add_row(label, *[rows.get(label, "-") for rows in tables])
+    console.print(t)
+    for r in reports:
+        if r.rlhf is not None:
+            models, phases = _rlhf_rows(r)
+            mt = Table(title=f"RLHF models on each GPU ({r.report.model})", title_justify="left")
+            for h in ("role", "trained", "parameters", "weights", "gradients", "optimizer", "other", "placement"):
+                mt.add_column(h, justify="left" if h in ("role", "placement") else "right")
+            for row in models:
+                mt.add_row(*row)
+            console.print(mt)
+            pt = Table(title="RLHF phases (peak allocated per GPU)", title_justify="left")
+            pt.add_column("phase")
+            pt.add_column("peak", justify="right")
+            for row in phases:
+                pt.add_row(*row)
+            console.print(pt)
+        if r.advice is not None:
+            at = Table(title=f"If it runs out of memory ({r.report.model} on {r.gpu.name})", title_justify="left")
+            for h in ("#", "remedy", "saves", "device total", "fits", "cost"):
+                at.add_column(h, justify="right" if h in ("saves", "device total") else "left")
+            for row in _remedy_rows(r):
+                at.add_row(*row)
+            console.print(at)
+            console.print(_plan_line(r))
+    for i, note in enumerate(_footnotes(reports), 1):
+        console.print(f"[dim]{i}. {note}[/dim]", highlight=False)
+
+
+def markdown_train(reports) -> str:
+    multi = len(reports) > 1
+    head = ["per GPU"] + ([r.report.model for r in reports] if multi else ["bytes"])
+    lines = [f"## {_title(reports)}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    tables = [dict(_rows(r)) for r in reports]
+    for label in dict.fromkeys(label for rows in tables for label in rows):
+        lines.append("| " + " | ".join([label] + [rows.get(label, "-") for rows in tables]) + " |")
+    for r in reports:
+        if r.advice is not None:
+            lines += ["", f"### If it runs out of memory ({r.report.model} on {r.gpu.name})", "",
+                      "| # | remedy | saves | device total | fits | cost |", "|---|---|---|---|---|---|"]
+            lines += ["| " + " | ".join(row) + " |" for row in _remedy_rows(r)]
+            lines += ["", _plan_line(r)]
+        if r.rlhf is not None:
+            models, phases = _rlhf_rows(r)
+            lines += ["", "### RLHF models on each GPU", "",
+                      "| role | trained | parameters | weights | gradients | optimizer | other | placement |",
+                      "|---|---|---|---|---|---|---|---|"]
+            lines += ["| " + " | ".join(row) + " |" for row in models]
+            lines += ["", "| phase | peak |", "|---|---|"] + ["| " + " | ".join(row) + " |" for row in phases]
+    lines.append("")
+    lines += [f"{i}. {n}" for i, n in enumerate(_footnotes(reports), 1)]
+    return "\n".join(lines) + "\n"
