@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-COMMANDS = [[], ["calc"], ["simulate"], ["gpus"], ["cache"], ["cache", "list"], ["cache", "clear"], ["cache", "path"],
+COMMANDS = [[], ["calc"], ["infer"], ["train"], ["simulate"], ["gpus"], ["cache"], ["cache", "list"], ["cache", "clear"], ["cache", "path"],
             ["snapshot"], ["snapshot", "build"], ["snapshot", "refresh"], ["snapshot", "list"]]
 TARGET = Path(__file__).with_name("cli.md")
 

@@ -17,6 +17,10 @@ from .inventory.model import Inventory
 from .scenarios.calculator import CalculatorTable, calculator_table
 
 if TYPE_CHECKING:
+    from .plan.fit import FitResult
+    from .plan.gpus import GPU
+    from .scenarios.finetune import TrainEstimate, TrainSettings
+    from .scenarios.inference import InferenceEstimate, InferenceSettings
     from .simulate import SimResult
 from .sources import FetchedMetadata, env_flag
 from .sources import resultcache, snapshot
@@ -285,3 +289,194 @@ def simulate_model(model: str, mode: str = "train", options: Options | None = No
                      f"{report.inventory.architecture} (same tensors; the custom code's own buffers and "
                      "kernels are not modelled)")
     return SimulationReport(report, result, notes)
+
+
+# ---------------------------------------------------------------- infer
+
+
+@dataclass
+class InferenceReport:
+    """``hfmem infer``'s answer for one model: the source, the estimate, and with a GPU the fit/solve."""
+
+    report: ModelReport
+    estimate: "InferenceEstimate"
+    checkpoint_format: str
+    fit: "FitResult | None" = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _with_config(model: str, opts: Options) -> ModelReport:
+    report = analyze(model, opts)
+    if report.config is None or not report.inventory.tensors and report.inventory.method != "safetensors-headers":
+        report = analyze(model, Options(**{**opts.__dict__, "use_cache": False}))  # an older cache entry
+    return report
+
+
+def _census(inv: Inventory) -> list[dict]:
+    if inv.tensors:
+        return inv.tensors
+    # A header-only inventory of a packed checkpoint: no logical shapes; one opaque group.
+    return [{"role": "other", "name": "(checkpoint tensors)", "shape": [inv.num_params], "count": 1,
+             "params": inv.num_params}]
+
+
+def infer(model: str, options: Options | None = None, *, settings: "InferenceSettings | None" = None,
+          gpu: "str | GPU | None" = None, **settings_kwargs) -> InferenceReport:
+    """Serving memory for one model (``hfmem infer``). ``settings``: an ``InferenceSettings`` (or its fields
+    as keyword arguments: engine, context, batch, new_tokens, weights_format, kv_dtype, attn, tp, ...);
+    ``gpu``: a catalog name or size (``"H100-80GB"``, ``"24GiB"``) for the fit and solve answers."""
+    from .plan import fit as fitmod
+    from .plan.gpus import GPU, parse_gpu
+    from .scenarios.inference import InferenceSettings, InferenceSettingsError
+    from .scenarios.kv_cache import KVLayoutError
+    from .scenarios.weights import FORMAT_ORDER, checkpoint_format
+
+    opts = options or Options()
+    try:
+        s = (settings or InferenceSettings(**settings_kwargs)).validate()
+    except InferenceSettingsError as exc:
+        raise UsageError(str(exc)) from None
+    gpu_obj = parse_gpu(gpu) if isinstance(gpu, str) else gpu
+    report = _with_config(model, opts)
+    inv = report.inventory
+    ckpt = checkpoint_format(report.config or {}, inv.params_by_dtype)
+    stored = (inv.checkpoint or {}).get("bytes")
+    estimator = fitmod.estimator_for(_census(inv), report.config or {}, checkpoint_format=ckpt,
+                                     buffer_bytes=inv.buffer_bytes, checkpoint_stored_bytes=stored)
+    if gpu_obj is not None:
+        s = InferenceSettings(**{**s.__dict__, "gpu_memory_bytes": gpu_obj.memory_bytes})
+    try:
+        estimate = estimator(s)
+        result = None
+        if gpu_obj is not None:
+            from .scenarios.inference import max_context
+
+            result = fitmod.solve(estimator, s, gpu_obj, report.config or {}, formats=list(FORMAT_ORDER),
+                                  checkpoint_format=ckpt, model_max_context=max_context(report.config or {}))
+    except KVLayoutError:
+        raise
+    except (InferenceSettingsError, ValueError) as exc:
+        raise UsageError(f"{model}: {exc}") from None
+    except NotImplementedError as exc:
+        raise UnsupportedArchitectureError(f"{model}: {exc}",
+                                           hint="hfmem cannot lay out this model's cache yet") from None
+    notes = list(report.notes)
+    if gpu_obj is not None and isinstance(gpu_obj, GPU):
+        if gpu_obj.bf16 is False and estimate.compute_dtype == "bfloat16":
+            notes.append(f"{gpu_obj.name} has no bfloat16: serve in float16 (--dtype fp16) instead")
+        if gpu_obj.fp8 is False and estimate.weights_format.startswith("fp8"):
+            notes.append(f"{gpu_obj.name} has no fp8 compute: vLLM runs fp8 weights as weight-only "
+                         "(Marlin), same bytes")
+    return InferenceReport(report, estimate, ckpt, result, notes)
+
+
+def infer_many(models: list[str], options: Options | None = None, *, settings: "InferenceSettings | None" = None,
+               gpu=None, on_error: Callable[[str, HfmemError], None] | None = None) -> list[InferenceReport]:
+    """``infer`` for several models; failures go to ``on_error`` (else the first one raises)."""
+    out = []
+    for m in models:
+        try:
+            out.append(infer(m, options, settings=settings, gpu=gpu))
+        except HfmemError as exc:
+            if on_error is None:
+                raise
+            on_error(m, exc)
+    return out
+
+
+# ---------------------------------------------------------------- train
+
+
+@dataclass
+class TrainingReport:
+    """``hfmem train``'s answer for one model: the estimate, and with a GPU the fit, limits and advice."""
+
+    report: ModelReport
+    estimate: "TrainEstimate"
+    gpu: "GPU | None" = None
+    fits: bool | None = None
+    max_batch: int | None = None
+    max_seq: int | None = None
+    advice: object | None = None      # plan.advisor.Advice with --advise
+    rlhf: object | None = None        # scenarios.rlhf.RLHFEstimate with --rlhf
+    notes: list[str] = field(default_factory=list)
+
+
+def train(model: str, options: Options | None = None, *, settings: "TrainSettings | None" = None,
+          gpu: "str | GPU | None" = None, advise: bool = False, rlhf: str | None = None,
+          rlhf_options: dict | None = None, **settings_kwargs) -> TrainingReport:
+    """Fine-tuning memory for one model (``hfmem train``). ``settings``: a ``TrainSettings`` (or its fields as
+    keyword arguments: method, precision, optimizer, batch, seq, grad_accum, grad_ckpt, attn, lora_rank,
+    lora_targets, zero, fsdp, gpus, tp, pp, ...); ``gpu``: a catalog name or size for fits / max_batch /
+    max_seq; ``advise``: the out-of-memory remedies (needs ``gpu``); ``rlhf``: "ppo", "grpo" or "dpo"."""
+    from .plan.fit import largest_fitting
+    from .plan.gpus import parse_gpu
+    from .scenarios.finetune import TrainSettings, TrainSettingsError, estimate_training
+
+    opts = options or Options()
+    try:
+        s = (settings or TrainSettings(**settings_kwargs)).validate()
+    except TrainSettingsError as exc:
+        raise UsageError(str(exc)) from None
+    gpu_obj = parse_gpu(gpu) if isinstance(gpu, str) else gpu
+    if advise and gpu_obj is None:
+        raise UsageError("--advise needs --gpu (the remedies are judged against a GPU's memory)",
+                         hint="e.g. --gpu A100-80GB or --gpu 24GiB")
+    report = _with_config(model, opts)
+    inv = report.inventory
+    if not inv.tensors:
+        raise UnsupportedArchitectureError(
+            f"{model}: counted from safetensors headers only ({inv.method}); training needs the model's "
+            "layer structure", hint="use a model transformers implements, or --trust-remote-code")
+    config = report.config or {}
+    largest = inv.layers[0].num_params if inv.layers else None
+
+    def estimate(st: "TrainSettings"):
+        return estimate_training(inv.tensors, config, st, largest_layer_params=largest)
+
+    try:
+        est = estimate(s)
+        out = TrainingReport(report, est, gpu_obj, notes=list(report.notes))
+        if rlhf:
+            from .scenarios.rlhf import estimate_rlhf
+
+            extra = dict(rlhf_options or {})
+            if gpu_obj is not None:
+                extra.setdefault("gpu_memory_bytes", gpu_obj.memory_bytes)
+            out.rlhf = estimate_rlhf(inv.tensors, config, rlhf, s, largest_layer_params=largest, **extra)
+        if gpu_obj is not None:
+            from dataclasses import replace
+
+            cap = gpu_obj.memory_bytes
+            need = out.rlhf.device_total_bytes if out.rlhf is not None else est.device_total_bytes
+            out.fits = need <= cap
+            if out.rlhf is None:
+                ok_b = lambda b: estimate(replace(s, batch=b)).device_total_bytes <= cap  # noqa: E731
+                ok_s = lambda q: estimate(replace(s, seq=q)).device_total_bytes <= cap  # noqa: E731
+                out.max_batch = largest_fitting(ok_b, 1, 1 << 16) if ok_b(1) else 0
+                out.max_seq = largest_fitting(ok_s, 1, 1 << 22) if ok_s(1) else 0
+            if advise:
+                from .plan.advisor import advise as run_advisor
+
+                out.advice = run_advisor(estimate, s, gpu_obj, model_config=config)
+    except (TrainSettingsError, ValueError) as exc:
+        if isinstance(exc, HfmemError):
+            raise
+        raise UsageError(f"{model}: {exc}") from None
+    if gpu_obj is not None and gpu_obj.bf16 is False and "bf16" in s.precision:
+        out.notes.append(f"{gpu_obj.name} has no bfloat16: use fp16 (amp-fp16 / deepspeed-fp16) instead")
+    return out
+
+
+def train_many(models: list[str], options: Options | None = None, *,
+               on_error: Callable[[str, HfmemError], None] | None = None, **kwargs) -> list[TrainingReport]:
+    """``train`` for several models; failures go to ``on_error`` (else the first one raises)."""
+    out = []
+    for m in models:
+        try:
+            out.append(train(m, options, **kwargs))
+        except HfmemError as exc:
+            if on_error is None:
+                raise
+            on_error(m, exc)
+    return out

@@ -14,7 +14,9 @@ from .. import __version__
 from . import cache, snapshot
 from .calc import calc
 from .gpus import gpus
+from .infer import infer
 from .simulate import simulate
+from .train import train
 
 app = typer.Typer(
     name="hfmem",
@@ -26,6 +28,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("calc")(calc)
+app.command("infer")(infer)
+app.command("train")(train)
 app.command("simulate")(simulate)
 app.command("gpus")(gpus)
 app.add_typer(cache.app, name="cache")
@@ -44,7 +48,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
-COMMANDS = {"calc", "simulate", "gpus", "cache", "snapshot"}
+COMMANDS = {"calc", "infer", "train", "simulate", "gpus", "cache", "snapshot"}
 ROOT_FLAGS = {"--help", "-h", "--version"}
 
 
