@@ -226,3 +226,14 @@ def test_cli_ppo_seed_example_14b_on_4_a800():
     assert actor["weights_bytes"] == pytest.approx(4 * n / 4, rel=1e-3)
     assert actor["optimizer_bytes"] == pytest.approx(8 * n / 4, rel=1e-3)
     assert m["fits"] is False and m["device_total_bytes"] > 80 * GiB
+
+
+def test_cli_emit_deepspeed_matches_the_plan():
+    proc = run_hfmem("train", "meta-llama/Llama-3.1-8B", "--zero", "3", "--offload-optimizer", "--gpus", "8",
+                     "--batch", "2", "--grad-accum", "4", "--emit", "deepspeed", "--offline")
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(proc.stdout)
+    assert cfg["zero_optimization"]["stage"] == 3
+    assert cfg["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert cfg["train_micro_batch_size_per_gpu"] == 2 and cfg["gradient_accumulation_steps"] == 4
+    assert cfg["train_batch_size"] == 2 * 4 * 8 and cfg["bf16"]["enabled"] is True
