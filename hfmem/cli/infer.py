@@ -9,27 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import HfmemError, UsageError
-from .errors import error_boundary, error_line
-from .options import (Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt, RevisionOpt, TokenOpt,
-                      TrustRemoteCodeOpt, parse_size_option, source_options)
-from .output import hint, print_json, print_text, stdout_console
+from .errors import error_boundary
+from .options import (Attn, DType, Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt,
+                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt, parse_size_option, source_options)
+from .output import finish, hint
 
 
 class Engine(str, Enum):
     transformers = "transformers"
     vllm = "vllm"
-
-
-class Attn(str, Enum):
-    sdpa = "sdpa"
-    flash = "flash"
-    eager = "eager"
-
-
-class DType(str, Enum):
-    bf16 = "bf16"
-    fp16 = "fp16"
-    fp32 = "fp32"
 
 
 class KVDType(str, Enum):
@@ -115,20 +103,7 @@ def infer(
                 emits[r.report.model] = cmd
                 for c in caveats:
                     hint(f"note: {r.report.model}: {c}")
-        if fmt is Format.json:
-            from ..render.infer import infer_json
+        from ..render import infer as render
 
-            print_json(infer_json(reports, failures, emits))
-        elif emits:
-            print_text("".join(cmd + "\n" for cmd in emits.values()))
-        elif reports:
-            from ..render import infer as render
-
-            if fmt is Format.markdown:
-                print_text(render.markdown_infer(reports))
-            else:
-                render.rich_infer(stdout_console(), reports)
-        for _, exc in failures:
-            typer.echo(error_line(exc), err=True)
-        if failures:
-            raise typer.Exit(failures[0][1].exit_code)
+        finish(fmt, reports, failures, emits, json_doc=render.infer_json, markdown=render.markdown_infer,
+               rich=render.rich_infer)

@@ -14,6 +14,20 @@ class Format(str, Enum):
     markdown = "markdown"
 
 
+class Attn(str, Enum):
+    """Attention implementation (transformers' attn_implementation; flash = flash_attention_2)."""
+
+    sdpa = "sdpa"
+    flash = "flash"
+    eager = "eager"
+
+
+class DType(str, Enum):
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
 class Compat(str, Enum):
     exact = "exact"
     accelerate = "accelerate"

@@ -25,3 +25,26 @@ def print_text(text: str) -> None:
 
 def hint(message: str) -> None:
     sys.stderr.write(message + "\n")
+
+
+def finish(fmt, reports, failures, emits: dict[str, str], *, json_doc, markdown, rich) -> None:
+    """The end of every estimate command: the JSON document, the emitted launch texts, or the table /
+    Markdown; then one stderr line per model that failed and the first failure's exit code."""
+    import typer
+
+    from .errors import error_line
+    from .options import Format
+
+    if fmt is Format.json:
+        print_json(json_doc(reports, failures, emits))
+    elif emits:
+        print_text("".join(text if text.endswith("\n") else text + "\n" for text in emits.values()))
+    elif reports:
+        if fmt is Format.markdown:
+            print_text(markdown(reports))
+        else:
+            rich(stdout_console(), reports)
+    for _, exc in failures:
+        typer.echo(error_line(exc), err=True)
+    if failures:
+        raise typer.Exit(failures[0][1].exit_code)

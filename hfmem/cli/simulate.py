@@ -11,7 +11,7 @@ import typer
 from ..api import simulate_model
 from ..errors import HfmemError, UsageError
 from .errors import error_boundary, error_line
-from .options import (Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt, RevisionOpt, TokenOpt,
+from .options import (Attn, DType, Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt, RevisionOpt, TokenOpt,
                       TrustRemoteCodeOpt, source_options)
 from .output import print_json, print_text, stdout_console
 
@@ -19,18 +19,6 @@ from .output import print_json, print_text, stdout_console
 class Mode(str, Enum):
     train = "train"
     infer = "infer"
-
-
-class DType(str, Enum):
-    bf16 = "bf16"
-    fp16 = "fp16"
-    fp32 = "fp32"
-
-
-class Attn(str, Enum):
-    sdpa = "sdpa"
-    flash = "flash"
-    eager = "eager"
 
 
 class Optim(str, Enum):

@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import HfmemError, UsageError
-from .errors import error_boundary, error_line
-from .options import (Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt, RevisionOpt, TokenOpt,
-                      TrustRemoteCodeOpt, parse_size_option, source_options)
-from .output import hint, print_json, print_text, stdout_console
+from .errors import error_boundary
+from .options import (Attn, Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt, RevisionOpt,
+                      TokenOpt, TrustRemoteCodeOpt, parse_size_option, source_options)
+from .output import finish, hint
 
 
 class Method(str, Enum):
@@ -48,12 +48,6 @@ class OptimizerImpl(str, Enum):
     fused = "fused"
     foreach = "foreach"
     forloop = "forloop"
-
-
-class Attn(str, Enum):
-    sdpa = "sdpa"
-    flash = "flash"
-    eager = "eager"
 
 
 class Fsdp(str, Enum):
@@ -175,20 +169,7 @@ def train(
                     emits[r.report.model] = fn(r.estimate.settings)
                 except ValueError as exc:
                     raise UsageError(f"--emit {emit.value}: {exc}") from None
-        if fmt is Format.json:
-            from ..render.train import train_json
+        from ..render import train as render
 
-            print_json(train_json(reports, failures, emits))
-        elif emits:
-            print_text("".join(text if text.endswith("\n") else text + "\n" for text in emits.values()))
-        elif reports:
-            from ..render import train as render
-
-            if fmt is Format.markdown:
-                print_text(render.markdown_train(reports))
-            else:
-                render.rich_train(stdout_console(), reports)
-        for _, exc in failures:
-            typer.echo(error_line(exc), err=True)
-        if failures:
-            raise typer.Exit(failures[0][1].exit_code)
+        finish(fmt, reports, failures, emits, json_doc=render.train_json, markdown=render.markdown_train,
+               rich=render.rich_train)

@@ -30,6 +30,7 @@ from typing import Callable
 
 from ..scenarios.finetune import TrainEstimate, TrainSettings
 from ..units import format_binary
+from .fit import largest_fitting
 from .gpus import GPU
 
 Estimator = Callable[[TrainSettings], TrainEstimate]
@@ -840,35 +841,18 @@ def search_plan(run: Estimator, settings: TrainSettings, gpu: GPU, *, limit: int
 
 # -- limits as asked -------------------------------------------------------------------------------------
 
-def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
-    """The largest n in [lo, hi] with ok(n), given ok(lo) and ok monotone (exponential probe, then bisection)."""
-    step = lo
-    while step < hi and ok(min(hi, step * 2)):
-        step = min(hi, step * 2)
-    if step >= hi:
-        return hi
-    lo, hi = step, min(hi, step * 2) - 1
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 def max_batch(run: Estimator, settings: TrainSettings, gpu: GPU, hi: int = MAX_BATCH_SEARCH) -> int:
     """The largest micro-batch at ``settings.seq`` that fits (0 when 1 does not)."""
     run = run if isinstance(run, _Runner) else _Runner(run)
     ok = lambda b: _fits_total(run, replace(settings, batch=b), gpu)  # noqa: E731
-    return _largest(ok, 1, hi) if ok(1) else 0
+    return largest_fitting(ok, 1, hi) if ok(1) else 0
 
 
 def max_seq(run: Estimator, settings: TrainSettings, gpu: GPU, hi: int = MAX_SEQ_SEARCH) -> int:
     """The largest sequence length at ``settings.batch`` that fits (0 when 1 does not)."""
     run = run if isinstance(run, _Runner) else _Runner(run)
     ok = lambda q: _fits_total(run, replace(settings, seq=q), gpu)  # noqa: E731
-    return _largest(ok, 1, hi) if ok(1) else 0
+    return largest_fitting(ok, 1, hi) if ok(1) else 0
 
 
 def _fits_total(run: Estimator, s: TrainSettings, gpu: GPU) -> bool:

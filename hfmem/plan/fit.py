@@ -60,7 +60,14 @@ def _fits(estimate: Estimator, settings: InferenceSettings, cap: int) -> bool:
 
 
 def largest_fitting(ok: Callable[[int], bool], lo: int, hi: int) -> int:
-    """The largest n in [lo, hi] with ok(n), given ok(lo) and ok monotone decreasing."""
+    """The largest n in [lo, hi] with ok(n), given ok(lo) and ok monotone decreasing: an exponential probe
+    from lo (cheap when the answer is small), then bisection."""
+    step = lo
+    while step < hi and ok(min(hi, step * 2)):
+        step = min(hi, step * 2)
+    if step >= hi:
+        return hi
+    lo, hi = step, min(hi, step * 2) - 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if ok(mid):
