@@ -74,7 +74,7 @@ import validate as V  # noqa: E402  (snapshot config helpers; also puts the repo
 from hfmem.scenarios import infer_activations as IA  # noqa: E402
 
 OUT = V.ROOT / "hfmem" / "data" / "infer_calibration.json"
-CONTEXTS = (256, 512, 1024)
+CONTEXTS = (512, 1024, 2048)  # large enough that each region is on its long-context piece (see fp32 eager Gemma 2)
 BATCH = 2  # a single sequence hides a batch-only clone (eager attention, one KV head: see infer_activations.mqb)
 DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
 HEAD_DIM_HONOURED = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "mixtral",

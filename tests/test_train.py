@@ -72,8 +72,11 @@ def test_zero_stages_follow_the_paper_per_gpu():
 def test_peft_metamathqa_max_reserved(args, measured_gib, tol):
     """PEFT's MetaMathQA suite: Llama-3.2-3B, bf16, AdamW (torch), batch 4, max_seq_length 768, no
     checkpointing; accelerator_memory_max = max_memory_reserved (it includes an eval generation phase)."""
-    r = _train("meta-llama/Llama-3.2-3B", precision="bf16", batch=4, seq=768, **args)
+    r = _train("meta-llama/Llama-3.2-3B", precision="bf16", batch=4, seq=768, eval_generate_batch=50,
+               eval_generate_tokens=800, **args)
     assert r.estimate.peak_reserved_bytes == pytest.approx(measured_gib * GiB, rel=tol)
+    # the eval generation (batch 50, max_length 800) is a phase of its own, below the training step here
+    assert 0 < r.estimate.phases["evaluation_generate"] < r.estimate.peak_allocated_bytes
 
 
 PYTHIA_410M = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "hidden_size": 1024,
@@ -237,3 +240,17 @@ def test_cli_emit_deepspeed_matches_the_plan():
     assert cfg["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
     assert cfg["train_micro_batch_size_per_gpu"] == 2 and cfg["gradient_accumulation_steps"] == 4
     assert cfg["train_batch_size"] == 2 * 4 * 8 and cfg["bf16"]["enabled"] is True
+
+
+def test_optimizer_in_backward_keeps_one_gradient():
+    """Stepping each parameter in its post-accumulate-grad hook frees its gradient at once: the gradient
+    memory is one tensor's -- Llama-2-7B's largest, the 32000 × 4096 embedding, 2 B each in bf16 -- and the
+    full-gradient step peak (weights + grads + states + foreach temporaries, 2+2+4+2 B/param) disappears."""
+    n = 6_738_415_616
+    plain = _train("meta-llama/Llama-2-7b-hf", adamw_impl="foreach").estimate
+    hooked = _train("meta-llama/Llama-2-7b-hf", adamw_impl="foreach", optimizer_in_backward=True).estimate
+    assert hooked.components["gradients_bytes"] == 32000 * 4096 * 2
+    assert plain.peak_allocated_bytes >= 10 * n
+    assert hooked.peak_allocated_bytes < plain.peak_allocated_bytes - 2 * n
+    with pytest.raises(hfmem.errors.UsageError, match="optimizer in backward"):
+        _train("meta-llama/Llama-2-7b-hf", optimizer_in_backward=True, grad_accum=4)

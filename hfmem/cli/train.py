@@ -104,6 +104,8 @@ def train(
     rlhf: Annotated[Optional[Rlhf], typer.Option("--rlhf", help="RLHF: PPO (actor, critic, reference [+ reward]), GRPO, DPO; models colocated.")] = None,
     group_size: Annotated[Optional[int], typer.Option("--group-size", help="RLHF: samples per prompt in the rollout (default: PPO 1, GRPO 8).")] = None,
     rollout: Annotated[str, typer.Option("--rollout", help="RLHF rollout engine: vllm (colocated, its own weights and KV), hf, or none.")] = "vllm",
+    optimizer_in_backward: Annotated[bool, typer.Option("--optimizer-in-backward", help="Step each parameter as soon as its gradient is complete (torchtune optimizer_in_bwd): no full gradient set.")] = False,
+    eval_generate: Annotated[Optional[str], typer.Option("--eval-generate", help="An evaluation that generates between steps: BATCHxTOKENS, e.g. 50x800.")] = None,
     full_logits_metrics: Annotated[bool, typer.Option("--full-logits-metrics", help="Evaluation keeps every logit for compute_metrics (b x s x vocab fp32).")] = False,
     cuda_context: Annotated[Optional[str], typer.Option("--cuda-context", help="CUDA context per process (default 512MiB).")] = None,
     nccl: Annotated[Optional[str], typer.Option("--nccl", help="NCCL memory per process with --gpus > 1 (default 768MiB).")] = None,
@@ -143,13 +145,21 @@ def train(
             cuda_context_bytes=parse_size_option("--cuda-context", cuda_context, defaults.cuda_context_bytes),
             nccl_bytes=parse_size_option("--nccl", nccl, defaults.nccl_bytes),
             allocator_fragmentation=defaults.allocator_fragmentation if fragmentation is None else fragmentation)
+        eval_b = eval_t = 0
+        if eval_generate:
+            try:
+                eval_b, eval_t = (int(x) for x in eval_generate.lower().split("x"))
+            except ValueError:
+                raise UsageError(f"--eval-generate {eval_generate!r} is not BATCHxTOKENS", hint="e.g. 50x800") from None
         settings = TrainSettings(
             method=method.value, precision=prec, optimizer=optimizer.value, adamw_impl=optimizer_impl.value,
             batch=batch, seq=seq, grad_accum=grad_accum, grad_ckpt=grad_ckpt, attn=attn.value,
             lora_rank=lora_rank, lora_targets=_targets(lora_targets), dora=dora, qlora_format=qlora_format,
             zero=zero, offload_optimizer=offload_optimizer, offload_param=offload_param,
             fsdp=fsdp_value, gpus=gpus, tp=tp, pp=pp, gpus_per_node=gpus_per_node,
-            full_logits_metrics=full_logits_metrics, overheads=overheads)
+            full_logits_metrics=full_logits_metrics, optimizer_in_backward=optimizer_in_backward,
+            eval_generate_batch=eval_b, eval_generate_tokens=eval_t,
+            overheads=overheads)
         gpu_obj = parse_gpu(gpu) if gpu else None
         opts = source_options(revision, token, offline, trust_remote_code, no_cache)
         failures: list[tuple[str, HfmemError]] = []

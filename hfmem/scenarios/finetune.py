@@ -59,6 +59,9 @@ class TrainSettings:
     pp: int = 1
     gpus_per_node: int = 8
     full_logits_metrics: bool = False   # an eval that keeps every logit (compute_metrics / preprocess not set)
+    optimizer_in_backward: bool = False  # step each parameter in a post-accumulate-grad hook and free its grad
+    eval_generate_batch: int = 0         # an evaluation that generates: sequences at once ...
+    eval_generate_tokens: int = 0        # ... of this many tokens (prompt + generated), e.g. PEFT's 50 x 800
     overheads: Overheads = field(default_factory=Overheads)
 
     def validate(self) -> "TrainSettings":
@@ -70,6 +73,8 @@ class TrainSettings:
             raise TrainSettingsError(f"optimizer must be one of {', '.join(training.OPTIMIZERS)}, not {self.optimizer!r}")
         if self.attn not in ATTNS:
             raise TrainSettingsError(f"attn must be one of {', '.join(ATTNS)}, not {self.attn!r}")
+        if int(self.eval_generate_batch) < 0 or int(self.eval_generate_tokens) < 0:
+            raise TrainSettingsError("eval-generate batch and tokens must be 0 or more")
         for name in ("batch", "seq", "grad_accum", "gpus", "tp", "pp", "lora_rank", "gpus_per_node"):
             if int(getattr(self, name)) < 1:
                 raise TrainSettingsError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
@@ -91,6 +96,9 @@ class TrainSettings:
             raise TrainSettingsError("deepspeed-* precisions need --zero (DeepSpeed runs them)")
         if self.fsdp and self.precision.startswith("deepspeed"):
             raise TrainSettingsError("FSDP trains with torch precisions (fp32, amp-*, bf16, fp16)")
+        if self.optimizer_in_backward and (self.zero is not None or self.fsdp or self.grad_accum > 1):
+            raise TrainSettingsError("optimizer in backward needs plain data parallel and no gradient accumulation "
+                                     "(each gradient is applied and freed as soon as it is complete)")
         if self.attn == "flash" and self.precision == "fp32":
             raise TrainSettingsError("flash attention needs fp16/bf16 activations: use amp-bf16 or bf16")
         if self.method == "qlora" and (self.zero == 3 or self.fsdp in ("full_shard", "hybrid_shard")):
@@ -196,6 +204,19 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
                                            frozen_weight_bytes=base_width)
         assumptions.append(f"{s.method.upper()}: adapters (rank {s.lora_rank}, targets {s.lora_targets}) in fp32 "
                            "as PEFT creates them (autocast_adapter_dtype=True); base frozen")
+    if s.optimizer_in_backward:
+        # torch's Tensor.register_post_accumulate_grad_hook pattern (torchtune optimizer_in_bwd, LOMO): each
+        # parameter is stepped as soon as its gradient is complete and the gradient is freed, so at most
+        # about one tensor's gradient (and its step temporaries) is alive, never the whole set
+        largest = training.largest_tensor_numel(trainable)
+        g_bytes = training.precision_of(states.precision).gradient_bytes
+        one = largest * g_bytes
+        states = replace(states, gradients_bytes=min(states.gradients_bytes, one),
+                         optimizer_step_temporary_bytes=min(states.optimizer_step_temporary_bytes, one),
+                         notes=states.notes + ("optimizer in backward: one gradient (the largest tensor's, "
+                                               f"{largest:,} elements) alive at a time",))
+        assumptions.append("optimizer in backward (post-accumulate-grad hooks): gradients are applied and freed "
+                           "one parameter at a time")
     if s.zero is not None:
         cfg = sharding.ZeroConfig(stage=s.zero, data_parallel=s.data_parallel, gpus_per_node=s.gpus_per_node,
                                   offload_optimizer=s.offload_optimizer, offload_param=s.offload_param)
@@ -246,6 +267,19 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
         extra_eval = 4 * s.batch * s.seq * vocab
         phases["evaluation"] = static + grads + extra_eval + act.saved_bytes // 2
         notes.append("evaluation keeps every logit (b × s × vocab fp32) for compute_metrics")
+    if s.eval_generate_batch and s.eval_generate_tokens:
+        # Evaluation between steps (Trainer / PEFT's suite): gradients freed (zero_grad(set_to_none=True)),
+        # optimizer states still allocated, generate() over the eval batch: its KV cache and prefill peak.
+        from . import infer_activations, kv_cache
+
+        eb, et = s.eval_generate_batch, s.eval_generate_tokens
+        kv = kv_cache.kv_cache_bytes(kv_cache.kv_layout(config), batch=eb, tokens=et, kv_bytes_per_elem=dtype_bytes)
+        gen = infer_activations.prefill_activation_bytes(config, batch=eb, context=et,
+                                                         attn="sdpa" if s.attn == "eager" else s.attn,
+                                                         dtype_bytes=dtype_bytes)
+        phases["evaluation_generate"] = static + kv + gen.bytes
+        assumptions.append(f"evaluation generates {eb} sequences of {et} tokens between steps: weights and "
+                           "optimizer states stay, gradients are freed, plus the KV cache and prefill activations")
     peak_phase = max(phases, key=phases.get)
     allocated = phases[peak_phase]
     churn = act.saved_bytes + grads + step_extra
