@@ -22,17 +22,18 @@ Method (all runs: hfmem.simulate.simulate_infer, GPU emulation on, batch 2, new_
    second layer on the model keeps the embedding output referenced beside the residual stream, so 2 is the
    steady state; checked against one more layer), 4 for DeepSeek-V3 (3 leading dense layers + 1 MoE layer),
    6 for Gemma 3 (5 sliding + 1 full layer).
-2. The memory tracker is instrumented (module hooks on the layers, their attention and MLP, the final norm
-   and the LM head; a wrapper on transformers' attention-function lookup for the attention kernel's own
-   region) to record the peak of the live bytes inside each region, for the last layer of each kind. For a region of layer i in the prefill the KV cache of layers 0..i is subtracted (the cache grows
-   layer by layer), for the embedding none; in the decode step the whole cache.
-3. Width perturbations of the config, one at a time: hidden size, heads, KV heads (twice: MHA, GQA and,
-   where the reference model has one KV head, MQA copy K/V differently), head dim, MLP width, vocabulary; for MoE models the expert
-   width, experts per token, expert count and shared experts; for MLA the latent and query ranks, the value
-   and rotary head dims. Where transformers honours an explicit ``head_dim`` it is pinned so that widths
-   vary independently; where it does not (gpt2, gpt_neox, opt, falcon, stablelm, starcoder2), q = kv = h by
-   construction and the fit folds those terms together. Models whose every layer has a sliding window
-   (Mistral, Phi-3, Starcoder2) are run again without the window, for the full-layer regions.
+2. The memory tracker is instrumented (module hooks on the layers, their attention and MLP, the final norm and
+   the LM head; a wrapper on transformers' attention-function lookup for the attention kernel's own region) to
+   record the peak of the live bytes inside each region, for the last layer of each kind. For a region of
+   layer i in the prefill the KV cache of layers 0..i is subtracted (the cache grows layer by layer), for the
+   embedding none; in the decode step the whole cache.
+3. Width perturbations of the config, one at a time: hidden size, heads, KV heads (twice: MHA, GQA and, where
+   the reference model has one KV head, MQA copy K/V differently), head dim, MLP width, vocabulary; for MoE
+   models the expert width, experts per token, expert count and shared experts; for MLA the latent and query
+   ranks, the value and rotary head dims. Where transformers honours an explicit ``head_dim`` it is pinned so
+   that widths vary independently; where it does not (gpt2, gpt_neox, opt, falcon, stablelm, starcoder2), q =
+   kv = h by construction and the fit folds those terms together. Models whose every layer has a sliding
+   window (Mistral, Phi-3, Starcoder2) are run again without the window, for the full-layer regions.
 4. The base config at 3 context lengths, each perturbation at 2 (the vocabulary at 1), every run giving a
    prefill and a decode row per region; with one KV head also batch 1 (eager attention clones the expanded
    K/V only for batch > 1). A least-squares fit per region (rows weighted by 1/A) over the terms that the
@@ -42,16 +43,19 @@ Method (all runs: hfmem.simulate.simulate_infer, GPU emulation on, batch 2, new_
 5. Checks recorded: the activation bytes with one more layer (must be equal) per table, and float16 against
    bfloat16 on Llama-3.1-8B (equal: fp16 uses the 2-byte tables).
 
-Context lengths: (256, 512, 1024), or a quarter, half and all of a learned position table's length rounded
-down to 256 when it is shorter (gpt2: 768). A sliding window shorter than 4x the longest context is widened
-to that (Gemma 3's 512, gpt-oss's 128): for SDPA the closed form covers contexts within the window, where
-sliding layers build no mask (with eager attention every mask is materialised either way). Gemma 2 and
-gpt-oss run eager only (transformers has no SDPA path for them); the flash setting uses the SDPA tables
-(SDPA takes the flash kernel for fp16/bf16 without a mask). fp32 MoE models cannot be simulated
-(grouped_mm's meta function wants bf16): recorded under "skipped". OPT and Falcon have no snapshot here:
-their transformers default configurations (OPT-125m-like, Falcon-7B-like) are used.
+Context lengths: (512, 1024, 2048), or a quarter, half and all of a learned position table's length rounded
+down to 256 when it is shorter (gpt2: 192/384/768, OPT and GPT-NeoX: 448/896/1792). Long enough that every
+region sits on its long-context piece: where two moments of a region trade places (fp32 eager Gemma 2: the
+score tensors overtake the projections only above ~300 tokens) the fit follows the one that matters for memory
+planning; shorter contexts were checked down to 32 tokens (within 1%). A sliding window shorter than 4x the
+longest context is widened to that (Gemma 3's 512, gpt-oss's 128): for SDPA the closed form covers contexts
+within the window, where sliding layers build no mask (with eager attention every mask is materialised either
+way). Gemma 2 and gpt-oss run eager only (transformers has no SDPA path for them); the flash setting uses the
+SDPA tables (SDPA takes the flash kernel for fp16/bf16 without a mask). fp32 MoE models cannot be simulated
+(grouped_mm's meta function wants bf16): recorded under "skipped". OPT and Falcon have no snapshot here: their
+transformers default configurations (OPT-125m-like, Falcon-7B-like) are used.
 
-Runtime on 2 cores: about 3.5 minutes (about 1,000 simulations of 0.1-0.6 s).
+Runtime on 2 cores: about 3.5-4 minutes (about 1,000 simulations of 0.1-0.6 s).
 """
 
 from __future__ import annotations
@@ -355,7 +359,7 @@ def contexts_for(cfg: dict) -> tuple[int, int, int]:
     positions = cfg.get("n_positions") or (cfg.get("max_position_embeddings") if cfg.get("model_type") in
                                            ("gpt2", "opt", "gpt_neox", "phi3") else None)
     top = CONTEXTS[-1]
-    if positions:
+    if positions and int(positions) - 1 < top:
         top = min(top, (int(positions) - 1) // 256 * 256)
     return (top // 4, top // 2, top)
 
@@ -370,10 +374,13 @@ def widen_window(cfg: dict, contexts: tuple[int, ...]) -> dict:
 
 
 # -- fitting -------------------------------------------------------------------------------------------------
-PREFILL_ORDER = ("tok", "tok*h", "tok*I", "tok*qw", "tok*kvw", "tok*gqa", "tok*mq", "tok*mqb", "tok*mlab", "tok*kh", "tok*kI", "tok*E",
-                 "tok*a", "tok*d", "tok*latent", "tok*qlora", "tok*qr", "s2*a", "s2*ag", "s2", "V", "1")
-DECODE_ORDER = ("T", "T*kvw", "T*gqa", "T*mq", "T*mqb", "T*mlab", "T*qw", "T*a", "T*ag", "T*latent", "T*qr", "h", "I", "qw", "kvw", "kh",
-                "kI", "E", "a", "latent", "qlora", "V", "1")
+# Terms in the order a fit keeps them: a term that the design does not vary independently of the ones before
+# it is folded into them (absent from the table).
+PREFILL_ORDER = ("tok", "tok*h", "tok*I", "tok*qw", "tok*kvw", "tok*gqa", "tok*mq", "tok*mqb", "tok*mlab", "tok*kh",
+                 "tok*kI", "tok*E", "tok*a", "tok*d", "tok*latent", "tok*qlora", "tok*qr", "s2*a", "s2*ag", "s2",
+                 "V", "1")
+DECODE_ORDER = ("T", "T*kvw", "T*gqa", "T*mq", "T*mqb", "T*mlab", "T*qw", "T*a", "T*ag", "T*latent", "T*qr", "h", "I",
+                "qw", "kvw", "kh", "kI", "E", "a", "latent", "qlora", "V", "1")
 
 
 def fit_region(rows: list[dict], targets: list[float], order: tuple[str, ...]) -> tuple[dict, float]:

@@ -27,29 +27,31 @@ lower. ``fp32_logits_copy`` adds generate's fp32 copy of the last logits (b·V·
 
 The form. Under no_grad nothing is kept across layers, so the peak is the largest of a few moments
 ("regions"): the embedding; per kind of layer the model has (full attention, sliding window, leading dense
-layers of a MoE model) its attention projections, its attention kernel call, its MLP/MoE block, its norms
-and residual adds; the final norm; the LM head; what follows it. Each region's bytes are linear in structural terms, per sequence:
+layers of a MoE model) its attention projections, its attention kernel call, its MLP/MoE block, its norms and
+residual adds; the final norm; the LM head; what follows it. Each region's bytes are linear in structural
+terms, per sequence:
 
-    prefill (s = context):  s·(c₁ + c_h·h + c_a·a + c_q·q + c_kv·kv + c_g·g + c_m·m + c_mb·m_b + c_lb·l_b + c_d·d + c_I·I
-                               + c_E·E + c_kh·k·h + c_kI·k·I_e + c_lat·latent + c_ql·q_lora + c_qr·a·d_rope)
+    prefill (s = context):  s·(c₁ + c_h·h + c_a·a + c_q·q + c_kv·kv + c_g·g + c_m·m + c_mb·m_b + c_lb·l_b
+                               + c_d·d + c_I·I + c_E·E + c_kh·k·h + c_kI·k·I_e + c_lat·latent + c_ql·q_lora
+                               + c_qr·a·d_rope)
                             + s²·(e_a·a + e_ag·a_g + e_m) + v·V + c₀
     decode (T = cached tokens before the step):
-                            T·(t₁ + t_a·a + t_ag·a_g + t_kv·kv + t_q·q + t_g·g + t_m·m + t_mb·m_b + t_lb·l_b + t_lat·latent
-                               + t_qr·a·d_rope)
+                            T·(t₁ + t_a·a + t_ag·a_g + t_kv·kv + t_q·q + t_g·g + t_m·m + t_mb·m_b + t_lb·l_b
+                               + t_lat·latent + t_qr·a·d_rope)
                             + (c₀ + c_h·h + c_a·a + c_q·q + c_kv·kv + c_I·I + c_E·E + c_kh·k·h + c_kI·k·I_e
                                + c_lat·latent + c_ql·q_lora) + v·V
 
-h hidden size; a heads; d the rotary width of a head (the head dim; MLA: qk_rope_head_dim); q = a·d_qk;
-kv = n_kv·d_qk (MLA: a·d_v, the expanded values); g = q for grouped-query attention with 1 < n_kv < a
-(eager attention's repeat_kv copies K and V to every head), else 0; m = q with one KV head (MQA, where the
-repeat is a view); m_b = q with one KV head and more than one sequence (eager attention's matmul against
-the expanded K/V then clones it; likewise l_b = kv for MLA's strided values); a_g = a for any n_kv < a (fp32 SDPA takes the math kernel: s² scores,
-K/V repeated); I the dense MLP width of the layer (MoE layers: the shared experts' width); E experts; k
-experts per token; I_e the expert width; latent = kv_lora_rank + qk_rope_head_dim; q_lora the MLA query
-rank; V the vocabulary. A layer region is measured with the KV of layers 0..j alive; for the prefill's frame
-the KV of the later layers is subtracted (``later_kv_bytes``: a leading dense layer peaks before the MoE
-layers' KV exists), and from the embedding region the whole KV cache. The result is ``batch ×`` the
-largest region. The coefficients are bytes per element, fitted by least squares on simulations of the real
+h hidden size; a heads; d the rotary width of a head (the head dim; MLA: qk_rope_head_dim); q = a·d_qk; kv =
+n_kv·d_qk (MLA: a·d_v, the expanded values); g = q for grouped-query attention with 1 < n_kv < a (eager
+attention's repeat_kv copies K and V to every head), else 0; m = q with one KV head (MQA, where the repeat is
+a view); m_b = q with one KV head and more than one sequence (eager attention's matmul against the expanded
+K/V then clones it; likewise l_b = kv for MLA's strided values); a_g = a for any n_kv < a (fp32 SDPA takes the
+math kernel: s² scores, K/V repeated); I the dense MLP width of the layer (MoE layers: the shared experts'
+width); E experts; k experts per token; I_e the expert width; latent = kv_lora_rank + qk_rope_head_dim; q_lora
+the MLA query rank; V the vocabulary. A layer region is measured with the KV of layers 0..j alive; for the
+prefill's frame the KV of the later layers is subtracted (``later_kv_bytes``: a leading dense layer peaks
+before the MoE layers' KV exists), and from the embedding region the whole KV cache. The result is ``batch ×``
+the largest region. The coefficients are bytes per element, fitted by least squares on simulations of the real
 model code per architecture, attention implementation and dtype width (2-byte: bf16 and fp16 simulate
 identically; 4-byte: fp32); a term the calibration could not vary independently is folded into the others
 (absent from the table). "flash" uses the SDPA tables (SDPA already takes the flash kernel for fp16/bf16).
@@ -436,7 +438,8 @@ def estimate_with_table(config: dict, table: dict, *, phase: str, batch: int, to
     # region -> (table region, the layer it stands for: the last layer of its kind (prefill, whose later
     # layers' KV does not exist yet) or the first one (decode, whose later sliding layers still hold the whole
     # prompt); -1 for the embedding, None for the regions after the layers)
-    wanted: dict[str, tuple[str, int | None]] = {r: (r, -1 if r == "pre" else None) for r in MODEL_REGIONS if r in table}
+    wanted: dict[str, tuple[str, int | None]] = {r: (r, -1 if r == "pre" else None)
+                                                 for r in MODEL_REGIONS if r in table}
     kinds = shape.layer_kinds or ("full",) * shape.layers
     for kind, (use, last) in plan.items():
         at = last if phase == "prefill" else kinds.index(kind)
