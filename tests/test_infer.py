@@ -277,3 +277,13 @@ def test_a_snapshot_model_is_answered_without_torch():
     proc = run_hfmem("train", "meta-llama/Llama-3.1-8B", "--method", "lora", "--gpu", "H100-80GB", "--offline",
                      "--format", "json", check_torch=True)
     assert proc.stderr.strip().splitlines()[-1] == "TORCH_IMPORTED=False"
+
+
+def test_vllm_serves_fp32_checkpoints_in_fp16():
+    """vLLM's --dtype auto: "FP16 precision for FP32 and FP16 models" (vLLM engine arguments)."""
+    r = _infer("openai-community/gpt2", engine="vllm", context=1024)
+    assert r.checkpoint_format == "fp32"
+    assert r.estimate.compute_dtype == "float16" and r.estimate.weights_format == "fp16"
+    assert r.estimate.components["weights_bytes"] == 2 * r.estimate.logical_params
+    hf = _infer("openai-community/gpt2", context=1024)
+    assert hf.estimate.components["weights_bytes"] == 4 * hf.estimate.logical_params  # transformers: as stored

@@ -244,8 +244,13 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
     default_compute = "bfloat16" if quantized_ckpt or fmt not in ("fp32", "bf16", "fp16") else _CANON[fmt]
     if fmt in ("fp32", "bf16", "fp16") and s.compute_dtype is None:
         default_compute = _CANON[fmt]
+    if s.engine == "vllm" and s.compute_dtype is None and s.weights_format is None and fmt == "fp32":
+        # vLLM's dtype="auto": "FP16 precision for FP32 and FP16 models, BF16 precision for BF16 models"
+        # (vLLM engine arguments, --dtype): an fp32 checkpoint is served in fp16
+        default_compute = "float16"
+        notes.append("vLLM serves an fp32 checkpoint in float16 (its --dtype auto); pass --dtype fp32 to keep fp32")
     compute = _CANON[s.compute_dtype] if s.compute_dtype else default_compute
-    if fmt in ("fp32", "bf16", "fp16") and s.weights_format is None and s.compute_dtype:
+    if fmt in ("fp32", "bf16", "fp16") and s.weights_format is None and (s.compute_dtype or compute != _CANON[fmt]):
         fmt = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[compute]  # load in the asked dtype
     kv_dtype = _CANON[s.kv_dtype] if s.kv_dtype else compute
     kv_bpe = DTYPE_BYTES[kv_dtype]
