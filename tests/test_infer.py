@@ -5,6 +5,7 @@ copied from hfmem's own output."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -287,3 +288,17 @@ def test_vllm_serves_fp32_checkpoints_in_fp16():
     assert r.estimate.components["weights_bytes"] == 2 * r.estimate.logical_params
     hf = _infer("openai-community/gpt2", context=1024)
     assert hf.estimate.components["weights_bytes"] == 4 * hf.estimate.logical_params  # transformers: as stored
+
+
+def test_a_gptq_checkpoint_is_served_in_its_format_and_dtype(tmp_path):
+    """A GPTQ config (as TheBloke/Llama-2-7B-GPTQ's): 4-bit, group 128, float16 compute. Its
+    model.safetensors is 3.9 GB on the Hub; the KV cache is float16 like the compute."""
+    cfg = json.loads((Path(__file__).resolve().parents[1] / "cache/models/meta-llama/Llama-2-7b-hf/config.json")
+                     .read_text())
+    cfg.update(torch_dtype="float16", quantization_config={"quant_method": "gptq", "bits": 4, "group_size": 128,
+                                                           "desc_act": False})
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    r = infer(str(tmp_path), context=2048)
+    assert r.checkpoint_format == "gptq-int4" and r.estimate.compute_dtype == "float16"
+    assert 3.85e9 < r.estimate.components["weights_bytes"] < 3.95e9
+    assert r.estimate.components["kv_cache_bytes"] == 2048 * 524_288  # fp16 KV: 32 × 32 × 128 × 2 × 2 B

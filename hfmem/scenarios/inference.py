@@ -241,7 +241,11 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
     assumptions: list[str] = []
     fmt = s.weights_format or checkpoint_format
     quantized_ckpt = checkpoint_format not in ("fp32", "bf16", "fp16")
-    default_compute = "bfloat16" if quantized_ckpt or fmt not in ("fp32", "bf16", "fp16") else _CANON[fmt]
+    declared = text_config(config).get("torch_dtype") or text_config(config).get("dtype") \
+        or config.get("torch_dtype") or config.get("dtype")
+    # quantized weights compute in the config's 16-bit dtype (GPTQ/AWQ checkpoints declare float16), else bf16
+    low_bit_compute = declared if declared in ("float16", "bfloat16") else "bfloat16"
+    default_compute = low_bit_compute if quantized_ckpt or fmt not in ("fp32", "bf16", "fp16") else _CANON[fmt]
     if fmt in ("fp32", "bf16", "fp16") and s.compute_dtype is None:
         default_compute = _CANON[fmt]
     if s.engine == "vllm" and s.compute_dtype is None and s.weights_format is None and fmt == "fp32":
