@@ -327,6 +327,7 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
     ``gpu``: a catalog name or size (``"H100-80GB"``, ``"24GiB"``) for the fit and solve answers."""
     from .plan import fit as fitmod
     from .plan.gpus import GPU, parse_gpu
+    from .scenarios.infer_activations import InferActivationError
     from .scenarios.inference import InferenceSettings, InferenceSettingsError
     from .scenarios.kv_cache import KVLayoutError
     from .scenarios.weights import FORMAT_ORDER, checkpoint_format
@@ -355,6 +356,10 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
                                   checkpoint_format=ckpt, model_max_context=max_context(report.config or {}))
     except KVLayoutError:
         raise
+    except InferActivationError as exc:
+        raise UnsupportedArchitectureError(
+            f"{model}: no activation model for it ({exc})",
+            hint="`hfmem simulate MODEL --mode infer` runs the model code itself on fake tensors") from None
     except (InferenceSettingsError, ValueError) as exc:
         raise UsageError(f"{model}: {exc}") from None
     except NotImplementedError as exc:
@@ -412,6 +417,7 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
     from .plan.fit import largest_fitting
     from .plan.gpus import parse_gpu
     from .scenarios.finetune import TrainSettings, TrainSettingsError, estimate_training
+    from .scenarios.train_activations import TrainActivationError
 
     opts = options or Options()
     try:
@@ -459,6 +465,10 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
                 from .plan.advisor import advise as run_advisor
 
                 out.advice = run_advisor(estimate, s, gpu_obj, model_config=config)
+    except TrainActivationError as exc:
+        raise UnsupportedArchitectureError(
+            f"{model}: no activation model for it ({exc})",
+            hint="`hfmem simulate MODEL --mode train` runs the model code itself on fake tensors") from None
     except (TrainSettingsError, ValueError) as exc:
         if isinstance(exc, HfmemError):
             raise

@@ -302,3 +302,13 @@ def test_a_gptq_checkpoint_is_served_in_its_format_and_dtype(tmp_path):
     assert r.checkpoint_format == "gptq-int4" and r.estimate.compute_dtype == "float16"
     assert 3.85e9 < r.estimate.components["weights_bytes"] < 3.95e9
     assert r.estimate.components["kv_cache_bytes"] == 2048 * 524_288  # fp16 KV: 32 × 32 × 128 × 2 × 2 B
+
+
+def test_an_architecture_without_an_activation_model_says_so(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({
+        "architectures": ["T5ForConditionalGeneration"], "model_type": "t5", "d_model": 64, "d_ff": 128, "d_kv": 16,
+        "num_heads": 4, "num_layers": 2, "vocab_size": 512, "is_encoder_decoder": True}))
+    proc = run_hfmem("infer", str(tmp_path))
+    assert proc.returncode == 6
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "encoder-decoder" in lines[0] and "hfmem simulate" in lines[0]
