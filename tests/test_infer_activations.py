@@ -173,3 +173,31 @@ def test_uncalibrated_architecture_falls_back_and_says_so():
 def test_unsupported_settings_raise(cfg, kwargs, message):
     with pytest.raises(IA.InferActivationError, match=message):
         IA.prefill_activation_bytes(_config(cfg), batch=1, context=128, **kwargs)
+
+
+# -- pure state-space decoders (structural:mamba / structural:mamba2) ------------------------------------------
+# Fitted on MambaConfig() (h 768) / h 512 state 32 / expand 3 and Mamba2Config() (h 4096) / h 2048 (chunk 256 and
+# 128); checked here on other widths, batch and contexts (Mamba-370m-like h 1024; Mamba2-780m-like h 1536, 48
+# heads, one group, a context that is not a multiple of the chunk).
+
+def _ssm_config(kind: str, **kw) -> dict:
+    transformers = pytest.importorskip("transformers")
+    cls = {"mamba": transformers.MambaConfig, "mamba2": transformers.Mamba2Config}[kind]
+    cfg = cls(num_hidden_layers=2, **kw).to_dict()
+    cfg["architectures"] = [{"mamba": "MambaForCausalLM", "mamba2": "Mamba2ForCausalLM"}[kind]]
+    return cfg
+
+
+@pytest.mark.parametrize("kind, kw, batch, context", [
+    ("mamba", {"hidden_size": 1024}, 2, 320),
+    ("mamba2", {"hidden_size": 1536, "num_heads": 48, "n_groups": 1}, 2, 640),
+], ids=["mamba-h1024", "mamba2-h1536"])
+def test_state_space_models_match_simulation(kind, kw, batch, context):
+    cfg = _ssm_config(kind, **kw)
+    sim = _simulate(cfg, batch=batch, context=context, attn="eager", dtype="bfloat16")
+    pre = IA.prefill_activation_bytes(cfg, batch=batch, context=context, fp32_logits_copy=False)
+    dec = IA.decode_activation_bytes(cfg, batch=batch, cache_tokens=context, fp32_logits_copy=False)
+    assert pre.source == dec.source == f"structural:{kind}"
+    assert any("mamba-ssm" in a for a in pre.assumptions)
+    assert pre.bytes == pytest.approx(sim["prefill"], rel=ACT_TOL)
+    assert dec.bytes == pytest.approx(sim["decode"], rel=ACT_TOL)

@@ -527,6 +527,119 @@ def _assumptions(shape: InferShape, phase: str, fp32_logits_copy: bool, tokens: 
     return out
 
 
+# -- pure state-space decoders (Mamba, Mamba-2) ----------------------------------------------------------------
+#
+# No attention, no KV: the cache holds fixed conv/SSM states (kv_cache.py). Under no_grad the peak is inside one
+# mixer of transformers' torch (slow) path -- the one the simulation runs, since neither mamba-ssm nor
+# causal-conv1d kernels exist on fake tensors -- or at the LM head. Coefficients fitted by least squares on
+# hfmem.simulate.simulate_infer (bf16, attn="eager" -- transformers has no SDPA for these --, gpu_emulation,
+# 2 layers, transformers 5.24):
+#   mamba:  MambaConfig defaults (h 768, state 16) at s = 128/256/384, batch 1 and 2; h 512 state 32 at s =
+#           128/256; expand 3 at s = 128. Exact on those runs (residual < 0.01%).
+#   mamba2: Mamba2Config defaults (h 4096, 128 heads × 64, state 128, 8 groups, chunk 256) at s = 256/300/512/768;
+#           h 2048 64 heads 1 group at s = 256/512; the same with chunk 128, state 64 at s = 256. Worst residual
+#           0.6%.
+# Prefill, per sequence, with d = intermediate width, N = state size, h = hidden, H = heads, L = chunk size,
+# s_L = s rounded up to a multiple of L (the chunked scan pads):
+#   mamba:  s·(12·d·N + 22.47·d + 7.10·h + 8) + (4·d·N + 8·d, once: A = −exp(A_log) in fp32, D, dt bias)
+#           -- the sequential scan's discrete_A, discrete_B and deltaB_u, [b, d, s, N] fp32 each, dominate
+#   mamba2: s_L·(18.18·H·L + 1905·H) + s·(21.75·h + 8) + 0.428·H·L² (once)
+#           -- segment_sum's [b, H, c, L, L] fp32 tensors, G and M of the intra-chunk "attention"
+# Decode (T cached tokens): mamba b·(19.875·d·N + 16·d + 8·T) + 4·d·N + 7168;
+#                           mamba2 b·(16·H·P·N + 13.5·d + 2.125·H·N + 8·T) − 4608
+#   -- selective_state_update's fp32 copies of the [H, P, N] (mamba: [d, N]) state.
+# The LM head region (last position's logits, generate's fp32 copy) competes: b·(8·s + 4·h + 2·V).
+SSM_TYPES = {"mamba": "mamba", "falcon_mamba": "mamba", "mamba2": "mamba2"}
+_SSM_COEF = {
+    "mamba": {"prefill": {"dN": 12.0052, "d": 22.4688, "h": 7.1042, "tok": 8.0, "once_dN": 4.0, "once_d": 8.0},
+              "decode": {"dN": 19.875, "d": 16.0, "tok": 8.0, "once_dN": 4.0, "once": 7168.0}},
+    "mamba2": {"prefill": {"HL": 18.1837, "H": 1905.33, "h": 21.7486, "tok": 8.0, "once_HLL": 0.42795},
+               "decode": {"HPN": 16.0, "d": 13.5, "HN": 2.125, "tok": 8.0, "once": -4608.0}},
+}
+
+
+def _ssm_family(config: dict) -> str | None:
+    return SSM_TYPES.get(str(config.get("model_type", "")))
+
+
+def _ssm_dims(config: dict, family: str) -> dict[str, int]:
+    hidden = _first(config, "hidden_size", "d_model")
+    vocab = config.get("vocab_size")
+    if hidden is None or vocab is None:
+        raise InferActivationError(f"config ({config.get('model_type')}) lacks hidden size or vocabulary")
+    h, V = int(hidden), int(vocab)
+    expand = float(config.get("expand") or 2)
+    N = int(config.get("state_size") or (16 if family == "mamba" else 128))
+    if family == "mamba":
+        d = int(config.get("intermediate_size") or int(expand * h))
+        return {"h": h, "V": V, "d": d, "N": N}
+    P = int(config.get("head_dim") or 64)
+    H = int(config.get("num_heads") or int(expand * h) // P)
+    return {"h": h, "V": V, "d": H * P, "N": N, "H": H, "P": P, "L": int(config.get("chunk_size") or 256),
+            "G": int(config.get("n_groups") or 1)}
+
+
+def ssm_activation_bytes(config: dict, *, phase: str, batch: int, tokens: int, dtype_bytes: int = 2,
+                         fp32_logits_copy: bool = True) -> ActivationEstimate:
+    """Structural estimate for a pure Mamba / Mamba-2 decoder (see the block comment above)."""
+    family = _ssm_family(config)
+    if family is None:
+        raise InferActivationError(f"{config.get('model_type')} is not a pure state-space model")
+    if dtype_bytes != 2:
+        raise InferActivationError(f"{family}: only bf16/fp16 is fitted for state-space models (dtype_bytes=2)")
+    _check_positive(batch=batch, tokens=tokens)
+    x = _ssm_dims(config, family)
+    b, t = int(batch), int(tokens)
+    c = _SSM_COEF[family][phase]
+    h, V, d, N = x["h"], x["V"], x["d"], x["N"]
+    if family == "mamba":
+        if phase == "prefill":
+            per_tok = c["dN"] * d * N + c["d"] * d + c["h"] * h + c["tok"]
+            linear, fixed = b * t * per_tok, c["once_dN"] * d * N + c["once_d"] * d
+        else:
+            linear = b * (c["dN"] * d * N + c["d"] * d + c["tok"] * t)
+            fixed = c["once_dN"] * d * N + c["once"]
+    else:
+        H, P, L = x["H"], x["P"], x["L"]
+        if phase == "prefill":
+            s_l = -(-t // L) * L
+            linear = b * (s_l * (c["HL"] * H * L + c["H"] * H) + t * (c["h"] * h + c["tok"]))
+            fixed = c["once_HLL"] * H * L * L
+        else:
+            linear = b * (c["HPN"] * H * P * N + c["d"] * d + c["HN"] * H * N + c["tok"] * t)
+            fixed = c["once"]
+    mixer = {"token_linear_bytes": linear, "fixed_bytes": fixed}
+    steps = t if phase == "prefill" else 1
+    post = {"token_linear_bytes": float(b * (8 * t + 2 * 2 * h * steps)), "vocab_bytes": float(2 * b * V)}
+    if fp32_logits_copy:
+        post["fp32_logits_copy_bytes"] = float(FP32_BYTES * b * V)
+    regions = {"mixer": mixer, "post": post}
+    totals = {r: int(round(sum(p.values()))) for r, p in regions.items()}
+    peak = max(totals, key=lambda r: totals[r])
+    parts = {k: int(round(v)) for k, v in regions[peak].items() if int(round(v))}
+    notes = [
+        "transformers 5.x torch (slow) path of the Mamba mixer under torch.no_grad(), no padding, greedy decoding: "
+        "the path the simulation runs (no mamba-ssm / causal-conv1d kernels on fake tensors). On a GPU with "
+        "those kernels installed the fused selective scan does not materialise the b·d·s·N fp32 "
+        "(Mamba) or chunked b·H·s·L (Mamba-2) intermediates: real prefill activations there are far "
+        "lower (roughly the in_proj output and the residual stream), so this is an upper bound",
+        "bytes above parameters, buffers and the fixed conv/SSM states: one mixer's largest transient or the "
+        "LM head (last position's logits), whichever is larger",
+        f"coefficients fitted on {family} simulations (bf16, 2 layers, batch 1-2); attention implementation "
+        "irrelevant (no attention)",
+        "not included: CUDA context, cuBLAS workspaces, allocator fragmentation",
+    ]
+    if family == "mamba2":
+        notes.append("Mamba-2 prefill: the chunked scan pads the sequence to a multiple of chunk_size; fitted at "
+                     "head_dim 64, state 128 (and one chunk-128/state-64 variant)")
+    if _ssm_family(config) != str(config.get("model_type")):
+        notes.append(f"{config.get('model_type')}: the {family} coefficients (same mixer structure)")
+    if fp32_logits_copy:
+        notes.append("generate's fp32 copy of the last logits included")
+    return ActivationEstimate(bytes=max(totals[peak], 0), by_part=parts, source=f"structural:{config.get('model_type')}",
+                              assumptions=notes, phase=phase, peak_region=peak, regions=totals)
+
+
 def prefill_activation_bytes(config: dict, *, batch: int, context: int, attn: str = "sdpa", dtype_bytes: int = 2,
                              fp32_logits_copy: bool = True) -> ActivationEstimate:
     """Activation/temporary bytes above weights + KV cache at the peak of a prefill of ``batch`` sequences
@@ -534,6 +647,9 @@ def prefill_activation_bytes(config: dict, *, batch: int, context: int, attn: st
     ``fp32_logits_copy``: count generate's fp32 copy of the last logits (hfmem.simulate drives the model by
     hand and does not make it: pass False to compare)."""
     _check_positive(batch=batch, context=context)
+    if _ssm_family(config):
+        return ssm_activation_bytes(config, phase="prefill", batch=batch, tokens=context, dtype_bytes=dtype_bytes,
+                                    fp32_logits_copy=fp32_logits_copy)
     tables, source, notes = coefficient_table(infer_shape(config), attn, dtype_bytes)
     return estimate_with_table(config, tables["prefill"], phase="prefill", batch=batch, tokens=context,
                                dtype_bytes=dtype_bytes, fp32_logits_copy=fp32_logits_copy, source=source, notes=notes)
@@ -544,6 +660,9 @@ def decode_activation_bytes(config: dict, *, batch: int, cache_tokens: int, attn
     """Activation/temporary bytes above weights + KV cache (after the step: ``cache_tokens + 1`` tokens)
     at the peak of one decode step of ``batch`` sequences whose cache holds ``cache_tokens`` tokens."""
     _check_positive(batch=batch, cache_tokens=cache_tokens)
+    if _ssm_family(config):
+        return ssm_activation_bytes(config, phase="decode", batch=batch, tokens=cache_tokens,
+                                    dtype_bytes=dtype_bytes, fp32_logits_copy=fp32_logits_copy)
     tables, source, notes = coefficient_table(infer_shape(config), attn, dtype_bytes)
     return estimate_with_table(config, tables["decode"], phase="decode", batch=batch, tokens=cache_tokens,
                                dtype_bytes=dtype_bytes, fp32_logits_copy=fp32_logits_copy, source=source, notes=notes)
@@ -556,4 +675,4 @@ def peak_bytes(weights_bytes: int, kv_cache_bytes: int, activation: ActivationEs
 
 __all__ = ["ActivationEstimate", "InferActivationError", "InferShape", "coefficient_table", "decode_activation_bytes",
            "estimate_with_table", "features", "infer_shape", "load_calibration", "peak_bytes",
-           "prefill_activation_bytes"]
+           "prefill_activation_bytes", "ssm_activation_bytes"]
