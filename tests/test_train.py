@@ -66,8 +66,8 @@ def test_zero_stages_follow_the_paper_per_gpu():
     (dict(method="lora", lora_rank=32, lora_targets=["q_proj", "v_proj"]), 20.76, 0.05),
     (dict(method="lora", lora_rank=64, lora_targets=["q_proj", "v_proj"]), 21.00, 0.05),
     (dict(method="lora", lora_rank=10, lora_targets=["gate_proj", "up_proj", "down_proj"]), 23.00, 0.05),
-    # DoRA's weight-norm computations are not modelled: 9% under (docs/validation.md)
-    (dict(method="lora", lora_rank=32, lora_targets=["q_proj", "v_proj"], dora=True), 22.85, 0.10),
+    # DoRA keeps each adapted Linear's base output (bf16) and fp32 LoRA output: +0.4%
+    (dict(method="lora", lora_rank=32, lora_targets=["q_proj", "v_proj"], dora=True), 22.85, 0.05),
 ])
 def test_peft_metamathqa_max_reserved(args, measured_gib, tol):
     """PEFT's MetaMathQA suite: Llama-3.2-3B, bf16, AdamW (torch), batch 4, max_seq_length 768, no

@@ -239,7 +239,7 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
     if s.method != "full" and s.precision != "fp32":
         amp = None  # the base runs in its 16-bit dtype; the fp32 adapters are PEFT's, not autocast's
     dtype_bytes = 4 if s.precision == "fp32" else 2
-    lora = {"r": s.lora_rank, "targets": s.lora_targets} if s.method != "full" else False
+    lora = {"r": s.lora_rank, "targets": s.lora_targets, "dora": s.dora} if s.method != "full" else False
     act = acts.activation_bytes(config, batch=s.batch, seq=s.seq, attn=s.attn, dtype_bytes=dtype_bytes,
                                 grad_ckpt=s.grad_ckpt, tp=s.tp, pp=s.pp, lora=lora, amp=amp)
     assumptions += list(act.assumptions)

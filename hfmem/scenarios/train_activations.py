@@ -56,6 +56,15 @@ longer saves what only weight gradients need (RMSNorm weighted outputs and the L
 layer for RMSNorm families, 4h + 2I for LayerNorm ones), but each adapted Linear saves an fp32 copy of its
 input (4·d_in, one per adapted module, q/k/v each their own) and the fp32 low-rank activation (4·r);
 lora_dropout > 0 adds the 1-byte dropout mask (1·d_in). Measured on Llama: exact to the byte.
+DoRA (``use_dora=True``, PEFT 0.21 ``DoraLinearLayer.forward``): the result is
+base + (m/‖W+ΔW‖ − 1)·base_result + (m/‖W+ΔW‖)·lora_B(lora_A(x))·scaling with the norm detached, so each
+adapted Linear also keeps, for the magnitude's gradient, the base output it multiplies (the 16-bit
+base-layer output, 2·d_out; with lora_dropout > 0 PEFT recomputes it as F.linear(dropout(x), W) in fp32:
+4·d_out) and the fp32 LoRA branch output (4·d_out) — 6·d_out per token (8·d_out with dropout); with
+dropout that F.linear also keeps the fp32 copy of W it was given (4·d_in·d_out per adapted Linear, not per
+token). The weight-norm path (x_eye = eye(d_in), lora_B(lora_A(x_eye)), ‖W + s·ΔW‖) is detached from the
+output and freed within the forward of each layer: a transient, not saved. Simulated on Llama-3.2-1B /
+Qwen3: the per-token terms exact; the per-layer constants (≈10·d_out) are left out.
 
 Parallelism (Korthikanti et al. 2022, arXiv 2205.05198, Table 2 and Eq. 5): tensor parallel t without
 sequence parallel splits 24 of the 34 (the rest — LayerNorm inputs, dropout masks, residuals — is
@@ -642,18 +651,34 @@ def _lora_settings(lora) -> dict | None:
     if lora is None or lora is False:
         return None
     if lora is True:
-        return {"r": 16, "targets": "all-linear", "dropout": 0.0}
+        return {"r": 16, "targets": "all-linear", "dropout": 0.0, "dora": False}
     if isinstance(lora, dict):
         return {"r": int(lora.get("r", 16)), "targets": lora.get("targets", "all-linear"),
-                "dropout": float(lora.get("dropout", 0.0))}
-    raise TrainActivationError("lora must be False, True or a dict {r, targets, dropout}")
+                "dropout": float(lora.get("dropout", 0.0)), "dora": bool(lora.get("dora", False))}
+    raise TrainActivationError("lora must be False, True or a dict {r, targets, dropout, dora}")
 
 
-def _lora_layer_delta(shape: TrainShape, st: Structure, lora: dict, moe: bool) -> tuple[float, list[str]]:
-    """Change of one layer's saved bytes per token under LoRA (16-bit base, fp32 adapters)."""
+def _lora_dims(shape: TrainShape, moe: bool) -> dict:
     h = shape.hidden
     inter = shape.top_k * shape.moe_intermediate + shape.shared_intermediate if moe else shape.intermediate
-    dims = {"h": h, "q": shape.q_dim, "kv": shape.kv_dim, "I": inter, "qkv": shape.q_dim + 2 * shape.kv_dim}
+    return {"h": h, "q": shape.q_dim, "kv": shape.kv_dim, "I": inter, "qkv": shape.q_dim + 2 * shape.kv_dim}
+
+
+def _dora_weight_copy_bytes(shape: TrainShape, st: Structure, lora: dict, moe: bool) -> float:
+    """DoRA with lora_dropout > 0: per layer, the fp32 copies of the adapted Linears' weights that PEFT's
+    F.linear(dropout(x), W.to(fp32)) keeps for the backward (not per token)."""
+    if not lora.get("dora") or lora["dropout"] <= 0:
+        return 0.0
+    dims = _lora_dims(shape, moe)
+    return float(sum(4 * dims[d_in] * dims[d_out] for _, d_in, d_out in _lora_layer_delta(shape, st, lora, moe)[2]))
+
+
+def _lora_layer_delta(shape: TrainShape, st: Structure, lora: dict, moe: bool) -> tuple[float, list[str], list]:
+    """Change of one layer's saved bytes per token under LoRA (16-bit base, fp32 adapters); the notes; the
+    adapted Linears (name, d_in kind, d_out kind)."""
+    h = shape.hidden
+    dims = _lora_dims(shape, moe)
+    inter = dims["I"]
     frozen = (8 * h if st.norm == "rms" else 4 * h) + 2 * inter
     targets = lora["targets"]
     names = [n for n, _, _ in st.linears]
@@ -670,11 +695,13 @@ def _lora_layer_delta(shape: TrainShape, st: Structure, lora: dict, moe: bool) -
         chosen = [lin for lin in chosen if lin[1] != "I" and lin[2] != "I"]
     per_target = sum(4 * dims[d_in] + 4 * lora["r"] + (dims[d_in] if lora["dropout"] > 0 else 0)
                      for _, d_in, _ in chosen)
+    if lora.get("dora"):  # the base output (16-bit, or fp32 recomputed under dropout) + the fp32 LoRA output
+        per_target += sum((8 if lora["dropout"] > 0 else 6) * dims[d_out] for _, _, d_out in chosen)
     unknown = [] if targets == "all-linear" else [w for w in ([targets] if isinstance(targets, str) else targets)
                                                   if not any(w == n.split(".")[-1] or w == n for n in names)]
     if unknown:
         notes.append(f"LoRA targets {unknown} not among {shape.model_type}'s Linear names {names}: not counted")
-    return per_target - frozen, notes
+    return per_target - frozen, notes, chosen
 
 
 def _check(**values) -> None:
@@ -737,14 +764,19 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
     n_moe = shape.moe_layers if shape.experts else L
     n_dense = L - n_moe
     if lora_cfg:
-        d_moe, notes_m = _lora_layer_delta(shape, st, lora_cfg, bool(shape.experts))
-        d_dense, _ = _lora_layer_delta(shape, st, lora_cfg, False)
+        d_moe, notes_m, _ = _lora_layer_delta(shape, st, lora_cfg, bool(shape.experts))
+        d_dense, _, _ = _lora_layer_delta(shape, st, lora_cfg, False)
         moe_tok += d_moe
         dense_tok += d_dense
         assumptions += notes_m
         assumptions.append(f"LoRA r={lora_cfg['r']} targets={lora_cfg['targets']} dropout={lora_cfg['dropout']}: "
                            "frozen base drops the tensors kept only for weight gradients; each adapted Linear "
                            "keeps an fp32 copy of its input + its fp32 rank-r activation (+ 1-byte dropout mask)")
+        if lora_cfg["dora"]:
+            assumptions.append("DoRA: each adapted Linear also keeps the base output (16-bit; fp32 recomputed "
+                               "under dropout) and the fp32 LoRA output for the magnitude's gradient"
+                               + ("; with dropout, an fp32 copy of its weight" if lora_cfg["dropout"] > 0 else "")
+                               + "; the weight-norm temporaries are freed within the layer's forward")
     # precision
     if dtype_bytes == 4:
         fp32_delta = st.fp32_h * h + st.fp32_qk * (shape.q_dim + shape.kv_dim)
@@ -815,6 +847,14 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
                                "for the backward")
         if pp > 1:
             amp_copies -= head_copy  # lm_head on the last stage
+    if lora_cfg and lora_cfg["dora"] and lora_cfg["dropout"] > 0:  # DoRA's fp32 weight copies (as AMP's)
+        dora_copies = (n_moe * _dora_weight_copy_bytes(shape, st, lora_cfg, bool(shape.experts))
+                       + n_dense * _dora_weight_copy_bytes(shape, st, lora_cfg, False)) / L / tp
+        if grad_ckpt:
+            full_layer_bytes += dora_copies
+            layer_fwd_extra += dora_copies
+        else:
+            amp_copies += dora_copies * L / pp
 
     # non-layer terms: logits (the loss's log-probs) and the hidden-size part
     if coef.logits_per_vocab <= 2.0 and not amp:  # loss on 16-bit logits (BERT): log-probs in that dtype

@@ -97,12 +97,12 @@ def apply_lora(model, lora: dict, arch: str, fake_mode):
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise SimulationError("LoRA simulation needs PEFT: pip install peft") from None
-    unknown = set(lora) - {"r", "alpha", "targets", "dropout"}
+    unknown = set(lora) - {"r", "alpha", "targets", "dropout", "dora"}
     if unknown:
-        raise SimulationError(f"unknown LoRA settings {sorted(unknown)} (use r, alpha, targets, dropout)")
+        raise SimulationError(f"unknown LoRA settings {sorted(unknown)} (use r, alpha, targets, dropout, dora)")
     targets = lora.get("targets", "all-linear")
     cfg = LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)),
-                     lora_dropout=float(lora.get("dropout", 0.0)),
+                     lora_dropout=float(lora.get("dropout", 0.0)), use_dora=bool(lora.get("dora", False)),
                      target_modules=targets if isinstance(targets, str) else list(targets))
     try:
         with _quiet(), _swappable_fake_parameters(fake_mode):
