@@ -80,7 +80,7 @@ def rows() -> list[dict]:
                         eval_generate_tokens=800, **args).estimate
         add(f"train Llama-3.2-3B {name} (PEFT MetaMathQA)", "max_memory_reserved", gib * GiB, e.peak_reserved_bytes,
             "eval generation 50x800 modelled as its own phase" if name == "full fine-tune" else
-            ("DoRA's weight-norm temporaries not modelled" if name.startswith("DoRA") else ""))
+            "")
     # -- training: pythia-410m (transformers docs; fp16, no optimizer stated: a stateless step)
     for (b, s), (eager, sdpa) in {(1, 512): (2278.38, 1953.76), (1, 1024): (4772.36, 2408.35),
                                   (1, 2048): (13484.1, 3882.01), (4, 512): (6290.58, 3877.29)}.items():
@@ -135,8 +135,7 @@ def render(table: list[dict], elapsed: float) -> str:
     lines += ["", "Where the gaps come from: the bert-large rows were measured in 2022 (older PyTorch allocator "
               "and autocast; batch-4 rows 10-20% above hfmem, gradient-accumulation rows within 1-10%); the "
               "pythia/opt rows ran a 2024 transformers whose generate kept every position's logits (`--logits "
-              "all`) and whose GPT-NeoX held causal-mask buffers (added by hand, stated per row); DoRA's "
-              "weight-norm temporaries are not modelled.", ""]
+              "all`) and whose GPT-NeoX held causal-mask buffers (added by hand, stated per row).", ""]
     return "\n".join(lines)
 
 
