@@ -253,8 +253,7 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
         c.bytes for c in sharded.gpu if c.name == "weights_bytes"))
     pk = acts.peak_by_phase(act, weights_bytes=weights_now, grads_bytes=grads, optimizer_state_bytes=optim,
                             optimizer_temp_bytes=by_phase.get("step", 0), grad_accum=s.grad_accum,
-                            grad_bytes_per_element=training.precision_of(
-                                s.precision if s.method == "full" else "amp-bf16").gradient_bytes,
+                            grad_bytes_per_element=training.precision_of(states.precision).gradient_bytes,
                             embeddings_trainable=s.method == "full")
     phases = {"forward": int(pk.forward_bytes), "backward": int(pk.backward_bytes) + by_phase.get("backward", 0),
               "optimizer_step": int(pk.optimizer_step_bytes)}
