@@ -85,6 +85,10 @@ def _g(n) -> str:
     return "-" if n is None else format_binary(n)
 
 
+def _has_attention(e) -> bool:
+    return any(e.kv_layout_summary.get(k) for k in ("full", "sliding", "mla", "cross"))
+
+
 def _rows(r) -> list[tuple[str, str]]:
     e = r.estimate
     c = e.components
@@ -94,7 +98,7 @@ def _rows(r) -> list[tuple[str, str]]:
         (f"Weights ({e.weights_format})", _g(c["weights_bytes"])),
         ("Buffers", _g(c["buffers_bytes"])),
         (f"KV cache ({peak.tokens:,} tok x {s.batch}, {e.kv_dtype})", _g(c["kv_cache_bytes"])),
-        (f"Activations ({e.peak_phase}, {e.attn})", _g(c["activations_bytes"])),
+        (f"Activations ({e.peak_phase}" + (f", {e.attn})" if _has_attention(e) else ")"), _g(c["activations_bytes"])),
         ("= Peak allocated", _g(e.peak_allocated_bytes)),
         ("Allocator reserve", _g(c["allocator_reserve_bytes"])),
     ]
