@@ -67,3 +67,31 @@ def parse_config(text: bytes | str, origin: str) -> ModelConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"config.json from {origin} is not a JSON object", hint="fix or re-download the file")
     return ModelConfig(raw=raw, origin=origin, text=text.encode() if isinstance(text, str) else text)
+
+
+# Fields transformers fills in when a multimodal config's text_config omits them: llava-1.5's text_config
+# lists little more than its model_type, and LlamaConfig's defaults complete it.
+TEXT_DEFAULTS: dict[str, dict] = {
+    "llama": {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "intermediate_size": 11008},
+}
+
+
+def text_config(config: dict) -> dict:
+    """The language model's fields: a multimodal config's ``text_config`` completed with transformers'
+    defaults for its model type (``TEXT_DEFAULTS``), else the config itself."""
+    text = config.get("text_config")
+    if not isinstance(text, dict) or not text:
+        return config
+    merged = dict(TEXT_DEFAULTS.get(str(text.get("model_type", "")), {}))
+    merged.update(text)
+    return merged
+
+
+def first_of(cfg: dict, *names: str, default=None):
+    """The first of ``names`` the config sets (not None): configs spell one field several ways
+    (``num_hidden_layers`` / ``n_layer`` / ``num_layers``)."""
+    for name in names:
+        value = cfg.get(name)
+        if value is not None:
+            return value
+    return default

@@ -262,7 +262,9 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
     extra_eval = 0
     if s.full_logits_metrics:
         # Trainer.evaluate without preprocess_logits_for_metrics gathers every logit: b × s × V in fp32
-        vocab = _vocab(config)
+        from .inference import vocab_size
+
+        vocab = vocab_size(config)
         extra_eval = 4 * s.batch * s.seq * vocab
         phases["evaluation"] = static + grads + extra_eval + act.saved_bytes // 2
         notes.append("evaluation keeps every logit (b × s × vocab fp32) for compute_metrics")
@@ -322,11 +324,6 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
         activations={"saved_bytes": act.saved_bytes, "by_part": dict(act.by_part),
                      "source": act.coefficients_source},
         scheme=sharded.scheme, assumptions=list(dict.fromkeys(assumptions)), notes=notes, adapters=adapters)
-
-
-def _vocab(config: dict) -> int:
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
-    return int(text.get("vocab_size") or 0)
 
 
 def with_settings(s: TrainSettings, **changes) -> TrainSettings:

@@ -73,8 +73,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from ..metadata.config import first_of as _first
+from ..metadata.config import text_config
 from .kv_cache import SLIDING, KVLayoutError, kv_layout
-from .kv_cache import _text_config as _kv_text_config
 
 CALIBRATION_PATH = Path(__file__).resolve().parents[1] / "data" / "infer_calibration.json"
 ATTNS = ("sdpa", "eager", "flash")
@@ -175,13 +176,6 @@ class InferShape:
         return int(batch) * int(tokens) * int(dtype_bytes) * sum(self.kv_elems_per_layer[layer + 1:])
 
 
-def _first(cfg: dict, *names):
-    for name in names:
-        if cfg.get(name) is not None:
-            return cfg[name]
-    return None
-
-
 # Encoder-only models run one forward over the whole input with no KV cache and (masked-LM heads) logits for
 # every position: not what these closed forms describe.
 _ENCODER_SUFFIXES = ("ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",
@@ -196,7 +190,7 @@ def _text(config: dict) -> dict:
     if config.get("is_encoder_decoder"):
         raise InferActivationError(f"encoder-decoder models ({config.get('model_type')}) are not covered")
     try:
-        return _kv_text_config(config)
+        return text_config(config)
     except NotImplementedError as exc:
         raise InferActivationError(str(exc)) from None
 

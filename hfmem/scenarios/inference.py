@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from ..metadata.config import first_of as _first
+from ..metadata.config import text_config
 from . import kv_cache as kvc
 from .overheads import Overheads, reserved_bytes
 
@@ -134,22 +136,7 @@ class InferenceEstimate:
         return d
 
 
-# -- config helpers ----------------------------------------------------------------------------------------
-
-def text_config(config: dict) -> dict:
-    text = config.get("text_config")
-    if isinstance(text, dict):
-        merged = dict(kvc._TEXT_DEFAULTS.get(text.get("model_type", ""), {}))
-        merged.update(text)
-        return merged
-    return config
-
-
-def _first(cfg: dict, *names):
-    for n in names:
-        if cfg.get(n) is not None:
-            return cfg[n]
-    return None
+# -- config helpers (text_config and _first come from metadata.config) ----------------------------------
 
 
 def attention_heads(config: dict) -> int | None:

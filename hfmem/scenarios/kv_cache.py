@@ -63,6 +63,8 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import HfmemError
+from ..metadata.config import first_of as _first
+from ..metadata.config import text_config as _text_config
 from .formulas import head_dim_of, sliding_window_tokens
 
 FULL, SLIDING, MLA, STATE, CROSS, NONE = "full", "sliding", "mla", "state", "cross", "none"
@@ -72,11 +74,6 @@ SLIDING_TENSOR_BYTES = 8  # DynamicSlidingWindowLayer._sliding_window_tensor: to
 FP32 = 4
 VLLM_BLOCK_ALIGN = 16  # vLLM rounds the hybrid attention block size to a multiple of 16 tokens
 
-# Defaults transformers fills in when a multimodal config's text_config omits them (llava-1.5 lists only
-# model_type and a few fields): LlamaConfig's defaults.
-_TEXT_DEFAULTS = {
-    "llama": {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32},
-}
 # Default alternation when a config names no layer_types (transformers' configuration classes):
 # layer i is sliding when (i + 1) % pattern != 0.
 _PATTERN_DEFAULTS = {"gemma2": 2, "gemma3_text": 6, "gemma3": 6, "gpt_oss": 2, "cohere2": 4}
@@ -176,21 +173,6 @@ class KVLayout:
 
 
 # -- layout ----------------------------------------------------------------------------------------------
-
-def _text_config(config: dict) -> dict:
-    text = config.get("text_config")
-    if not isinstance(text, dict):
-        return config
-    merged = dict(_TEXT_DEFAULTS.get(text.get("model_type", ""), {}))
-    merged.update(text)
-    return merged
-
-
-def _first(cfg: dict, *names):
-    for name in names:
-        if cfg.get(name) is not None:
-            return cfg[name]
-    return None
 
 
 def _dtype_bytes(name) -> float | None:

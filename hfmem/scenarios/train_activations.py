@@ -106,6 +106,9 @@ import json
 from dataclasses import dataclass, field, replace
 from importlib import resources
 
+from ..metadata.config import first_of as _first
+from ..metadata.config import text_config
+
 CALIBRATION_PACKAGE = "hfmem.data"
 CALIBRATION_FILE = "calibration.json"
 ATTNS = ("sdpa", "eager", "flash")
@@ -137,28 +140,16 @@ def calibration_entry(model_type: str, attn: str) -> dict | None:
 # -- the config --------------------------------------------------------------------------------------------
 # Defaults transformers fills in when a multimodal config's text_config omits them (llava-1.5 lists only
 # model_type, rms_norm_eps and vocab_size): LlamaConfig's defaults.
-_TEXT_DEFAULTS = {"llama": {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
-                            "intermediate_size": 11008}}
 
 
 def _text(config: dict) -> dict:
-    """The language model's config: ``text_config`` of a multimodal config, else the config itself."""
-    text = config.get("text_config")
-    if isinstance(text, dict) and text:
-        merged = dict(_TEXT_DEFAULTS.get(str(text.get("model_type", "")), {}))
-        merged.update(text)
+    """The language model's config: ``text_config`` of a multimodal config (completed with transformers'
+    defaults), else the config itself; vocabulary and tying may sit at the top level."""
+    merged = text_config(config)
+    if merged is not config:
         merged.setdefault("vocab_size", config.get("vocab_size"))
         merged.setdefault("tie_word_embeddings", config.get("tie_word_embeddings"))
-        return merged
-    return config
-
-
-def _first(cfg: dict, *names, default=None):
-    for n in names:
-        v = cfg.get(n)
-        if v is not None:
-            return v
-    return default
+    return merged
 
 
 @dataclass(frozen=True)
