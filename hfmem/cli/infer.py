@@ -11,7 +11,7 @@ import typer
 from ..errors import HfmemError, UsageError
 from .errors import error_boundary
 from .options import (Attn, DType, Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt,
-                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt, parse_size_option, source_options)
+                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options)
 from .output import finish, hint
 
 
@@ -93,14 +93,8 @@ def infer(
         from ..api import infer_many
         from ..plan.gpus import parse_gpu
         from ..scenarios.inference import InferenceSettings
-        from ..scenarios.overheads import Overheads
 
-        defaults = Overheads()
-        overheads = Overheads(
-            cuda_context_bytes=parse_size_option("--cuda-context", cuda_context, defaults.cuda_context_bytes),
-            nccl_bytes=parse_size_option("--nccl", nccl, defaults.nccl_bytes),
-            cuda_graphs_bytes=parse_size_option("--cuda-graphs", cuda_graphs, defaults.cuda_graphs_bytes),
-            allocator_fragmentation=defaults.allocator_fragmentation if fragmentation is None else fragmentation)
+        overheads = overheads_options(cuda_context, nccl, fragmentation, cuda_graphs)
         settings = InferenceSettings(
             engine=engine.value, context=context, batch=batch, new_tokens=new_tokens,
             weights_format=weights.lower() if weights else None, compute_dtype=dtype.value if dtype else None,

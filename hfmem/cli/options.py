@@ -28,6 +28,28 @@ class DType(str, Enum):
     fp32 = "fp32"
 
 
+class OptimizerImpl(str, Enum):
+    """torch AdamW's kernel: foreach (torch's CUDA default), fused (HF Trainer's default), forloop."""
+
+    foreach = "foreach"
+    fused = "fused"
+    forloop = "forloop"
+
+
+def overheads_options(cuda_context: str | None, nccl: str | None, fragmentation: float | None,
+                      cuda_graphs: str | None = None):
+    """``scenarios.overheads.Overheads`` from the shared --cuda-context / --nccl / --fragmentation
+    (/ --cuda-graphs) flags; each one not given keeps its sourced default."""
+    from ..scenarios.overheads import Overheads
+
+    d = Overheads()
+    return Overheads(
+        cuda_context_bytes=parse_size_option("--cuda-context", cuda_context, d.cuda_context_bytes),
+        nccl_bytes=parse_size_option("--nccl", nccl, d.nccl_bytes),
+        cuda_graphs_bytes=parse_size_option("--cuda-graphs", cuda_graphs, d.cuda_graphs_bytes),
+        allocator_fragmentation=d.allocator_fragmentation if fragmentation is None else fragmentation)
+
+
 class Compat(str, Enum):
     exact = "exact"
     accelerate = "accelerate"

@@ -11,8 +11,8 @@ import typer
 from ..api import simulate_model
 from ..errors import HfmemError, UsageError
 from .errors import error_boundary, error_line
-from .options import (Attn, DType, Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt, RevisionOpt, TokenOpt,
-                      TrustRemoteCodeOpt, source_options)
+from .options import (Attn, DType, Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt, OptimizerImpl, RevisionOpt,
+                      TokenOpt, TrustRemoteCodeOpt, source_options)
 from .output import print_json, print_text, stdout_console
 
 
@@ -26,12 +26,6 @@ class Optim(str, Enum):
     sgd = "sgd"
     sgd_momentum = "sgd-momentum"
     adafactor = "adafactor"
-
-
-class OptimImpl(str, Enum):
-    foreach = "foreach"
-    fused = "fused"
-    forloop = "forloop"
 
 
 class Amp(str, Enum):
@@ -54,8 +48,8 @@ def simulate(
                                                       "flash-attention op).")] = Attn.sdpa,
     grad_ckpt: Annotated[bool, typer.Option("--grad-ckpt", help="Gradient checkpointing (non-reentrant).")] = False,
     optimizer: Annotated[Optim, typer.Option("--optimizer", help="Optimizer for training.")] = Optim.adamw,
-    optimizer_impl: Annotated[OptimImpl, typer.Option("--optimizer-impl", help="AdamW implementation "
-                                                      "(foreach is torch's CUDA default).")] = OptimImpl.foreach,
+    optimizer_impl: Annotated[OptimizerImpl, typer.Option("--optimizer-impl", help="AdamW implementation "
+                                                      "(foreach is torch's CUDA default).")] = OptimizerImpl.foreach,
     amp: Annotated[Optional[Amp], typer.Option("--amp", help="Autocast mixed precision: fp32 weights, "
                                                "half-precision compute.")] = None,
     iterations: Annotated[int, typer.Option("--iterations", help="Training iterations (>= 2: optimizer states "

@@ -11,8 +11,8 @@ import typer
 
 from ..errors import HfmemError, UsageError
 from .errors import error_boundary
-from .options import (Attn, Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt, RevisionOpt,
-                      TokenOpt, TrustRemoteCodeOpt, parse_size_option, source_options)
+from .options import (Attn, Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt, OptimizerImpl,
+                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options)
 from .output import finish, hint
 
 
@@ -42,12 +42,6 @@ class Optimizer(str, Enum):
     adafactor = "adafactor"
     lion = "lion"
     lion_8bit = "lion-8bit"
-
-
-class OptimizerImpl(str, Enum):
-    fused = "fused"
-    foreach = "foreach"
-    forloop = "forloop"
 
 
 class Fsdp(str, Enum):
@@ -152,7 +146,6 @@ def train(
         from ..api import train_many
         from ..plan.gpus import parse_gpu
         from ..scenarios.finetune import TrainSettings
-        from ..scenarios.overheads import Overheads
 
         prec = precision.value
         fsdp_value = fsdp.value if fsdp else None
@@ -165,11 +158,7 @@ def train(
         if zero is not None and not prec.startswith("deepspeed"):
             prec = "deepspeed-fp16" if prec in ("fp16", "amp-fp16") else "deepspeed-bf16"
             hint(f"note: --zero {zero} runs DeepSpeed mixed precision: --precision {prec}")
-        defaults = Overheads()
-        overheads = Overheads(
-            cuda_context_bytes=parse_size_option("--cuda-context", cuda_context, defaults.cuda_context_bytes),
-            nccl_bytes=parse_size_option("--nccl", nccl, defaults.nccl_bytes),
-            allocator_fragmentation=defaults.allocator_fragmentation if fragmentation is None else fragmentation)
+        overheads = overheads_options(cuda_context, nccl, fragmentation)
         eval_b = eval_t = 0
         if eval_generate:
             try:
