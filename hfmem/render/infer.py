@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from .. import __version__
 from ..units import format_binary
-from .json import errors_json
+from .json import estimate_document
 
 SCHEMA = "hfmem.infer/1"
 PREDICTS = {
@@ -73,15 +72,14 @@ def _model_json(r, emit: str | None = None) -> dict:
 def infer_json(reports, errors=(), emits: dict | None = None) -> dict:
     """The document ``hfmem infer ... --format json`` prints."""
     emits = emits or {}
-    return {"schema": SCHEMA, "hfmem_version": __version__, "units": "bytes",
-            "scope": "per GPU (rank 0) unless a key says otherwise",
-            "models": [_model_json(r, emits.get(r.report.model)) for r in reports],
-            "errors": errors_json(errors)}
+    return estimate_document(SCHEMA, "per GPU (rank 0) unless a key says otherwise",
+                             [_model_json(r, emits.get(r.report.model)) for r in reports], errors)
 
 
 # -- table ------------------------------------------------------------------------------------------------
 
-def _g(n) -> str:
+def size_or_dash(n) -> str:
+    """Binary units for a table cell; '-' for an absent value."""
     return "-" if n is None else format_binary(n)
 
 
@@ -95,25 +93,25 @@ def _rows(r) -> list[tuple[str, str]]:
     s = e.settings
     peak = next(p for p in e.phases if p.name == e.peak_phase)
     rows = [
-        (f"Weights ({e.weights_format})", _g(c["weights_bytes"])),
-        ("Buffers", _g(c["buffers_bytes"])),
-        (f"KV cache ({peak.tokens:,} tok x {s.batch}, {e.kv_dtype})", _g(c["kv_cache_bytes"])),
-        (f"Activations ({e.peak_phase}" + (f", {e.attn})" if _has_attention(e) else ")"), _g(c["activations_bytes"])),
-        ("= Peak allocated", _g(e.peak_allocated_bytes)),
-        ("Allocator reserve", _g(c["allocator_reserve_bytes"])),
+        (f"Weights ({e.weights_format})", size_or_dash(c["weights_bytes"])),
+        ("Buffers", size_or_dash(c["buffers_bytes"])),
+        (f"KV cache ({peak.tokens:,} tok x {s.batch}, {e.kv_dtype})", size_or_dash(c["kv_cache_bytes"])),
+        (f"Activations ({e.peak_phase}" + (f", {e.attn})" if _has_attention(e) else ")"), size_or_dash(c["activations_bytes"])),
+        ("= Peak allocated", size_or_dash(e.peak_allocated_bytes)),
+        ("Allocator reserve", size_or_dash(c["allocator_reserve_bytes"])),
     ]
     if "cuda_graphs_bytes" in c:
-        rows.append(("CUDA graphs", _g(c["cuda_graphs_bytes"])))
-    rows.append(("= Peak reserved", _g(e.peak_reserved_bytes)))
-    rows.append(("CUDA context", _g(c["cuda_context_bytes"])))
+        rows.append(("CUDA graphs", size_or_dash(c["cuda_graphs_bytes"])))
+    rows.append(("= Peak reserved", size_or_dash(e.peak_reserved_bytes)))
+    rows.append(("CUDA context", size_or_dash(c["cuda_context_bytes"])))
     if "nccl_bytes" in c:
-        rows.append(("NCCL", _g(c["nccl_bytes"])))
-    rows.append(("= Device total (nvidia-smi)", _g(e.device_total_bytes)))
+        rows.append(("NCCL", size_or_dash(c["nccl_bytes"])))
+    rows.append(("= Device total (nvidia-smi)", size_or_dash(e.device_total_bytes)))
     rows.append(("KV per token (whole model)", f"{e.kv_bytes_per_token:,.0f} B"))
     if r.fit is not None:
         f = r.fit
         rows += [
-            (f"Fits {s.tp} x {f.gpu}", ("yes" if f.fits else "NO") + f" ({_g(abs(f.headroom_bytes))} "
+            (f"Fits {s.tp} x {f.gpu}", ("yes" if f.fits else "NO") + f" ({size_or_dash(abs(f.headroom_bytes))} "
                                                                        f"{'free' if f.fits else 'short'})"),
             (f"Max context at batch {s.batch}", "-" if f.max_context is None else
              f"{f.max_context:,}" + (" (model limit)" if f.max_context_limited_by == "model" else "")),

@@ -47,6 +47,12 @@ def errors_json(failures) -> list[dict]:
     return [{"model": m, "error": str(e), "exit_code": e.exit_code} for m, e in failures]
 
 
+def estimate_document(schema: str, scope: str, models: list[dict], errors=()) -> dict:
+    """The envelope of ``infer`` / ``train`` JSON: schema, version, units, scope, models, errors."""
+    return {"schema": schema, "hfmem_version": __version__, "units": "bytes", "scope": scope,
+            "models": models, "errors": errors_json(errors)}
+
+
 def calculator_json(reports, mode: str = "exact", adam_rule: str | None = None, errors=()) -> dict:
     """The document ``hfmem MODEL... --format json`` prints."""
     models = []

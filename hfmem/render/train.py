@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .. import __version__
-from ..units import format_binary, format_count
+from ..units import format_count
 from .infer import PREDICTS
-from .json import errors_json
+from .infer import size_or_dash as _size
+from .json import estimate_document
 
 SCHEMA = "hfmem.train/1"
 
@@ -71,17 +71,11 @@ def _model_json(r, emit: str | None = None) -> dict:
 def train_json(reports, errors=(), emits: dict | None = None) -> dict:
     """The document ``hfmem train ... --format json`` prints."""
     emits = emits or {}
-    return {"schema": SCHEMA, "hfmem_version": __version__, "units": "bytes",
-            "scope": "per GPU (rank 0) unless a key says otherwise; cpu_bytes per node",
-            "models": [_model_json(r, emits.get(r.report.model)) for r in reports],
-            "errors": errors_json(errors)}
+    return estimate_document(SCHEMA, "per GPU (rank 0) unless a key says otherwise; cpu_bytes per node",
+                             [_model_json(r, emits.get(r.report.model)) for r in reports], errors)
 
 
 # -- tables ------------------------------------------------------------------------------------------------
-
-def _g(n) -> str:
-    return "-" if n is None else format_binary(n)
-
 
 _LABELS = {
     "weights_bytes": "Weights", "master_weights_bytes": "fp32 master weights", "gradients_bytes": "Gradients",
@@ -94,11 +88,11 @@ _LABELS = {
 def _rlhf_summary(r) -> list[tuple[str, str]]:
     d = _dict(r.rlhf)
     rows = [(f"RLHF ({d.get('algo')}) models", ", ".join(m.get("role", "") for m in d.get("models", []))),
-            (f"= Peak allocated ({d.get('peak_phase')})", _g(d.get("peak_allocated_bytes"))),
-            ("= Peak reserved", _g(d.get("peak_reserved_bytes"))),
-            ("= Device total (nvidia-smi)", _g(d.get("device_total_bytes")))]
+            (f"= Peak allocated ({d.get('peak_phase')})", _size(d.get("peak_allocated_bytes"))),
+            ("= Peak reserved", _size(d.get("peak_reserved_bytes"))),
+            ("= Device total (nvidia-smi)", _size(d.get("device_total_bytes")))]
     if d.get("cpu_bytes"):
-        rows.append(("CPU RAM per node", _g(d["cpu_bytes"])))
+        rows.append(("CPU RAM per node", _size(d["cpu_bytes"])))
     if r.gpu is not None:
         rows.append((f"Fits {r.estimate.settings.gpus} x {r.gpu.name}", "yes" if r.fits else "NO"))
     return rows
@@ -114,20 +108,20 @@ def _rows(r) -> list[tuple[str, str]]:
     for k, v in e.components.items():
         if k in reserve_like or not v:
             continue
-        rows.append((_LABELS.get(k, k.removesuffix("_bytes").replace("_", " ").capitalize()), _g(v)))
+        rows.append((_LABELS.get(k, k.removesuffix("_bytes").replace("_", " ").capitalize()), _size(v)))
     for name, v in e.phases.items():
-        rows.append((f"Peak in {name.replace('_', ' ')}", _g(v)))
+        rows.append((f"Peak in {name.replace('_', ' ')}", _size(v)))
     rows += [
-        (f"= Peak allocated ({e.peak_phase.replace('_', ' ')})", _g(e.peak_allocated_bytes)),
-        ("Allocator reserve", _g(e.components.get("allocator_reserve_bytes"))),
-        ("= Peak reserved", _g(e.peak_reserved_bytes)),
-        ("CUDA context", _g(e.components.get("cuda_context_bytes"))),
+        (f"= Peak allocated ({e.peak_phase.replace('_', ' ')})", _size(e.peak_allocated_bytes)),
+        ("Allocator reserve", _size(e.components.get("allocator_reserve_bytes"))),
+        ("= Peak reserved", _size(e.peak_reserved_bytes)),
+        ("CUDA context", _size(e.components.get("cuda_context_bytes"))),
     ]
     if "nccl_bytes" in e.components:
-        rows.append(("NCCL", _g(e.components["nccl_bytes"])))
-    rows.append(("= Device total (nvidia-smi)", _g(e.device_total_bytes)))
+        rows.append(("NCCL", _size(e.components["nccl_bytes"])))
+    rows.append(("= Device total (nvidia-smi)", _size(e.device_total_bytes)))
     if e.cpu_bytes:
-        rows.append(("CPU RAM per node", _g(e.cpu_bytes)))
+        rows.append(("CPU RAM per node", _size(e.cpu_bytes)))
     if r.gpu is not None and r.rlhf is None:
         rows += [(f"Fits {e.settings.gpus} x {r.gpu.name}", "yes" if r.fits else "NO"),
                  (f"Max micro-batch at seq {e.settings.seq:,}", str(r.max_batch)),
@@ -170,8 +164,8 @@ def _remedy_rows(r) -> list[list[str]]:
     rows = []
     for i, rem in enumerate(adv.get("remedies", []), 1):
         saves = rem.get("saves_bytes")
-        rows.append([str(i), rem.get("name", ""), "-" if saves is None else _g(saves),
-                     _g(rem.get("device_total_bytes")), {True: "yes", False: "no"}.get(rem.get("fits"), "-"),
+        rows.append([str(i), rem.get("name", ""), "-" if saves is None else _size(saves),
+                     _size(rem.get("device_total_bytes")), {True: "yes", False: "no"}.get(rem.get("fits"), "-"),
                      str(rem.get("cost", ""))])
     return rows
 
@@ -187,14 +181,14 @@ def _plan_line(r) -> str | None:
 def _rlhf_rows(r) -> tuple[list[list[str]], list[list[str]]]:
     d = _dict(r.rlhf) or {}
     models = [[m.get("role", ""), "yes" if m.get("trained") else "no", format_count(int(m.get("params", 0))),
-               _g(m.get("weights_bytes")), _g(m.get("gradients_bytes")), _g(m.get("optimizer_bytes")),
-               _g(m.get("other_bytes")), str(m.get("placement", ""))] for m in d.get("models", [])]
+               _size(m.get("weights_bytes")), _size(m.get("gradients_bytes")), _size(m.get("optimizer_bytes")),
+               _size(m.get("other_bytes")), str(m.get("placement", ""))] for m in d.get("models", [])]
     phases = d.get("phases", {})
     if isinstance(phases, dict):
         items = list(phases.items())
     else:
         items = [(p.get("name"), p.get("peak_allocated_bytes", p.get("bytes"))) for p in phases]
-    return models, [[str(k), _g(v if not isinstance(v, dict) else v.get("peak_allocated_bytes"))] for k, v in items]
+    return models, [[str(k), _size(v if not isinstance(v, dict) else v.get("peak_allocated_bytes"))] for k, v in items]
 
 
 def rich_train(console, reports) -> None:
