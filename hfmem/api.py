@@ -217,15 +217,20 @@ def analyze_many(models: list[str], options: Options | None = None, *,
     """Analyse several models. Without ``on_error`` the first failure raises; with it, each failing model is
     handed to ``on_error`` and left out, so the others are still answered."""
     opts = options or Options(**kwargs)
-    reports = []
+    return _each(models, lambda m: analyze(m, opts), on_error)
+
+
+def _each(models: list[str], run: Callable[[str], object], on_error) -> list:
+    """``run`` for each model; a failure raises, or with ``on_error`` is handed to it and left out."""
+    out = []
     for m in models:
         try:
-            reports.append(analyze(m, opts))
+            out.append(run(m))
         except HfmemError as exc:
             if on_error is None:
                 raise
             on_error(m, exc)
-    return reports
+    return out
 
 
 # ---------------------------------------------------------------- simulate
@@ -378,15 +383,7 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
 def infer_many(models: list[str], options: Options | None = None, *, settings: "InferenceSettings | None" = None,
                gpu=None, on_error: Callable[[str, HfmemError], None] | None = None) -> list[InferenceReport]:
     """``infer`` for several models; failures go to ``on_error`` (else the first one raises)."""
-    out = []
-    for m in models:
-        try:
-            out.append(infer(m, options, settings=settings, gpu=gpu))
-        except HfmemError as exc:
-            if on_error is None:
-                raise
-            on_error(m, exc)
-    return out
+    return _each(models, lambda m: infer(m, options, settings=settings, gpu=gpu), on_error)
 
 
 # ---------------------------------------------------------------- train
@@ -481,12 +478,4 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
 def train_many(models: list[str], options: Options | None = None, *,
                on_error: Callable[[str, HfmemError], None] | None = None, **kwargs) -> list[TrainingReport]:
     """``train`` for several models; failures go to ``on_error`` (else the first one raises)."""
-    out = []
-    for m in models:
-        try:
-            out.append(train(m, options, **kwargs))
-        except HfmemError as exc:
-            if on_error is None:
-                raise
-            on_error(m, exc)
-    return out
+    return _each(models, lambda m: train(m, options, **kwargs), on_error)
