@@ -259,7 +259,6 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
               "optimizer_step": int(pk.optimizer_step_bytes)}
     step_extra = by_phase.get("step", 0)
     static = weights_now + optim
-    extra_eval = 0
     if s.full_logits_metrics:
         # Trainer.evaluate without preprocess_logits_for_metrics gathers every logit: b × s × V in fp32
         from .inference import vocab_size
@@ -324,7 +323,3 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
         activations={"saved_bytes": act.saved_bytes, "by_part": dict(act.by_part),
                      "source": act.coefficients_source},
         scheme=sharded.scheme, assumptions=list(dict.fromkeys(assumptions)), notes=notes, adapters=adapters)
-
-
-def with_settings(s: TrainSettings, **changes) -> TrainSettings:
-    return replace(s, **changes)

@@ -24,7 +24,7 @@ Engines:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from ..metadata.config import first_of as _first
 from ..metadata.config import text_config
@@ -404,7 +404,3 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
         peak_phase=peak.name, peak_allocated_bytes=allocated, peak_reserved_bytes=reserved,
         device_total_bytes=device_total, max_position_embeddings=model_max,
         assumptions=list(dict.fromkeys(assumptions)), notes=notes, kv_layout_summary=counts, vllm=vllm_info)
-
-
-def with_settings(settings: InferenceSettings, **changes) -> InferenceSettings:
-    return replace(settings, **changes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..units import GiB, MiB
+from ..units import MiB
 
 # CUDA context: stas00/ml-engineering training/performance/README.md measured total − free after a 4-byte
 # tensor on an A100-80GB: 0.47 GiB with torch 2.1.1 + cu121 and lazy module loading (the default since CUDA
@@ -62,4 +62,4 @@ def reserved_bytes(allocated_bytes: int, churn_bytes: int, fragmentation: float)
     return int(allocated_bytes + round(fragmentation * max(int(churn_bytes), 0)))
 
 
-__all__ = ["Overheads", "reserved_bytes", "CUDA_CONTEXT_BYTES", "NCCL_BYTES", "GiB"]
+__all__ = ["Overheads", "reserved_bytes", "CUDA_CONTEXT_BYTES", "NCCL_BYTES"]
