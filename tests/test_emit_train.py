@@ -178,6 +178,7 @@ def trainer_ds_config():
         fill_match = tds.HfTrainerDeepSpeedConfig.fill_match
         fill_only = tds.HfTrainerDeepSpeedConfig.fill_only
         trainer_config_process = tds.HfTrainerDeepSpeedConfig.trainer_config_process
+        dtype = tds.HfTrainerDeepSpeedConfig.dtype
 
         def __init__(self, config):
             super().__init__(config)
@@ -203,7 +204,7 @@ def test_deepspeed_config_agrees_with_hf_trainer(s, trainer_ds_config, tmp_path)
     ds.trainer_config_process(_WorldSize(args, world))
     assert ds.mismatches == []
     assert "\"auto\"" not in json.dumps(ds.config)
-    assert ds._dtype == {"bf16": torch.bfloat16, "fp16": torch.float16, None: torch.float32}[_ds_half(s)]
+    assert ds.dtype() == {"bf16": torch.bfloat16, "fp16": torch.float16, None: torch.float32}[_ds_half(s)]
     # for_trainer=False writes what the Trainer would have filled in
     plain = trainer_ds_config(json.loads(et.deepspeed_config(s, for_trainer=False)))
     plain.trainer_config_process(_WorldSize(args, world))
@@ -237,29 +238,28 @@ def test_deepspeed_refuses(changes, words):
 
 # -- accelerate ---------------------------------------------------------------------------------------------
 
-def _launch_env(path, monkeypatch):
-    """What ``accelerate launch --config_file path`` exports to the training processes."""
-    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
-    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+def _launch_dests():
+    """The option names ``accelerate launch`` takes (its public parser): a config file's keys are these."""
+    from accelerate.commands.launch import launch_command_parser
 
-    args = launch_command_parser().parse_args(["--config_file", str(path), "train.py"])
-    args, defaults, mp_from_config = _validate_launch_command(args)
-    if args.use_deepspeed:
-        fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else [])
-        args.deepspeed_fields_from_accelerate_config = ",".join(fields)
-        _, env = prepare_deepspeed_cmd_env(args)
-    else:
-        env = prepare_multi_gpu_env(args)
-    for k, v in env.items():
-        if k.startswith(("ACCELERATE_", "FSDP_", "PARALLELISM_CONFIG_")):
-            monkeypatch.setenv(k, v)
-    return args, env
+    return set(vars(launch_command_parser().parse_args(["train.py"])))
+
+
+def _section_kwargs(section: dict, prefix: str, plugin) -> dict:
+    """A config section as keyword arguments of the plugin it configures: accelerate names the YAML keys after
+    the plugin's fields with a prefix (``fsdp_sharding_strategy`` -> ``sharding_strategy``; ``fsdp_version``
+    is a field as it stands)."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(plugin)}
+    return {k if k in fields else k[len(prefix):]: v for k, v in section.items()}
 
 
 @pytest.mark.parametrize("s", ACC_CASES, ids=_ids(ACC_CASES))
 def test_accelerate_config_reads_back(s, monkeypatch, tmp_path):
+    """The YAML loads in accelerate's ClusterConfig, its sections hold only options ``accelerate launch``
+    knows, and the plugins they configure build (accelerate's public dataclasses) with the plan's values."""
     from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
-    from accelerate.commands.launch import launch_command_parser
 
     text = et.accelerate_config(s)
     cfg = yaml.safe_load(text)
@@ -270,29 +270,29 @@ def test_accelerate_config_reads_back(s, monkeypatch, tmp_path):
     assert ClusterConfig.from_yaml_file(str(path)).num_processes == s.gpus
     assert cfg["compute_environment"] == "LOCAL_MACHINE" and cfg["num_processes"] == s.gpus
     assert cfg["num_machines"] == -(-s.gpus // s.gpus_per_node)
-    dests = {a.dest for a in launch_command_parser()._actions}
+    dests = _launch_dests()
     for section in ("deepspeed_config", "fsdp_config", "parallelism_config"):
         assert set(cfg.get(section) or {}) <= dests, section
     ta = et.trainer_args(s)
     mixed = "bf16" if ta["bf16"] else "fp16" if ta["fp16"] else "no"
 
-    args, env = _launch_env(path, monkeypatch)
-    assert args.num_processes == s.gpus
     if s.zero is not None:
         from accelerate.utils import DeepSpeedPlugin
 
-        assert cfg["distributed_type"] == "DEEPSPEED" and args.use_deepspeed
-        ds = cfg["deepspeed_config"]
+        assert cfg["distributed_type"] == "DEEPSPEED"
+        ds = dict(cfg["deepspeed_config"])
+        ds.pop("deepspeed_multinode_launcher", None)  # a launcher option, not a plugin field
         if "deepspeed_config_file" in ds:
             assert "mixed_precision" not in cfg  # accelerate refuses it next to a DeepSpeed file
             file = tmp_path / "ds_config.json"
             file.write_text(et.deepspeed_config(s))
-            monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(file))
+            ds["hf_ds_config"] = str(file)
+            del ds["deepspeed_config_file"]
             half = json.loads(et.deepspeed_config(s))
             assert mixed == ("bf16" if half["bf16"]["enabled"] else "fp16" if half["fp16"]["enabled"] else "no")
         else:
-            assert cfg["mixed_precision"] == mixed and env["ACCELERATE_MIXED_PRECISION"] == mixed
-        plugin = DeepSpeedPlugin()
+            assert cfg["mixed_precision"] == mixed
+        plugin = DeepSpeedPlugin(**ds)
         z = plugin.deepspeed_config["zero_optimization"]
         assert z["stage"] == s.zero and plugin.gradient_accumulation_steps == s.grad_accum
         assert z.get("offload_optimizer", {}).get("device", "none") == ("cpu" if s.offload_optimizer else "none")
@@ -301,13 +301,17 @@ def test_accelerate_config_reads_back(s, monkeypatch, tmp_path):
     elif s.fsdp:
         from accelerate.utils import FullyShardedDataParallelPlugin
 
-        assert cfg["distributed_type"] == "FSDP" and args.use_fsdp and cfg["mixed_precision"] == mixed
-        # FSDP1's sync_module_states asks for the current CUDA device at construction: pretend there is one
-        import torch
-
-        monkeypatch.setattr("accelerate.utils.dataclasses.is_cuda_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-        plugin = FullyShardedDataParallelPlugin()
+        assert cfg["distributed_type"] == "FSDP" and cfg["mixed_precision"] == mixed
+        kwargs = _section_kwargs(cfg["fsdp_config"], "fsdp_", FullyShardedDataParallelPlugin)
+        kwargs["cpu_offload"] = kwargs.pop("offload_params")
+        if kwargs["fsdp_version"] == 1:
+            # FSDP1 with cpu_ram_efficient_loading needs sync_module_states, which accelerate refuses to set up
+            # on a machine with no GPU ("not supported on cpu"): the plan asks for both, the plugin is built
+            # without them here.
+            assert kwargs.pop("cpu_ram_efficient_loading") is True and kwargs.pop("sync_module_states") is True
+        else:
+            kwargs.pop("cpu_ram_efficient_loading")
+        plugin = FullyShardedDataParallelPlugin(**kwargs)
         assert plugin.activation_checkpointing is bool(s.grad_ckpt)
         assert ta["activation_checkpointing"] is False  # FSDP's own, not the Trainer's as well
         if plugin.fsdp_version == 1:
@@ -319,7 +323,8 @@ def test_accelerate_config_reads_back(s, monkeypatch, tmp_path):
             assert plugin.reshard_after_forward is (s.fsdp != "shard_grad_op")
             dp = s.gpus // s.tp
             if "parallelism_config" in cfg:
-                pc = ParallelismConfig()
+                pc = ParallelismConfig(**_section_kwargs(cfg["parallelism_config"], "parallelism_config_",
+                                                        ParallelismConfig))
                 assert pc.tp_size == s.tp and pc.dp_replicate_size * pc.dp_shard_size == dp
                 assert pc.total_size == s.gpus
                 if s.fsdp == "hybrid_shard":
@@ -329,7 +334,7 @@ def test_accelerate_config_reads_back(s, monkeypatch, tmp_path):
         assert plugin.auto_wrap_policy is not None  # TRANSFORMER_BASED_WRAP
     else:
         assert cfg["distributed_type"] == ("MULTI_GPU" if s.gpus > 1 else "NO")
-        assert cfg["mixed_precision"] == mixed and env["ACCELERATE_MIXED_PRECISION"] == mixed
+        assert cfg["mixed_precision"] == mixed
 
 
 def test_accelerate_inline_deepspeed_unless_it_cannot_express_the_plan():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import struct
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -160,11 +159,13 @@ def test_5xx_falls_back_to_snapshot_and_says_so(hub):
 def test_timeout_falls_back_quickly(hub, monkeypatch):
     monkeypatch.setenv("HFMEM_HUB_TIMEOUT", "0.5")
     hub.set_fault("delay", delay_s=3.0)
-    started = time.monotonic()
     result = cli("Qwen/Qwen3-0.6B", "--format", "json")
-    assert time.monotonic() - started < 2.5
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["models"][0]["source"] == "snapshot"
+    m = json.loads(result.stdout)["models"][0]
+    assert m["source"] == "snapshot"
+    # one probe, not retried: the answer waited for one 0.5 s timeout, not for the 3 s server nor a retry loop
+    assert len(hub.requests) == 1
+    assert any("timed out" in n.lower() or "timeout" in n.lower() for n in m["notes"]), m["notes"]
 
 
 def test_offline_env_uses_snapshot_without_requests(hub, monkeypatch):
@@ -190,14 +191,13 @@ def test_offline_from_hugging_face_cache(hub, tmp_path):
 
 def test_network_down_answers_from_snapshot_in_normal_time(tmp_path):
     # HF_ENDPOINT points at a closed port (conftest): connection refused, no retry loop
-    started = time.monotonic()
     proc = run_hfmem("baichuan-inc/Baichuan-7B", "--format", "json", env={"HFMEM_HOME": str(tmp_path / "hm")},
                      check_torch=True)
-    elapsed = time.monotonic() - started
     m = json_out(proc)["models"][0]
     assert m["source"] == "snapshot" and m["parameters"] == 7_000_559_616
     assert "TORCH_IMPORTED=False" in proc.stderr
-    assert elapsed < 10, elapsed  # huggingface_hub's own retries would take ~24 s
+    # the connection error is named: the probe failed at once rather than through huggingface_hub's retries
+    assert any("cannot be reached" in n and "ConnectError" in n for n in m["notes"]), m["notes"]
 
 
 def test_trust_remote_code(hub, tmp_path):

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import httpx2
@@ -26,7 +25,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import _http
 from safetensors.numpy import save, save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -236,9 +234,10 @@ def test_status_fault_without_retries(hub, api):
 
 def test_hf_hub_download_retries_5xx_with_backoff(hub, tmp_path, monkeypatch):
     # hf_hub_download retries a failed HEAD through http_backoff (5 retries, sleeps 1, 2, 4, 8, 8 s).
-    # Record the sleeps instead of waiting for them.
+    # Record the sleeps instead of waiting for them (the standard library's time.sleep, which the client's
+    # backoff calls; no delay fault is set, so the server thread never sleeps here).
     sleeps: list[float] = []
-    monkeypatch.setattr(_http, "time", types.SimpleNamespace(sleep=sleeps.append, time=time.time))
+    monkeypatch.setattr(time, "sleep", sleeps.append)
     _add_tiny(hub)
     hub.set_fault("status", path_contains="config.json", status=500)
     with pytest.raises(LocalEntryNotFoundError):
