@@ -88,3 +88,55 @@ def test_refresh_from_the_hub(fake_hub, monkeypatch, minilm_dir, tmp_path):
     env = {"HFMEM_SNAPSHOT_DIR": str(out), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     m = json_out(run_hfmem("sentence-transformers/all-MiniLM-L6-v2", "--format", "json", env=env))["models"][0]
     assert m["source"] == "snapshot" and m["revision"] == sha and m["parameters"] == 22_713_216
+
+
+def _copy_snapshot(tmp_path, *repos):
+    """A small snapshot folder holding these shipped entries (as `hfmem snapshot build` wrote them)."""
+    import shutil
+
+    out = tmp_path / "snap"
+    index = json.loads((ROOT / "cache" / "index.json").read_text())
+    for repo in repos:
+        shutil.copytree(ROOT / "cache" / index["models"][repo], out / index["models"][repo])
+    index["models"] = {r: index["models"][r] for r in repos}
+    (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    return out
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_refresh_with_the_hub_unreachable_writes_nothing_and_fails(tmp_path):
+    # HF_ENDPOINT is a closed local port (conftest): the Hub cannot be reached, so nothing was fetched
+    out = _copy_snapshot(tmp_path, "Qwen/Qwen3-0.6B")
+    before = _tree(out)
+    proc = run_hfmem("snapshot", "refresh", "Qwen/Qwen3-0.6B", "--out", str(out),
+                     env={"HFMEM_HOME": str(tmp_path / "hm")})
+    assert proc.returncode == 8, proc.stderr  # HubUnavailableError: the Hub could not be reached
+    assert "0 of 1 updated" in proc.stderr and "nothing written" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2
+    assert _tree(out) == before  # index.json (its date) and the entry are byte for byte as they were
+
+
+def test_partial_refresh_keeps_the_snapshot_date_and_dates_each_entry(fake_hub, monkeypatch, minilm_dir, tmp_path):
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    fake_hub.add_repo("sentence-transformers/all-MiniLM-L6-v2",
+                      {p.name: p for p in minilm_dir.iterdir() if p.is_file()})
+    out = _copy_snapshot(tmp_path, "Qwen/Qwen3-0.6B")
+    built = json.loads((out / "index.json").read_text())["snapshot_id"]
+    qwen_before = _tree(out / "models" / "Qwen")
+    result = runner.invoke(app, ["snapshot", "refresh", "sentence-transformers/all-MiniLM-L6-v2", "org/missing",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.stderr  # one model updated: the refresh did something
+    assert "1 of 2 updated" in result.stderr and "1 left as they were" in result.stderr
+    index = json.loads((out / "index.json").read_text())
+    assert index["snapshot_id"] == built and "refreshed" in index  # the build date is not rewritten
+    assert sorted(index["models"]) == ["Qwen/Qwen3-0.6B", "sentence-transformers/all-MiniLM-L6-v2"]
+    assert _tree(out / "models" / "Qwen") == qwen_before
+    assert not [p for p in out.rglob(".*") if p.name.startswith(".")]  # no staging folder left behind
+    # an answer cites the day its own entry was written
+    env = {"HFMEM_SNAPSHOT_DIR": str(out), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    m = json_out(run_hfmem("Qwen/Qwen3-0.6B", "--format", "json", env=env))["models"][0]
+    qwen_built = json.loads((out / "models/Qwen/Qwen3-0.6B/entry.json").read_text())["provenance"]["built_at"]
+    assert any(f"shipped snapshot {qwen_built} " in n for n in m["notes"]), m["notes"]

@@ -46,9 +46,14 @@ def refresh(
     with error_boundary():
         folder = out or snapshot.snapshot_dir()
         repos = models or sorted((snapshot.load_index(folder) or {"models": {}})["models"])
-        results = snapshot.refresh_from_hub(repos, folder, token, _progress)
-        bad = sum(e is not None for e in results.values())
-        hint(f"snapshot refresh: {len(results) - bad} of {len(results)} updated from the Hub")
+        result = snapshot.refresh_from_hub(repos, folder, token, _progress)
+        done = f"snapshot refresh: {len(result.updated)} of {len(repos)} updated from the Hub"
+        if result.failed and not result.updated:
+            first = next(iter(result.failed.values()))
+            raise type(first)(f"{done}, nothing written to {folder} — {first.message}",
+                              hint=getattr(first, "hint", None))
+        hint(done + (f"; {len(result.failed)} left as they were (the Hub could not give them)"
+                     if result.failed else ""))
 
 
 @app.command("list")

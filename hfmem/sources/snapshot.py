@@ -26,9 +26,21 @@ SCHEMA = 1
 
 
 def snapshot_dir() -> Path:
+    """Where the snapshot is read from: ``HFMEM_SNAPSHOT_DIR``, else the copy an installed wheel carries
+    (``hfmem/_snapshot``, pyproject.toml maps ``cache/`` there), else ``cache/`` of a source checkout."""
     if os.environ.get("HFMEM_SNAPSHOT_DIR"):
         return Path(os.environ["HFMEM_SNAPSHOT_DIR"])
-    return Path(__file__).resolve().parents[2] / "cache"
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / "_snapshot"
+    if (shipped / "index.json").is_file():
+        return shipped
+    return package.parent / "cache"
+
+
+def describe_location(folder: Path | None = None) -> str:
+    """The snapshot folder as a message names it, saying when it has no index (so nothing was searched)."""
+    folder = folder or snapshot_dir()
+    return str(folder) if (folder / "index.json").is_file() else f"{folder}, which holds no snapshot"
 
 
 @dataclass
@@ -39,6 +51,11 @@ class SnapshotEntry:
     provenance: dict
     inventory: dict | None
     error: str | None
+
+    @property
+    def built_at(self) -> str:
+        """The day this entry was written (a refresh rewrites single entries, not the snapshot's date)."""
+        return self.provenance.get("built_at") or self.snapshot_id
 
 
 _index_cache: dict[Path, dict] = {}
@@ -100,20 +117,41 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def write_entry(out: Path, repo_id: str, config_bytes: bytes, provenance: dict, inventory: dict | None,
                 error: str | None) -> str:
+    """Write one model's folder whole: both files go to a fresh folder that then replaces the old one, so a
+    failure leaves the previous entry (or none), never a config from one fetch beside an entry from another."""
     rel = f"models/{repo_id}"
-    _atomic_write(out / rel / "config.json", config_bytes.decode())
-    entry = {"repo_id": repo_id, "provenance": provenance, "inventory": inventory, "error": error}
-    _atomic_write(out / rel / "entry.json", json.dumps(entry, indent=1, sort_keys=True) + "\n")
+    final = out / rel
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.new-", dir=final.parent))
+    try:
+        (staging / "config.json").write_text(config_bytes.decode())
+        entry = {"repo_id": repo_id, "provenance": provenance, "inventory": inventory, "error": error}
+        (staging / "entry.json").write_text(json.dumps(entry, indent=1, sort_keys=True) + "\n")
+        old = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+        os.replace(staging, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return rel
 
 
-def write_index(out: Path, models: dict[str, str], versions: dict[str, str]) -> None:
+def write_index(out: Path, models: dict[str, str], versions: dict[str, str], *,
+                snapshot_id: str | None = None) -> None:
+    """Write index.json. A build dates the snapshot today; a refresh keeps the date it was built
+    (``snapshot_id``) and records when it was refreshed."""
     from .. import __version__
 
-    snapshot_id = time.strftime("%Y-%m-%d", time.gmtime())
-    index = {"schema": SCHEMA, "snapshot_id": snapshot_id,
-             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    now = time.gmtime()
+    index = {"schema": SCHEMA, "snapshot_id": snapshot_id or time.strftime("%Y-%m-%d", now),
+             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", now),
              "hfmem": __version__, "versions": versions, "models": dict(sorted(models.items()))}
+    if snapshot_id:
+        index["refreshed"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", now)
     _atomic_write(out / "index.json", json.dumps(index, indent=1) + "\n")
     _index_cache.pop(out, None)
 
@@ -170,23 +208,34 @@ def build_from_reference(reference: Path, out: Path, progress=None) -> dict[str,
     return state["results"]
 
 
-def refresh_from_hub(repo_ids: list[str], out: Path, token=None, progress=None) -> dict[str, str | None]:
+@dataclass
+class RefreshResult:
+    """What a refresh did: the models it rewrote (repo id -> None, or why they could not be counted) and the
+    ones the Hub could not give (repo id -> the error), whose entries were left as they were."""
+    updated: dict[str, str | None]
+    failed: dict[str, Exception]
+
+
+def refresh_from_hub(repo_ids: list[str], out: Path, token=None, progress=None) -> RefreshResult:
     """Re-fetch config.json and safetensors headers from the Hub for these models and recount them.
-    A model the Hub cannot give keeps its existing entry."""
+    A model the Hub cannot give keeps its existing entry; the index is rewritten only when an entry was,
+    and keeps the snapshot's date (each entry carries the day it was fetched)."""
     from ..errors import HfmemError
     from . import hub
 
     index = load_index(out) or {"models": {}, "versions": {}}
     state: dict = {"models": dict(index["models"]), "results": {}, "versions": index.get("versions", {})}
+    failed: dict[str, Exception] = {}
     for repo_id in repo_ids:
         try:
             meta = hub.fetch_hub(repo_id, hub.model_info(repo_id, None, token), token)
         except HfmemError as exc:
-            state["results"][repo_id] = exc.message
+            failed[repo_id] = exc
             if progress:
                 progress(repo_id, exc.message)
             continue
         provenance = dict(meta.provenance, origin="hub", built_at=meta.provenance["retrieved_at"][:10])
         _record(out, repo_id, meta.config.text, provenance, meta.headers, state, progress)
-    write_index(out, state["models"], state["versions"])
-    return state["results"]
+    if state["results"]:
+        write_index(out, state["models"], state["versions"], snapshot_id=index.get("snapshot_id"))
+    return RefreshResult(state["results"], failed)
