@@ -188,3 +188,43 @@ def test_side_by_side_answers_the_others_when_one_fails():
     assert result.stderr.count("\n") == 1 and "rwkv5" in result.stderr
     table = cli("Qwen/Qwen3-0.6B", "RWKV/rwkv-5-world-3b", "meta-llama/Llama-2-7b-hf", "--offline")
     assert table.exit_code == 6 and "6,738,415,616" in table.stdout
+
+
+def _main(capsys, *args):
+    """The installed entry point (hfmem.cli.main), as the shell runs it: exit status, stdout, stderr."""
+    from hfmem.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize("args, suggestion", [
+    (("infr", "meta-llama/Llama-3.1-8B"), "did you mean `hfmem infer`"),
+    (("trian", "meta-llama/Llama-3.1-8B"), "did you mean `hfmem train`"),
+    (("--verison",), "did you mean --version"),
+    (("infer", "meta-llama/Llama-3.1-8B", "--contxt", "4096"), "--context"),
+    (("cache", "lst"), "'list'"),
+    (("infer", "meta-llama/Llama-3.1-8B", "--engine", "vlm"), "'vllm'"),
+])
+def test_typos_get_one_line_and_a_suggestion(capsys, monkeypatch, args, suggestion):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out, err = _main(capsys, *args)
+    assert code == 2  # a usage error, not a model the Hub could not find (8) nor a bug (70)
+    assert out == ""  # no table for a mistyped command
+    assert len(err.strip().splitlines()) == 1 and err.startswith("hfmem: error: ") and suggestion in err, err
+
+
+def test_a_bare_model_id_is_not_taken_for_a_typo(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = _main(capsys, "gpt2")  # the Hub's legacy ids have no org
+    assert code == 8 and "not available offline" in err
+
+
+def test_version_short_and_long(capsys):
+    import tomllib
+
+    version = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    for flag in ("-V", "--version"):
+        assert _main(capsys, flag) == (0, f"hfmem {version}\n", "")
