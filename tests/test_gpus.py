@@ -165,3 +165,118 @@ def test_gpus_command_lists_the_catalog():
     assert by_name["V100-32GB"]["bf16"] is False  # Volta has no bfloat16 (V100 datasheet)
     table = runner.invoke(app, route_argv(["gpus"]))
     assert table.exit_code == 0 and "H200" in table.stdout and "RTX-4090" in table.stdout
+
+
+# -- the memory a process can get (CUDA's total) ----------------------------------------------------------
+# [NVBENCH-A30] https://github.com/JakeFlasher/benchmark_flash_attention/blob/main/results_kvcache/window-4096.md:
+#          nvbench on an NVIDIA A30 prints "Global Memory: 23805 MiB Free / 24060 MiB Total" (cudaMemGetInfo).
+# [RBMOD]  https://github.com/google/RB-Modulation/issues/5: an A30's PyTorch OOM message, "total capacty of
+#          23.53 GiB" -- within 0.05 GiB of 24060 MiB (23.496 GiB), so the two reports agree.
+# PyTorch OOM messages print "GPU 0 has a total capacity of X GiB" with two decimals (X within 0.005 GiB):
+# [VLLM27508] https://github.com/vllm-project/vllm/issues/27508: H100, 79.11 GiB.
+# [OOTD235] https://github.com/levihsu/OOTDiffusion/issues/235: A100 80GB, 79.25 GiB.
+# [COSER10] https://github.com/TianheWu/CoSeR/issues/10: A100 40GB, 39.50 GiB.
+# [DSP10]   https://github.com/GaoLii/DSP/issues/10: RTX 3090, 23.70 GiB.
+# [DSV3-205] https://github.com/deepseek-ai/DeepSeek-V3/issues/205: RTX 4090 24GB, 23.64 GiB.
+
+def test_a30_cuda_total_is_the_nvbench_total():  # [NVBENCH-A30], [RBMOD]
+    gpu = parse_gpu("A30")
+    assert gpu.cuda_total_bytes == 24060 * MiB == 25_228_738_560
+    assert abs(gpu.cuda_total_bytes / GiB - 23.53) < 0.05  # [RBMOD]
+    assert "JakeFlasher/benchmark_flash_attention" in gpu.cuda_total_source
+    assert gpu.usable_bytes == gpu.cuda_total_bytes < gpu.memory_bytes == 24 * GiB
+    assert gpu.capacity_basis == "cuda-total"
+
+
+@pytest.mark.parametrize("name, gib, where", [
+    ("H100-80GB", 79.11, "vllm-project/vllm/issues/27508"), ("A100-80GB", 79.25, "levihsu/OOTDiffusion/issues/235"),
+    ("A100-40GB", 39.50, "TianheWu/CoSeR/issues/10"), ("RTX-3090", 23.70, "GaoLii/DSP/issues/10"),
+    ("RTX-4090", 23.64, "deepseek-ai/DeepSeek-V3/issues/205")])
+def test_cuda_totals_from_oom_messages(name, gib, where):  # [VLLM27508], [OOTD235], [COSER10], [DSP10], [DSV3-205]
+    gpu = parse_gpu(name)
+    assert abs(gpu.cuda_total_bytes / GiB - gib) <= 0.005
+    assert where in gpu.cuda_total_source
+    assert gpu.usable_bytes == gpu.cuda_total_bytes
+
+
+def test_every_entry_says_what_fits_are_judged_on():
+    for g in catalog():
+        assert g.cuda_total_note, g.name
+        if g.cuda_total_bytes is None:
+            assert g.cuda_total_source is None and "not known" in g.cuda_total_note, g.name
+            assert g.usable_bytes == g.memory_bytes, g.name
+        else:
+            assert g.cuda_total_source and "https://" in g.cuda_total_source, g.name
+            # CUDA never offers a process more than the driver's total (nvidia-smi) or the marketed size
+            assert g.cuda_total_bytes < g.memory_bytes, g.name
+
+
+def test_fits_marketed_but_not_cuda_total():
+    """Hand computed: a process needing 23.75 GiB fits 24 GiB (the A30's marketed size) but not the
+    24060 MiB = 23.496 GiB CUDA reports on an A30 [NVBENCH-A30]: judged not to fit, 0.254 GiB short."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from hfmem.plan import fit
+    from hfmem.scenarios.inference import InferenceSettings
+
+    need = int(23.75 * GiB)
+    estimator = lambda s: SimpleNamespace(device_total_bytes=need, stored_weights_bytes=need)  # noqa: E731
+    settings = InferenceSettings(engine="transformers", context=128, batch=1)
+    a30 = parse_gpu("A30")
+    r = fit.solve(estimator, settings, a30, {"num_attention_heads": 1})
+    assert r.fits is False
+    assert r.capacity_bytes == r.gpu_usable_bytes == 24060 * MiB
+    assert r.headroom_bytes == 24060 * MiB - need == -272_629_760  # 23.496 - 23.75 GiB = -0.254 GiB
+    assert r.gpu_memory_bytes == 24 * GiB and r.gpu_capacity_basis == "cuda-total"
+    assert any("23.50 GiB" in n and "CUDA reports" in n for n in r.notes)
+    marketed_only = replace(a30, cuda_total_bytes=None)  # the same card judged on its marketed 24 GiB
+    assert fit.solve(estimator, settings, marketed_only, {"num_attention_heads": 1}).fits is True
+
+
+def test_vllm_budget_is_utilization_of_the_cuda_total():
+    """vLLM sizes its budget as gpu_memory_utilization x the total torch.cuda.mem_get_info() reports: 0.9 x
+    24060 MiB on an A30 [NVBENCH-A30] (hand arithmetic: 21654 MiB)."""
+    from types import SimpleNamespace
+
+    from hfmem.plan import fit
+    from hfmem.scenarios.inference import InferenceSettings
+
+    s = InferenceSettings(engine="vllm", context=128, batch=1, gpu_memory_utilization=0.9)
+    assert fit.capacity_bytes(parse_gpu("A30"), s) == int(0.9 * 24060 * MiB) == 21654 * MiB
+    est = lambda _s: SimpleNamespace(device_total_bytes=1, stored_weights_bytes=1)  # noqa: E731
+    assert fit.solve(est, s, parse_gpu("A30"), {"num_attention_heads": 1}).capacity_bytes == 21654 * MiB
+
+
+def test_gpus_command_shows_marketed_and_cuda_total():
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from hfmem.cli import app, route_argv
+
+    runner = CliRunner()
+    doc = _json.loads(runner.invoke(app, route_argv(["gpus", "--format", "json"])).stdout)
+    a30 = {g["name"]: g for g in doc["gpus"]}["A30"]
+    assert a30["memory_marketed"] == "24 GB" and a30["memory_bytes"] == 24 * GiB
+    assert a30["cuda_total_bytes"] == a30["usable_bytes"] == 24060 * MiB and a30["capacity_basis"] == "cuda-total"
+    md = runner.invoke(app, route_argv(["gpus", "--format", "markdown"])).stdout
+    row = next(line for line in md.splitlines() if line.startswith("| A30 "))
+    assert "24 GB" in row and "23.50 GiB" in row and "24.00 GiB" in row
+    h200 = next(line for line in md.splitlines() if line.startswith("| H200 "))
+    assert "| ? |" in h200  # no public source found for the H200's CUDA total
+
+
+def test_train_fits_are_judged_on_the_cuda_total(monkeypatch):
+    """hfmem train --gpu A30: a run whose device total lies between the CUDA total (24060 MiB, [NVBENCH-A30])
+    and the marketed 24 GiB does not fit, and max_seq stops below it."""
+    import hfmem
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    usable, marketed = 24060 * 2**20, 24 * 2**30
+    r = hfmem.train("Qwen/Qwen2.5-3B", method="lora", batch=1, seq=1984, gpu="A30")
+    total = r.estimate.device_total_bytes
+    assert usable < total <= marketed  # the window this test is about (found by a search over --seq)
+    assert r.fits is False
+    shorter = hfmem.train("Qwen/Qwen2.5-3B", method="lora", batch=1, seq=r.max_seq, gpu="A30")
+    assert shorter.estimate.device_total_bytes <= usable < total

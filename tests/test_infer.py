@@ -109,7 +109,9 @@ def test_tensor_parallel_splits_weights_and_replicates_kv_heads():
 def test_fit_and_limits_on_an_rtx_4090():
     r = _infer("meta-llama/Llama-3.1-8B", gpu="RTX-4090", context=32768, batch=4)
     f = r.fit
-    cap = 24 * GiB
+    # fits are judged on the 23.64 GiB total CUDA reports on a 4090 ("GPU 0 has a total capacity of 23.64 GiB",
+    # https://github.com/deepseek-ai/DeepSeek-V3/issues/205), not the marketed 24 GiB
+    cap = round(23.64 * GiB)
     assert f.capacity_bytes == cap
     # hand: 16.06e9 B of weights + 4 × 32768 × 131072 B of KV = 32.2 GB > 24 GiB
     assert not f.fits
@@ -118,8 +120,11 @@ def test_fit_and_limits_on_an_rtx_4090():
     at = _infer("meta-llama/Llama-3.1-8B", context=f.max_context, batch=4).estimate.device_total_bytes
     over = _infer("meta-llama/Llama-3.1-8B", context=f.max_context + 1, batch=4).estimate.device_total_bytes
     assert at <= cap < over
-    # max batch at 32k: not even one sequence fits beside 14.96 GiB of weights? 1 × 4 GiB of KV does
-    assert f.max_batch >= 1
+    # max batch at 32k: beside 14.96 GiB of weights, one sequence's 4 GiB of KV plus its prefill activations
+    # is close to the 23.64 GiB; whatever the count, one more sequence must not fit
+    assert f.max_batch >= 0
+    if f.max_batch:
+        assert _infer("meta-llama/Llama-3.1-8B", context=32768, batch=f.max_batch).estimate.device_total_bytes <= cap
     assert _infer("meta-llama/Llama-3.1-8B", context=32768, batch=f.max_batch + 1).estimate.device_total_bytes > cap
 
 
@@ -142,7 +147,8 @@ def test_vllm_concurrency_from_the_kv_budget():
     r = _infer("meta-llama/Llama-3.1-8B", gpu="H100-80GB", engine="vllm", context=8192)
     v = r.estimate.vllm
     # vLLM takes 0.9 × the GPU; the KV budget divided by one sequence's blocks is the concurrency
-    assert v["pool_bytes"] == int(0.9 * r.fit.gpu_memory_bytes)
+    # (of the total CUDA reports, torch.cuda.mem_get_info()[1]: 79.11 GiB on an H100, vllm-project/vllm#27508)
+    assert v["pool_bytes"] == int(0.9 * r.fit.gpu_usable_bytes) == int(0.9 * round(79.11 * GiB))
     assert v["kv_bytes_per_sequence"] == 8192 * 131_072
     assert v["max_concurrent_sequences"] == v["kv_budget_bytes"] // (8192 * 131_072)
     assert r.fit.max_batch == v["max_concurrent_sequences"]

@@ -10,7 +10,9 @@ from .errors import error_boundary
 from .options import Format, FormatOpt
 from .output import print_json, print_text, stdout_console
 
-HEADERS = ("GPU", "memory", "bytes", "basis", "bf16", "fp8", "bandwidth GB/s", "aliases")
+HEADERS = ("GPU", "marketed", "memory", "basis", "CUDA total", "fits judged on", "bf16", "fp8", "bandwidth GB/s",
+           "aliases")
+_RIGHT = (2, 4, 5, 8)
 
 
 def _yes(flag) -> str:
@@ -18,22 +20,28 @@ def _yes(flag) -> str:
 
 
 def _rows() -> list[list[str]]:
-    return [[g.name, format_binary(g.memory_bytes), f"{g.memory_bytes:,}", g.memory_basis or "", _yes(g.bf16),
-             _yes(g.fp8), "?" if g.bandwidth is None else f"{g.bandwidth:g}", ", ".join(g.aliases)]
+    return [[g.name, g.memory_marketed or "", format_binary(g.memory_bytes), g.memory_basis or "",
+             "?" if g.cuda_total_bytes is None else format_binary(g.cuda_total_bytes), format_binary(g.usable_bytes),
+             _yes(g.bf16), _yes(g.fp8), "?" if g.bandwidth is None else f"{g.bandwidth:g}", ", ".join(g.aliases)]
             for g in catalog()]
 
 
 def gpus(fmt: FormatOpt = Format.table) -> None:
-    """List the GPU catalog (memory as the driver reports it where known, bf16/fp8 support, bandwidth)."""
+    """List the GPU catalog: marketed size, the total CUDA reports to a process where a source shows it (fits
+    are judged on that), bf16/fp8 support, bandwidth."""
     with error_boundary():
         if fmt is Format.json:
             print_json({"schema": "hfmem.gpus/1", "units": "bytes",
-                        "gpus": [{**asdict(g), "aliases": list(g.aliases), "sources": list(g.sources)}
+                        "gpus": [{**asdict(g), "aliases": list(g.aliases), "sources": list(g.sources),
+                                  "usable_bytes": g.usable_bytes, "capacity_basis": g.capacity_basis}
                                  for g in catalog()]})
             return
-        note = ("memory: the total the driver reports (nvidia-smi) where a source gave it, else the marketed "
-                "size (basis column); sources per GPU: --format json. --gpu also takes a size: 24GiB (2^30) "
-                "or 80GB (10^9).")
+        note = ("memory: the total nvidia-smi reports where a source gave it, else the marketed size (basis "
+                "column). CUDA total: what CUDA reports to a process (torch.cuda.get_device_properties(0)"
+                ".total_memory, the total capacity in a PyTorch out-of-memory message), a little less; ? where "
+                "no public source shows it. --gpu fits are judged on the CUDA total when known, else on memory. "
+                "Sources per GPU: --format json. --gpu also takes a size: 24GiB (2^30) or 80GB (10^9), taken "
+                "as what a process can get.")
         if fmt is Format.markdown:
             lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
             lines += ["| " + " | ".join(r) + " |" for r in _rows()]
@@ -43,7 +51,7 @@ def gpus(fmt: FormatOpt = Format.table) -> None:
 
         t = Table(title="GPU catalog", title_justify="left")
         for i, h in enumerate(HEADERS):
-            t.add_column(h, justify="right" if i in (1, 2, 6) else "left")
+            t.add_column(h, justify="right" if i in _RIGHT else "left")
         for r in _rows():
             t.add_row(*r)
         console = stdout_console()

@@ -8,6 +8,9 @@ format. What "fits" means:
 * vLLM: everything vLLM needs (weights, profiled activations, CUDA graphs, CUDA context, and the KV blocks
   for ``batch`` sequences of ``context`` tokens) ≤ ``gpu_memory_utilization`` × the GPU's memory: vLLM
   refuses to start otherwise ("No available memory for the cache blocks" / max-model-len too long).
+
+"The GPU's memory" is ``GPU.usable_bytes``: the total CUDA reports to a process where the catalog has it
+(vLLM sizes its budget from ``torch.cuda.mem_get_info()``'s total), else the catalog's ``memory_bytes``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class FitResult:
     gpu_memory_bytes: int
     gpus: int
     capacity_bytes: int            # per GPU: the memory the engine may use
+    gpu_usable_bytes: int          # the GPU memory the fit is judged on (CUDA-reported total when known)
+    gpu_capacity_basis: str        # "cuda-total", or the catalog's memory_basis ("nvidia-smi", "marketed", ...)
     needed_bytes: int              # per GPU, at the given settings
     fits: bool
     headroom_bytes: int            # capacity - needed (negative when it does not fit)
@@ -51,8 +56,8 @@ Estimator = Callable[[InferenceSettings], InferenceEstimate]
 
 def capacity_bytes(gpu: GPU, settings: InferenceSettings) -> int:
     if settings.engine == "vllm":
-        return int(settings.gpu_memory_utilization * gpu.memory_bytes)
-    return int(gpu.memory_bytes)
+        return int(settings.gpu_memory_utilization * gpu.usable_bytes)
+    return int(gpu.usable_bytes)
 
 
 def _fits(estimate: Estimator, settings: InferenceSettings, cap: int) -> bool:
@@ -96,11 +101,11 @@ def solve(estimate: Estimator, settings: InferenceSettings, gpu: GPU, config: di
           formats: list[str] | None = None, checkpoint_format: str | None = None,
           model_max_context: int | None = None) -> FitResult:
     """Verdict and limits for ``settings`` on ``settings.tp`` GPUs of type ``gpu``."""
-    s = replace(settings, gpu_memory_bytes=gpu.memory_bytes)
+    s = replace(settings, gpu_memory_bytes=gpu.usable_bytes)
     cap = capacity_bytes(gpu, s)
     est = estimate(s)
     needed = est.device_total_bytes
-    notes: list[str] = []
+    notes: list[str] = [gpu.capacity_note()]
 
     # max context at this batch
     hi_ctx = model_max_context or MAX_CONTEXT_SEARCH
@@ -153,6 +158,7 @@ def solve(estimate: Estimator, settings: InferenceSettings, gpu: GPU, config: di
             best = row["format"]
             break
     return FitResult(gpu=gpu.name, gpu_memory_bytes=gpu.memory_bytes, gpus=s.tp, capacity_bytes=cap,
+                     gpu_usable_bytes=gpu.usable_bytes, gpu_capacity_basis=gpu.capacity_basis,
                      needed_bytes=needed, fits=needed <= cap, headroom_bytes=cap - needed, max_context=max_ctx,
                      max_context_limited_by=limited, max_batch=max_b, min_gpus=min_gpus, min_gpus_note=min_note,
                      weight_format_that_fits=best, weight_formats=tried, notes=notes)

@@ -2,6 +2,10 @@
 
 Facts live in ``gpus.json`` next to this module (read lazily, once); each entry cites its sources and says
 whether ``memory_bytes`` is the driver-reported total (nvidia-smi MiB x 2**20) or the marketed size.
+``cuda_total_bytes`` is the total CUDA reports to a process (``torch.cuda.get_device_properties(0).total_memory``,
+the "total capacity" in a PyTorch out-of-memory message), a little less than nvidia-smi's total, where a cited
+public source shows it. ``GPU.usable_bytes`` is what fit judgements compare against: the CUDA total when known,
+else ``memory_bytes``.
 
 ``parse_gpu`` accepts a catalog name or alias (case-insensitive; ``-``, ``_``, spaces and dots ignored, so
 ``rtx4090`` == ``RTX-4090``) or a size with an explicit unit:
@@ -24,7 +28,7 @@ from functools import lru_cache
 from importlib import resources
 
 from hfmem.errors import UsageError
-from hfmem.units import SIZE_UNITS, parse_size
+from hfmem.units import SIZE_UNITS, format_binary, parse_size
 
 __all__ = ["GPU", "UnknownGPUError", "catalog", "parse_gpu", "SIZE_UNITS"]
 
@@ -54,10 +58,39 @@ class GPU:
     notes: str = ""
     memory_marketed: str | None = None
     memory_basis: str | None = None  # "nvidia-smi", "marketed", "observed-rounded", "user"
+    cuda_total_bytes: int | None = None  # what CUDA reports as total capacity, where a source shows it
+    cuda_total_source: str | None = None
+    cuda_total_note: str = ""
 
     @property
     def anonymous(self) -> bool:
         return self.memory_basis == "user"
+
+    @property
+    def usable_bytes(self) -> int:
+        """The per-GPU memory fit judgements use: the CUDA-reported total when known, else ``memory_bytes``."""
+        return int(self.cuda_total_bytes) if self.cuda_total_bytes else int(self.memory_bytes)
+
+    @property
+    def capacity_basis(self) -> str:
+        """Which number ``usable_bytes`` is: "cuda-total", or ``memory_basis`` ("nvidia-smi", "marketed", ...)."""
+        return "cuda-total" if self.cuda_total_bytes else (self.memory_basis or "unknown")
+
+    def capacity_note(self) -> str:
+        """One sentence for assumptions/footnotes: which capacity the fit was judged on."""
+        cap = format_binary(self.usable_bytes)
+        if self.anonymous:
+            return (f"fits judged on {cap} per GPU, the size given with --gpu, taken as what a process can get "
+                    "(CUDA reports a little less than nvidia-smi's total: torch.cuda.get_device_properties(0)"
+                    ".total_memory shows it)")
+        if self.cuda_total_bytes:
+            return (f"fits judged on {cap} per GPU, the total CUDA reports on {self.name} (the total capacity in "
+                    f"a PyTorch out-of-memory message), not the marketed {self.memory_marketed or format_binary(self.memory_bytes)}; "
+                    "source: `hfmem gpus --format json`")
+        what = {"nvidia-smi": "the total nvidia-smi reports", "marketed": "the marketed size",
+                "observed-rounded": "a rounded observed total"}.get(self.memory_basis or "", "the catalog size")
+        return (f"fits judged on {cap} per GPU, {what} for {self.name}: the total CUDA reports on it is not "
+                "known, and a process usually gets a few hundred MiB less")
 
 
 def _key(text: str) -> str:
@@ -79,6 +112,8 @@ def _load() -> tuple[GPU, ...]:
             bandwidth=e.get("memory_bandwidth_gbps"), vendor=e.get("vendor"),
             aliases=tuple(e.get("aliases", ())), sources=tuple(e.get("sources", ())), notes=e.get("notes", ""),
             memory_marketed=e.get("memory_marketed"), memory_basis=e.get("memory_basis"),
+            cuda_total_bytes=None if e.get("cuda_total_bytes") is None else int(e["cuda_total_bytes"]),
+            cuda_total_source=e.get("cuda_total_source"), cuda_total_note=e.get("cuda_total_note", ""),
         ))
     return tuple(out)
 

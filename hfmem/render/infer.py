@@ -58,7 +58,8 @@ def _model_json(r, emit: str | None = None) -> dict:
         out["vllm"] = e.vllm
     if r.fit is not None:
         f = r.fit
-        out.update(fits=f.fits, gpu_memory_bytes=f.gpu_memory_bytes, capacity_bytes=f.capacity_bytes,
+        out.update(fits=f.fits, gpu_memory_bytes=f.gpu_memory_bytes, gpu_usable_bytes=f.gpu_usable_bytes,
+                   gpu_capacity_basis=f.gpu_capacity_basis, capacity_bytes=f.capacity_bytes,
                    headroom_bytes=f.headroom_bytes, max_context=f.max_context,
                    max_context_limited_by=f.max_context_limited_by, max_batch=f.max_batch, min_gpus=f.min_gpus,
                    weight_format_that_fits=f.weight_format_that_fits, weight_formats=f.weight_formats)

@@ -33,7 +33,7 @@ SOURCES = {
                           "1.3 GB on a 2022 V100 (HF model_memory_anatomy)",
     "nccl_bytes": "stas00/ml-engineering: +0.73 GiB per process after dist.barrier() (NCCL), tp > 1 only",
     "allocator_fragmentation": "fraction of activations + KV cache reserved but not allocated; measured "
-                               "reserved/allocated 1.07–1.49 (fitcheck, ground-truth.md §8)",
+                               "reserved/allocated 1.07–1.49 in training (the fitcheck project's published T4 runs, github.com/Anassbzdd/fitcheck)",
     "cuda_graphs_bytes": "vLLM CUDA-graph pool (logged at start-up, typically a few hundred MiB); vLLM only",
 }
 
