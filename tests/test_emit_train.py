@@ -399,7 +399,9 @@ def test_peft_snippet_builds_the_real_configs(s, tmp_path):
         assert set(lora.target_modules) == set(s.lora_targets)
     mk = ns["model_kwargs"]
     assert mk["dtype"] == getattr(torch, et.model_load_kwargs(s)["dtype"])
-    assert mk["attn_implementation"] == {"sdpa": "sdpa", "flash": "flash_attention_2", "eager": "eager"}[s.attn]
+    # attn None (not given): attn_implementation=None, transformers' own choice
+    assert mk["attn_implementation"] == {"sdpa": "sdpa", "flash": "flash_attention_2", "eager": "eager",
+                                         None: None}[s.attn]
     if s.method == "qlora":
         bnb = ns["bnb_config"]
         assert isinstance(bnb, BitsAndBytesConfig) and mk["quantization_config"] is bnb

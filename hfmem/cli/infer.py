@@ -55,7 +55,8 @@ def infer(
     kv_dtype: Annotated[KVDType, typer.Option("--kv-dtype",
         help="KV cache dtype (auto: the compute dtype).")] = KVDType.auto,
     attn: Annotated[Optional[Attn], typer.Option("--attn",
-        help="Attention implementation (default: sdpa; vLLM: flash).")] = None,
+        help="Attention implementation (default: transformers' own, sdpa, or eager for models without SDPA "
+             "such as Gemma 2 and gpt-oss; vLLM: flash).")] = None,
     gpu: GpuOpt = None,
     gpus: GpusOpt = 1,
     gpu_memory_utilization: Annotated[float, typer.Option("--gpu-memory-utilization",

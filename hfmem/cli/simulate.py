@@ -44,8 +44,9 @@ def simulate(
     context: Annotated[int, typer.Option("--context", help="Inference prompt length (tokens).")] = 2048,
     new_tokens: Annotated[int, typer.Option("--new-tokens", help="Inference: decode steps after the prefill.")] = 1,
     dtype: Annotated[DType, typer.Option("--dtype", help="Weights and compute dtype.")] = DType.bf16,
-    attn: Annotated[Attn, typer.Option("--attn", help="Attention implementation (flash: SDPA routed to the "
-                                                      "flash-attention op).")] = Attn.sdpa,
+    attn: Annotated[Optional[Attn], typer.Option("--attn", help="Attention implementation (flash: SDPA routed to "
+        "the flash-attention op; default: transformers' own, sdpa, or eager for models without SDPA such as "
+        "Gemma 2 and gpt-oss).")] = None,
     grad_ckpt: Annotated[bool, typer.Option("--grad-ckpt", help="Gradient checkpointing (non-reentrant).")] = False,
     optimizer: Annotated[Optim, typer.Option("--optimizer", help="Optimizer for training.")] = Optim.adamw,
     optimizer_impl: Annotated[OptimizerImpl, typer.Option("--optimizer-impl", help="AdamW implementation "
@@ -74,7 +75,7 @@ def simulate(
         if batch < 1 or seq < 1 or context < 1 or new_tokens < 0:
             raise UsageError("--batch, --seq and --context must be at least 1 and --new-tokens at least 0")
         opts = source_options(revision, token, offline, trust_remote_code, no_cache)
-        common = dict(batch=batch, dtype=DTYPE_NAMES[dtype.value], attn=attn.value,
+        common = dict(batch=batch, dtype=DTYPE_NAMES[dtype.value], attn=attn.value if attn else None,
                       gpu_emulation=not no_gpu_emulation)
         if mode is Mode.train:
             lora = None

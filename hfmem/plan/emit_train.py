@@ -140,7 +140,8 @@ def model_load_kwargs(settings: TrainSettings) -> dict:
     """``AutoModelForCausalLM.from_pretrained`` keyword arguments: ``dtype`` (a torch dtype name, the width the
     estimate counted), ``attn_implementation``; QLoRA adds ``quantization_config`` (``bnb_kwargs``)."""
     s = _validated(settings)
-    out: dict = {"dtype": _model_dtype(s), "attn_implementation": _ATTN[s.attn]}
+    # attn None (not chosen): attn_implementation=None, transformers' own default
+    out: dict = {"dtype": _model_dtype(s), "attn_implementation": _ATTN[s.attn] if s.attn else None}
     if s.method == "qlora":
         out["quantization_config"] = bnb_kwargs(s)
     return out

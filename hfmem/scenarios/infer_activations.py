@@ -63,7 +63,9 @@ makes, so eager fp16 prefill overstates the score peak by 4·b·a·s² bytes.
 Architectures without calibration use the coefficients of the nearest calibrated family (llama for dense
 decoders, qwen3_moe for mixture-of-experts, deepseek_v3 for MLA), named in ``source`` and ``assumptions``.
 Not covered (InferActivationError): encoder-only and encoder-decoder models, fp32 MoE (the simulation
-cannot run grouped_mm in fp32), SDPA for gemma2/gpt-oss (transformers has none).
+cannot run grouped_mm in fp32), SDPA for gemma2/gpt-oss (transformers has none; attn=None takes
+transformers' own default, eager, and flash or vLLM take the eager tables less the score terms,
+``without_scores``).
 """
 
 from __future__ import annotations
@@ -327,8 +329,29 @@ def _dtype_key(dtype_bytes: int) -> str:
     return "fp32" if dtype_bytes == 4 else "bf16"
 
 
-def coefficient_table(shape: InferShape, attn: str, dtype_bytes: int) -> tuple[dict, str, list[str]]:
-    """(calibrated tables {"prefill": {region: {term: coef}}, "decode": ...}, source, assumptions)."""
+# The eager tables' terms that are the attention scores themselves: at prefill the b·a·s² scores, F.softmax's
+# fp32 upcast, the fp32 probabilities and their bf16 cast (s2*a, s2*ag) and the materialised b·s² masks (s2);
+# at a decode step the new token's b·a·T scores over the cache (T*a, T*ag). A flash kernel (transformers'
+# flash_attention_2, vLLM's FlashAttention / FlashInfer backends, soft-capping and sinks included) makes
+# none of them: eager minus these terms is eager's non-score part.
+SCORE_TERMS = {"prefill": ("s2", "s2*a", "s2*ag"), "decode": ("T*a", "T*ag")}
+
+
+def without_scores(tables: dict) -> dict:
+    """``tables`` ({"prefill": {region: {term: coef}}, "decode": ...}) less the ``SCORE_TERMS``."""
+    out = dict(tables)
+    for phase, drop in SCORE_TERMS.items():
+        if phase in tables:
+            out[phase] = {region: {term: c for term, c in row.items() if term not in drop}
+                          for region, row in tables[phase].items()}
+    return out
+
+
+def coefficient_table(shape: InferShape, attn: str, dtype_bytes: int,
+                      engine: str = "transformers") -> tuple[dict, str, list[str]]:
+    """(calibrated tables {"prefill": {region: {term: coef}}, "decode": ...}, source, assumptions).
+    ``engine="vllm"``: vLLM's attention backends, not transformers' implementations (an eager-only family
+    takes its eager tables less the score terms whatever ``attn`` names, fp32 included)."""
     if attn not in ATTNS:
         raise InferActivationError(f"unknown attention {attn!r} (use sdpa, eager or flash)")
     dkey = _dtype_key(dtype_bytes)
@@ -356,10 +379,21 @@ def coefficient_table(shape: InferShape, attn: str, dtype_bytes: int) -> tuple[d
                                        f"(run benchmarks/calibrate_infer.py)")
     tables = entry.get(dkey, {})
     if key not in tables:
+        family = source.split(":", 1)[1]
+        if key == "sdpa" and entry.get("eager_only") and "eager" in tables and (attn == "flash" or engine == "vllm"):
+            # No SDPA calibration (transformers has none for it); flash attention -- transformers' or
+            # vLLM's backends -- materialises no score matrix: eager's tables without the score terms.
+            notes = [n for n in notes if not n.startswith("flash: the SDPA coefficients")]
+            who = "vLLM's attention backends (FlashAttention / FlashInfer)" if engine == "vllm" else "flash attention"
+            notes.append(f"{family} is calibrated with eager attention only (transformers has no SDPA for it): "
+                         f"{who} use the eager coefficients less the score tensors, which a flash kernel never "
+                         f"materialises (prefill: the b·a·s² scores, their fp32 softmax and probabilities, the "
+                         f"b·s² masks; decode: the b·a·T scores); eager's repeat_kv copies of K/V stay counted "
+                         f"(an upper bound of about 4·b·s·heads·head_dim bytes for grouped-query models)")
+            return without_scores(tables["eager"]), source, notes
         if key == "sdpa" and entry.get("eager_only"):
             raise InferActivationError(f"{shape.model_type}: transformers has no SDPA attention for this "
-                                       f"architecture; use attn='eager'")
-        family = source.split(":", 1)[1]
+                                       f"architecture; use attn='eager' (its default) or attn='flash'")
         why = doc.get("skipped", {}).get(f"{family} / {dkey} / {key}")
         raise InferActivationError(f"{family}: no {dkey}/{key} calibration" +
                                    (f" (the simulation cannot run it: {why})" if why else ""))
@@ -634,30 +668,45 @@ def ssm_activation_bytes(config: dict, *, phase: str, batch: int, tokens: int, d
                               assumptions=notes, phase=phase, peak_region=peak, regions=totals)
 
 
-def prefill_activation_bytes(config: dict, *, batch: int, context: int, attn: str = "sdpa", dtype_bytes: int = 2,
-                             fp32_logits_copy: bool = True) -> ActivationEstimate:
+def _attn_or_default(config: dict, attn: str | None) -> str:
+    """``attn``, or transformers' own default for the model: sdpa, eager where it has no SDPA."""
+    if attn is not None:
+        return attn
+    from .attention import transformers_default
+
+    return transformers_default(config)
+
+
+def prefill_activation_bytes(config: dict, *, batch: int, context: int, attn: str | None = None,
+                             dtype_bytes: int = 2, fp32_logits_copy: bool = True,
+                             engine: str = "transformers") -> ActivationEstimate:
     """Activation/temporary bytes above weights + KV cache at the peak of a prefill of ``batch`` sequences
-    of ``context`` tokens (``generate``'s first forward). ``dtype_bytes``: 2 for bf16/fp16, 4 for fp32.
+    of ``context`` tokens (``generate``'s first forward). ``attn``: None for transformers' default (sdpa;
+    eager for the architectures without SDPA). ``dtype_bytes``: 2 for bf16/fp16, 4 for fp32.
     ``fp32_logits_copy``: count generate's fp32 copy of the last logits (hfmem.simulate drives the model by
-    hand and does not make it: pass False to compare)."""
+    hand and does not make it: pass False to compare). ``engine``: "vllm" for vLLM's forward (its attention
+    backends, see ``coefficient_table``)."""
     _check_positive(batch=batch, context=context)
     if _ssm_family(config):
         return ssm_activation_bytes(config, phase="prefill", batch=batch, tokens=context, dtype_bytes=dtype_bytes,
                                     fp32_logits_copy=fp32_logits_copy)
-    tables, source, notes = coefficient_table(infer_shape(config), attn, dtype_bytes)
+    attn = _attn_or_default(config, attn)
+    tables, source, notes = coefficient_table(infer_shape(config), attn, dtype_bytes, engine)
     return estimate_with_table(config, tables["prefill"], phase="prefill", batch=batch, tokens=context,
                                dtype_bytes=dtype_bytes, fp32_logits_copy=fp32_logits_copy, source=source, notes=notes)
 
 
-def decode_activation_bytes(config: dict, *, batch: int, cache_tokens: int, attn: str = "sdpa",
-                            dtype_bytes: int = 2, fp32_logits_copy: bool = True) -> ActivationEstimate:
+def decode_activation_bytes(config: dict, *, batch: int, cache_tokens: int, attn: str | None = None,
+                            dtype_bytes: int = 2, fp32_logits_copy: bool = True,
+                            engine: str = "transformers") -> ActivationEstimate:
     """Activation/temporary bytes above weights + KV cache (after the step: ``cache_tokens + 1`` tokens)
     at the peak of one decode step of ``batch`` sequences whose cache holds ``cache_tokens`` tokens."""
     _check_positive(batch=batch, cache_tokens=cache_tokens)
     if _ssm_family(config):
         return ssm_activation_bytes(config, phase="decode", batch=batch, tokens=cache_tokens,
                                     dtype_bytes=dtype_bytes, fp32_logits_copy=fp32_logits_copy)
-    tables, source, notes = coefficient_table(infer_shape(config), attn, dtype_bytes)
+    attn = _attn_or_default(config, attn)
+    tables, source, notes = coefficient_table(infer_shape(config), attn, dtype_bytes, engine)
     return estimate_with_table(config, tables["decode"], phase="decode", batch=batch, tokens=cache_tokens,
                                dtype_bytes=dtype_bytes, fp32_logits_copy=fp32_logits_copy, source=source, notes=notes)
 
@@ -667,6 +716,7 @@ def peak_bytes(weights_bytes: int, kv_cache_bytes: int, activation: ActivationEs
     return int(weights_bytes) + int(kv_cache_bytes) + int(activation.bytes)
 
 
-__all__ = ["ActivationEstimate", "InferActivationError", "InferShape", "coefficient_table", "decode_activation_bytes",
+__all__ = ["ActivationEstimate", "InferActivationError", "InferShape", "SCORE_TERMS", "coefficient_table",
+           "decode_activation_bytes", "without_scores",
            "estimate_with_table", "features", "infer_shape", "load_calibration", "peak_bytes",
            "prefill_activation_bytes", "ssm_activation_bytes"]

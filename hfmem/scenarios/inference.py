@@ -27,7 +27,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from ..metadata.config import first_of as _first
-from ..metadata.config import text_config
+from ..metadata.config import defaults_assumption, text_config
 from . import kv_cache as kvc
 from .overheads import Overheads, reserved_bytes
 
@@ -57,7 +57,8 @@ class InferenceSettings:
     weights_format: str | None = None   # None: the checkpoint's own format
     compute_dtype: str | None = None    # None: the checkpoint's 16/32-bit dtype (bf16 for quantized ones)
     kv_dtype: str | None = None         # None: the compute dtype
-    attn: str | None = None             # None: sdpa (transformers) / flash (vLLM)
+    attn: str | None = None             # None: transformers' default (sdpa; eager where it has no SDPA) /
+                                        # flash (vLLM)
     tp: int = 1                         # tensor-parallel degree = GPUs
     overheads: Overheads = field(default_factory=Overheads)
     block_size: int = VLLM_BLOCK_SIZE
@@ -247,8 +248,22 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
     kv_bpe = DTYPE_BYTES[kv_dtype]
     dtype_bytes = DTYPE_BYTES[compute]
     # vLLM's default backend is flash attention, which has no fp32 kernel: vLLM falls back to another
-    # backend for fp32 models (no s×s scores either), estimated as sdpa.
-    attn = s.attn or ("flash" if s.engine == "vllm" and compute != "float32" else "sdpa")
+    # backend for fp32 models (no s×s scores either), estimated as sdpa. transformers: its own default,
+    # sdpa, or eager for the architectures it has no SDPA for (an explicit sdpa for those is refused, as
+    # transformers refuses it).
+    from .attention import default_note, sdpa_refusal, transformers_default
+
+    if s.engine == "vllm":
+        attn = s.attn or ("flash" if compute != "float32" else "sdpa")
+    else:
+        if s.attn == "sdpa" and sdpa_refusal(config):
+            raise InferenceSettingsError(sdpa_refusal(config))
+        attn = s.attn or transformers_default(config)
+        if s.attn is None and default_note(config):
+            assumptions.append(default_note(config))
+    defaults = defaults_assumption(config)
+    if defaults:
+        assumptions.append(defaults)
 
     fmt_opts = weights.format_options(config) if fmt == checkpoint_format else {}
     family = weights.FORMATS[fmt].family if fmt in weights.FORMATS else None
@@ -338,7 +353,7 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
     else:
         prof = infer_activations.prefill_activation_bytes(
             config, batch=1, context=min(s.max_num_batched_tokens, max(s.context, 1) * s.max_num_seqs),
-            attn=attn, dtype_bytes=dtype_bytes)
+            attn=attn, dtype_bytes=dtype_bytes, engine="vllm")
         sampler = s.max_num_seqs * vocab * 4  # fp32 logits of every running sequence in the dummy sampler run
         a_prof = act_gpu(prof) + sampler
         assumptions += [f"vLLM profile run: {a}" for a in prof.assumptions]
@@ -392,7 +407,8 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
         f"engine {s.engine}; weights {fmt}; compute dtype {compute}; KV cache {kv_dtype}; attention {attn}",
         "peak_allocated = weights + buffers + KV cache + activations of the worst phase (rank 0)",
         f"peak_reserved adds the caching allocator's reserve: {frag:.0%} of the activations and KV cache "
-        "(measured reserved/allocated 1.07-1.49 in training, ground-truth.md §8)",
+        "(measured reserved/allocated 1.07-1.49 in training, the fitcheck project's "
+        "published T4 runs, github.com/Anassbzdd/fitcheck)",
         "device_total adds the CUDA context" + (" and NCCL" if s.tp > 1 else "") + " (defaults in overheads; "
         "override with --cuda-context / --nccl)",
     ]

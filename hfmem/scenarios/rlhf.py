@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from . import kv_cache as kvc
 from . import sharding, training
-from .finetune import TrainSettings, estimate_training
+from .finetune import TrainSettings, estimate_training, resolve_attn
 from .overheads import reserved_bytes
 
 ALGOS = ("ppo", "grpo", "dpo")
@@ -377,7 +377,7 @@ def _vllm_rollout(census, config, s: TrainSettings, *, tp: int, seqs: int, token
     kv_gpu = math.ceil(kv_engine * share)
     prof = infer_activations.prefill_activation_bytes(
         config, batch=1, context=min(VERL_MAX_NUM_BATCHED_TOKENS, tokens * VERL_MAX_NUM_SEQS), attn="flash",
-        dtype_bytes=2)
+        dtype_bytes=2, engine="vllm")
     parts = prof.by_part
     kept = int(parts.get("residual_bytes", 0)) + int(parts.get("logits_bytes", 0))
     acts = kept + math.ceil((prof.bytes - kept) / tp) + VERL_MAX_NUM_SEQS * _vocab(config) * 4
@@ -466,12 +466,12 @@ def estimate_rlhf(tensors: list[dict], config: dict, algo: str, settings: TrainS
     generation (verl's ``free_cache_engine``); False keeps its weights and KV cache allocated throughout.
     ``frozen_bytes_per_param``: the reference/reward weights' width (2: bf16).
     """
-    s = settings.validate()
+    s, attn_notes = resolve_attn(settings.validate(), config)
     algo = str(algo).lower()
     if algo not in ALGOS:
         raise RLHFSettingsError(f"algo must be one of {', '.join(ALGOS)}, not {algo!r}")
     notes: list[str] = []
-    assumptions: list[str] = []
+    assumptions: list[str] = list(attn_notes)
     if algo == "dpo":
         if rollout is not None:
             notes.append("DPO trains on fixed preference pairs: no rollout engine")

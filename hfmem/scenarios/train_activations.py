@@ -108,6 +108,7 @@ from importlib import resources
 
 from ..metadata.config import first_of as _first
 from ..metadata.config import text_config
+from .kv_cache import _PATTERN_DEFAULTS
 
 CALIBRATION_PACKAGE = "hfmem.data"
 CALIBRATION_FILE = "calibration.json"
@@ -218,8 +219,9 @@ def _sliding_layers(cfg: dict, layers: int, model_type: str) -> tuple[int | None
         n = 0
     elif model_type == "gemma2":
         n = (layers + 1) // 2  # transformers' default: even layers slide
-    elif cfg.get("sliding_window_pattern"):
-        p = int(cfg["sliding_window_pattern"])
+    elif cfg.get("sliding_window_pattern") or _PATTERN_DEFAULTS.get(model_type):
+        # the config's pattern, else its configuration class's (Gemma 3: 5 sliding layers in every 6)
+        p = int(cfg.get("sliding_window_pattern") or _PATTERN_DEFAULTS[model_type])
         n = sum(bool((i + 1) % p) for i in range(layers))
     else:
         n = layers  # Mistral-7B-v0.1, Phi-3, Starcoder2: every layer
