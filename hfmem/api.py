@@ -131,7 +131,7 @@ def _from_snapshot(repo_id: str, opts: Options, reason: str) -> ModelReport | No
         raise UnsupportedArchitectureError(
             f"{repo_id}: {reason}, and the shipped snapshot has only its config — {entry.error}",
             hint="connect to the Hub (safetensors headers) or pass --trust-remote-code with network access")
-    notes = [f"{reason}: answered from hfmem's shipped snapshot {entry.snapshot_id} "
+    notes = [f"{reason}: answered from hfmem's shipped snapshot {entry.built_at} "
              f"({entry.provenance.get('origin', 'snapshot')}); the Hub's current revision may differ"]
     if _variant(opts) != "default":
         notes.append("the snapshot's inventory was computed without --headers-only/--trust-remote-code")
@@ -159,9 +159,12 @@ def _analyze_offline(repo_id: str, opts: Options, reason: str, branch_key: str) 
     report = _from_snapshot(repo_id, opts, reason)
     if report is not None:
         return report
+    from .sources.hub import hf_hub_cache_dir
+
     raise OfflineMissError(
-        f"{repo_id} is not available offline ({reason}): it is in neither hfmem's result cache, the Hugging "
-        "Face cache, nor the shipped snapshot",
+        f"{repo_id} is not available offline ({reason}): it is in neither hfmem's result cache "
+        f"({resultcache.results_dir()}), the Hugging Face cache ({hf_hub_cache_dir()}), nor the shipped "
+        f"snapshot ({snapshot.describe_location()})",
         hint="connect to the Hub once, or download its config.json (`hf download REPO config.json`)")
 
 
@@ -280,6 +283,14 @@ def simulate_model(model: str, mode: str = "train", options: Options | None = No
     if report.config is None:  # an entry cached by an older hfmem: fetch again
         report = analyze(model, Options(**{**opts.__dict__, "use_cache": False}))
     config = simulation_config(report)
+    notes = list(report.notes)
+    if settings.get("attn") is None:  # what transformers picks with no attn_implementation
+        from .scenarios import attention
+
+        settings = {**settings, "attn": attention.transformers_default(config)}
+        default = attention.default_note(config)
+        if default:
+            notes.append(default)
     if opts.progress:
         opts.progress(f"simulating {model} ({mode}) on fake tensors")
     if mode == "train":
@@ -288,7 +299,6 @@ def simulate_model(model: str, mode: str = "train", options: Options | None = No
         result = sim.simulate_infer(config, **settings)
     else:
         raise UsageError(f"unknown mode {mode!r}", hint="use --mode train or --mode infer")
-    notes = list(report.notes)
     if report.inventory.method == "meta-model (mapped)":
         notes.append(f"custom '{report.inventory.model_type}' code not run: simulated as "
                      f"{report.inventory.architecture} (same tensors; the custom code's own buffers and "
@@ -350,7 +360,7 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
     estimator = fitmod.estimator_for(_census(inv), report.config or {}, checkpoint_format=ckpt,
                                      buffer_bytes=inv.buffer_bytes, checkpoint_stored_bytes=stored)
     if gpu_obj is not None:
-        s = InferenceSettings(**{**s.__dict__, "gpu_memory_bytes": gpu_obj.memory_bytes})
+        s = InferenceSettings(**{**s.__dict__, "gpu_memory_bytes": gpu_obj.usable_bytes})
     try:
         estimate = estimator(s)
         result = None
@@ -402,25 +412,91 @@ class TrainingReport:
     advice: object | None = None      # plan.advisor.Advice with --advise
     rlhf: object | None = None        # scenarios.rlhf.RLHFEstimate with --rlhf
     notes: list[str] = field(default_factory=list)
+    max_seq_limited_by: str | None = None  # "memory", or "model" (learned position-embedding table)
+
+
+DEFAULT_TRAIN_SEQ = 2048  # TrainSettings' default sequence length
+
+
+def _train_precision(s: "TrainSettings", rlhf: str | None) -> tuple[str, str | None]:
+    """The precision when none is given, and the assumption that says why (None for the plain default)."""
+    if s.zero is not None:
+        return "deepspeed-bf16", (f"--precision not given: --zero {s.zero} trains in DeepSpeed's bf16 mixed "
+                                  "precision (deepspeed-bf16: bf16 parameters and gradients, fp32 master weights "
+                                  "and Adam states; what HF Trainer's --bf16 becomes under DeepSpeed)")
+    if rlhf and s.fsdp:
+        return "amp-bf16", ("--precision not given: --rlhf under FSDP trains as verl does, with FSDP "
+                            "MixedPrecision (amp-bf16: fp32 sharded parameters, gradients and Adam states, bf16 "
+                            "compute)")
+    return "bf16", None
+
+
+def position_table_rows(tensors: list[dict], config: dict) -> int | None:
+    """The longest sequence a model with learned absolute position embeddings (BERT, GPT-2, CLIP's text
+    tower, OPT) can run: its ``max_position_embeddings`` when the census holds a position-embedding table of
+    that many rows (OPT's has 2 more, its offset); None for rotary / relative / ALiBi positions."""
+    from .scenarios.inference import max_context
+
+    mpe = max_context(config)
+    if not mpe:
+        return None
+    for t in tensors:
+        name = str(t.get("name", "")).rpartition(".")[2]
+        if t.get("role") == "embedding" and ("position" in name or name == "wpe"):
+            rows = int((t.get("shape") or [0])[0])
+            if mpe <= rows <= mpe + 2:
+                return int(mpe)
+    return None
+
+
+def _rlhf_flags(rlhf: str, options: dict) -> str:
+    flags = [f"--rlhf {rlhf}"]
+    if options.get("group_size"):
+        flags.append(f"--group-size {options['group_size']}")
+    if "rollout" in options and options["rollout"] != "vllm":
+        flags.append(f"--rollout {options['rollout'] or 'none'}")
+    return " ".join(flags)
 
 
 def train(model: str, options: Options | None = None, *, settings: "TrainSettings | None" = None,
           gpu: "str | GPU | None" = None, advise: bool = False, rlhf: str | None = None,
-          rlhf_options: dict | None = None, **settings_kwargs) -> TrainingReport:
+          rlhf_options: dict | None = None, assumed: list[str] | None = None, **settings_kwargs) -> TrainingReport:
     """Fine-tuning memory for one model (``hfmem train``). ``settings``: a ``TrainSettings`` (or its fields as
     keyword arguments: method, precision, optimizer, batch, seq, grad_accum, grad_ckpt, attn, lora_rank,
     lora_targets, zero, fsdp, gpus, tp, pp, ...); ``gpu``: a catalog name or size for fits / max_batch /
-    max_seq; ``advise``: the out-of-memory remedies (needs ``gpu``); ``rlhf``: "ppo", "grpo" or "dpo"."""
+    max_seq; ``advise``: the out-of-memory remedies (needs ``gpu``; with ``rlhf`` they are judged on the RLHF
+    estimate); ``rlhf``: "ppo", "grpo" or "dpo". ``precision=None`` picks DeepSpeed bf16 with ``zero``, verl's
+    FSDP MixedPrecision (amp-bf16) with ``rlhf`` under FSDP, else bf16; ``seq=None`` is 2048, or the
+    position-embedding table of a model with absolute positions when that is shorter. ``assumed``: defaults
+    the caller filled in, listed first among the assumptions."""
+    from dataclasses import replace
+
     from .plan.fit import largest_fitting
     from .plan.gpus import parse_gpu
     from .scenarios.finetune import TrainSettings, TrainSettingsError, estimate_training
+    from .scenarios.inference import max_context
     from .scenarios.train_activations import TrainActivationError
 
     opts = options or Options()
+    filled = list(assumed or [])
+    s = settings or TrainSettings(**settings_kwargs)
+    if settings is None and "seq" not in settings_kwargs:
+        s = replace(s, seq=None)  # not given: 2048, or a shorter learned position table
+    if s.precision is None:
+        prec, why = _train_precision(s, rlhf)
+        s = replace(s, precision=prec)
+        if why:
+            filled.append(why)
+    seq_given = s.seq is not None
     try:
-        s = (settings or TrainSettings(**settings_kwargs)).validate()
+        s = replace(s, seq=DEFAULT_TRAIN_SEQ if s.seq is None else s.seq).validate()
     except TrainSettingsError as exc:
         raise UsageError(str(exc)) from None
+    if s.zero is not None and not (s.precision.startswith("deepspeed") or s.precision == "fp32"):
+        # DeepSpeed has no autocast or pure 16-bit mode: its bf16/fp16 keep an fp32 master copy (deepspeed-*)
+        raise UsageError(f"--precision {s.precision} with --zero {s.zero}: DeepSpeed trains in fp32 or in its own "
+                         "mixed precision", hint="use --precision deepspeed-bf16 or deepspeed-fp16 (what HF "
+                         "Trainer's --bf16 / --fp16 become under DeepSpeed), or fp32")
     gpu_obj = parse_gpu(gpu) if isinstance(gpu, str) else gpu
     if advise and gpu_obj is None:
         raise UsageError("--advise needs --gpu (the remedies are judged against a GPU's memory)",
@@ -433,35 +509,59 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
             "layer structure", hint="use a model transformers implements, or --trust-remote-code")
     config = report.config or {}
     largest = inv.layers[0].num_params if inv.layers else None
+    # sequence length against the model's positions (as hfmem infer does for its context)
+    table = position_table_rows(inv.tensors, config)
+    model_max = max_context(config)
+    seq_notes: list[str] = []
+    if table and s.seq > table:
+        if seq_given:
+            raise UsageError(f"{model}: --seq {s.seq:,} exceeds the model's max_position_embeddings {table:,}: its "
+                             "learned position-embedding table has no rows beyond it, so a longer sequence cannot "
+                             "run", hint=f"use --seq {table} or less")
+        s = replace(s, seq=table)
+        filled.append(f"--seq not given: {table:,}, the model's max_position_embeddings (learned absolute "
+                      f"positions: a longer sequence cannot run; the usual default is {DEFAULT_TRAIN_SEQ:,})")
+    elif model_max and s.seq > model_max:
+        seq_notes.append(f"sequence {s.seq:,} exceeds the model's max_position_embeddings {model_max:,}: "
+                         "quality degrades beyond it unless rope scaling is configured")
 
     def estimate(st: "TrainSettings"):
         return estimate_training(inv.tensors, config, st, largest_layer_params=largest)
 
+    extra = dict(rlhf_options or {})
+    if rlhf and gpu_obj is not None:
+        extra.setdefault("gpu_memory_bytes", gpu_obj.usable_bytes)
+
+    def estimate_rl(st: "TrainSettings"):
+        from .scenarios.rlhf import estimate_rlhf
+
+        return estimate_rlhf(inv.tensors, config, rlhf, st, largest_layer_params=largest, **extra)
+
     try:
         est = estimate(s)
-        out = TrainingReport(report, est, gpu_obj, notes=list(report.notes))
+        est.assumptions[:0] = filled
+        out = TrainingReport(report, est, gpu_obj, notes=list(report.notes) + seq_notes)
         if rlhf:
-            from .scenarios.rlhf import estimate_rlhf
-
-            extra = dict(rlhf_options or {})
-            if gpu_obj is not None:
-                extra.setdefault("gpu_memory_bytes", gpu_obj.memory_bytes)
-            out.rlhf = estimate_rlhf(inv.tensors, config, rlhf, s, largest_layer_params=largest, **extra)
+            out.rlhf = estimate_rl(s)
+            out.rlhf.assumptions[:0] = filled
         if gpu_obj is not None:
-            from dataclasses import replace
-
-            cap = gpu_obj.memory_bytes
+            cap = gpu_obj.usable_bytes
             need = out.rlhf.device_total_bytes if out.rlhf is not None else est.device_total_bytes
             out.fits = need <= cap
             if out.rlhf is None:
                 ok_b = lambda b: estimate(replace(s, batch=b)).device_total_bytes <= cap  # noqa: E731
                 ok_s = lambda q: estimate(replace(s, seq=q)).device_total_bytes <= cap  # noqa: E731
                 out.max_batch = largest_fitting(ok_b, 1, 1 << 16) if ok_b(1) else 0
-                out.max_seq = largest_fitting(ok_s, 1, 1 << 22) if ok_s(1) else 0
+                out.max_seq = largest_fitting(ok_s, 1, table or 1 << 22) if ok_s(1) else 0
+                out.max_seq_limited_by = "model" if table and out.max_seq == table else "memory"
             if advise:
                 from .plan.advisor import advise as run_advisor
 
-                out.advice = run_advisor(estimate, s, gpu_obj, model_config=config)
+                # est.settings: s with the attention transformers picks for the model filled in
+                out.advice = run_advisor(estimate if out.rlhf is None else estimate_rl, est.settings, gpu_obj,
+                                         model_config=config, model_name=model, seq_limit=table,
+                                         judged="rlhf" if rlhf else "training",
+                                         command_flags=_rlhf_flags(rlhf, rlhf_options or {}) if rlhf else None)
     except TrainActivationError as exc:
         raise UnsupportedArchitectureError(
             f"{model}: no activation model for it ({exc})",

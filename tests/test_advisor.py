@@ -4,7 +4,6 @@ cheapest plan that fits; max micro-batch / seq. Facts checked by hand are derive
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 
 import pytest
@@ -101,7 +100,7 @@ def test_each_remedy_is_the_estimate_of_its_changes(llama7b, kw, gpu):
         after = est(replace(s, **r.changes))
         assert r.device_total_bytes == after.device_total_bytes, r.id
         assert r.saves_bytes == before - after.device_total_bytes, r.id
-        assert r.fits == (after.device_total_bytes <= gpu.memory_bytes), r.id
+        assert r.fits == (after.device_total_bytes <= gpu.usable_bytes), r.id
         assert r.gpus == replace(s, **r.changes).gpus
         if not r.changes:
             assert r.saves_bytes == 0
@@ -210,7 +209,8 @@ def test_v100_gets_fp16(llama7b):
     assert r["half_precision"].changes == {"precision": "fp16"}
     assert r["flash_attention"].applicable is False and "Ampere" in r["flash_attention"].reason
     for rid in ("zero1", "zero2", "zero2_offload", "zero3", "zero3_offload"):
-        assert r[rid].changes["precision"] == "deepspeed-fp16"
+        # DeepSpeed trains fp32 as it is: a ZeRO remedy changes the sharding only, not the precision
+        assert "precision" not in r[rid].changes and r[rid].changes["zero"] in (1, 2, 3)
     assert r["qlora"].changes.get("precision") == "fp16"
     assert adv.plan is not None
     assert "bf16" not in adv.plan.settings["precision"] and adv.plan.settings["attn"] != "flash"
@@ -229,7 +229,7 @@ def _brute_force_check(est, s, gpu, plan):
                 t = est(c).device_total_bytes
             except Exception:
                 continue
-            if t <= gpu.memory_bytes:
+            if t <= gpu.usable_bytes:
                 fitting.append((c.gpus, order.index(c.method), advisor.slowdown(s, c)[0]))
     if plan is None:
         assert fitting == []
@@ -254,12 +254,12 @@ def test_plan_fits_and_no_fewer_gpus_do(request, model, kw, gpu):
     plan = adv.plan
     assert plan is not None and adv.plan_reason is None
     after = est(replace(s, **plan.changes))
-    assert plan.device_total_bytes == after.device_total_bytes <= gpu.memory_bytes
+    assert plan.device_total_bytes == after.device_total_bytes <= gpu.usable_bytes
     assert plan.gpus == replace(s, **plan.changes).gpus and plan.gpus in advisor.gpu_counts(s)
     assert plan.sentence.startswith("Fits")
     _brute_force_check(est, s, gpu, plan)
     for alt in adv.alternatives:  # each keeps a better-ranked method, so it needs more GPUs
-        assert alt.gpus > plan.gpus and alt.device_total_bytes <= gpu.memory_bytes
+        assert alt.gpus > plan.gpus and alt.device_total_bytes <= gpu.usable_bytes
 
 
 def test_plan_keeps_the_method_and_prefers_fewest_gpus(llama7b, llama70b):
@@ -298,7 +298,7 @@ def test_max_batch_and_max_seq_are_the_largest_that_fit(llama7b):
     est, config, _ = llama7b
     s = TrainSettings(precision="bf16", method="lora", grad_ckpt=True)
     adv = advise(est, s, A100, model_config=config)
-    cap = A100.memory_bytes
+    cap = A100.usable_bytes  # the CUDA-reported total fits are judged on
     mb, ms = adv.max_batch, adv.max_seq
     assert mb >= 1 and ms >= s.seq
     assert est(replace(s, batch=mb)).device_total_bytes <= cap < est(replace(s, batch=mb + 1)).device_total_bytes
@@ -306,13 +306,11 @@ def test_max_batch_and_max_seq_are_the_largest_that_fit(llama7b):
     assert any("max_position_embeddings" in n for n in adv.notes) == (ms > config["max_position_embeddings"])
 
 
-def test_70b_advice_is_fast_and_serializable(llama70b):
+def test_70b_advice_is_serializable(llama70b):  # its speed is measured in benchmarks/bench_estimates.py
     est, config, _ = llama70b
     for s, gpu in ((TrainSettings(precision="bf16", batch=2, seq=4096), A100),
                    (TrainSettings(precision="bf16"), parse_gpu("1GiB"))):   # nothing fits: the whole search
-        t0 = time.perf_counter()
         adv = advise(est, s, gpu, model_config=config)
-        assert time.perf_counter() - t0 < 1.0
         d = json.loads(json.dumps(adv.to_dict()))
         assert [r["id"] for r in d["remedies"]] == SEED_ORDER
         assert set(d) >= {"remedies", "plan", "plan_reason", "max_batch", "max_seq"}

@@ -74,20 +74,24 @@ def train(
     models: ModelsArg,
     method: Annotated[Method, typer.Option("--method",
         help="Full fine-tune, LoRA, or QLoRA (4-bit frozen base).")] = Method.full,
-    precision: Annotated[Precision, typer.Option("--precision",
+    precision: Annotated[Optional[Precision], typer.Option("--precision",
         help="fp32; amp-bf16/amp-fp16 (Trainer AMP: fp32 weights, half activations); bf16/fp16 (pure); deepspeed-* "
-             "(half params, fp32 master; needs --zero).")] = Precision.bf16,
+             "(half params, fp32 master; needs --zero). Default: bf16; deepspeed-bf16 with --zero; amp-bf16 "
+             "(verl's FSDP MixedPrecision) with --rlhf under FSDP.")] = None,
     optimizer: Annotated[Optimizer, typer.Option("--optimizer",
         help="Optimizer (bitsandbytes 8-bit variants included).")] = Optimizer.adamw,
     optimizer_impl: Annotated[OptimizerImpl, typer.Option("--optimizer-impl",
         help="AdamW kernel: fused (HF Trainer's default), foreach (torch's CUDA default: one temporary per "
              "parameter at the step), forloop.")] = OptimizerImpl.fused,
     batch: Annotated[int, typer.Option("--batch", "-b", help="Micro-batch per GPU.")] = 1,
-    seq: Annotated[int, typer.Option("--seq", "-s", help="Sequence length.")] = 2048,
+    seq: Annotated[Optional[int], typer.Option("--seq", "-s",
+        help="Sequence length (default 2048, or a shorter learned position table: BERT, GPT-2).")] = None,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = 1,
     grad_ckpt: Annotated[bool, typer.Option("--grad-ckpt",
         help="Activation (gradient) checkpointing, non-reentrant, per layer.")] = False,
-    attn: Annotated[Attn, typer.Option("--attn", help="Attention implementation.")] = Attn.sdpa,
+    attn: Annotated[Optional[Attn], typer.Option("--attn",
+        help="Attention implementation (default: transformers' own, sdpa, or eager for models without "
+             "SDPA such as Gemma 2 and gpt-oss).")] = None,
     lora_rank: Annotated[int, typer.Option("--lora-rank", help="LoRA rank r.")] = 16,
     lora_targets: Annotated[Optional[str], typer.Option("--lora-targets",
         help="all-linear (default), default (PEFT's per model), or names: q_proj,v_proj.")] = None,
@@ -96,7 +100,8 @@ def train(
     qlora_format: Annotated[str, typer.Option("--qlora-format",
         help="QLoRA base format: nf4-dq, nf4, fp4-dq, fp4.")] = "nf4-dq",
     zero: Annotated[Optional[int], typer.Option("--zero",
-        help="DeepSpeed ZeRO stage 0-3 (uses deepspeed-bf16 unless --precision says otherwise).")] = None,
+        help="DeepSpeed ZeRO stage 0-3 (with fp32 or a deepspeed-* precision; deepspeed-bf16 unless --precision "
+             "says otherwise).")] = None,
     offload_optimizer: Annotated[bool, typer.Option("--offload-optimizer",
         help="ZeRO: optimizer states and step on CPU.")] = False,
     offload_param: Annotated[bool, typer.Option("--offload-param", help="ZeRO-3: parameters on CPU.")] = False,
@@ -147,17 +152,15 @@ def train(
         from ..plan.gpus import parse_gpu
         from ..scenarios.finetune import TrainSettings
 
-        prec = precision.value
+        prec = precision.value if precision else None  # None: hfmem.api.train picks one and says so
         fsdp_value = fsdp.value if fsdp else None
+        assumed: list[str] = []
         if rlhf and zero is None and fsdp_value is None:
-            # verl's defaults: FSDP full shard with MixedPrecision (fp32 parameters, bf16 compute)
+            # verl's defaults: FSDP full shard (with MixedPrecision when no --precision is given)
             fsdp_value = "full_shard"
-            if prec == Precision.bf16.value:
-                prec = "amp-bf16"
-            hint(f"note: --rlhf trains as verl does by default: --fsdp full_shard --precision {prec}")
-        if zero is not None and not prec.startswith("deepspeed"):
-            prec = "deepspeed-fp16" if prec in ("fp16", "amp-fp16") else "deepspeed-bf16"
-            hint(f"note: --zero {zero} runs DeepSpeed mixed precision: --precision {prec}")
+            assumed.append("--rlhf without --fsdp or --zero: FSDP full_shard, as verl trains by default")
+            hint("note: --rlhf trains as verl does by default: --fsdp full_shard"
+                 + (" --precision amp-bf16" if prec is None else ""))
         overheads = overheads_options(cuda_context, nccl, fragmentation)
         eval_b = eval_t = 0
         if eval_generate:
@@ -167,7 +170,7 @@ def train(
                 raise UsageError(f"--eval-generate {eval_generate!r} is not BATCHxTOKENS", hint="e.g. 50x800") from None
         settings = TrainSettings(
             method=method.value, precision=prec, optimizer=optimizer.value, adamw_impl=optimizer_impl.value,
-            batch=batch, seq=seq, grad_accum=grad_accum, grad_ckpt=grad_ckpt, attn=attn.value,
+            batch=batch, seq=seq, grad_accum=grad_accum, grad_ckpt=grad_ckpt, attn=attn.value if attn else None,
             lora_rank=lora_rank, lora_targets=_targets(lora_targets), dora=dora, qlora_format=qlora_format,
             zero=zero, offload_optimizer=offload_optimizer, offload_param=offload_param,
             fsdp=fsdp_value, gpus=gpus, tp=tp, pp=pp, gpus_per_node=gpus_per_node,
@@ -178,7 +181,7 @@ def train(
         opts = source_options(revision, token, offline, trust_remote_code, no_cache)
         failures: list[tuple[str, HfmemError]] = []
         reports = train_many(models, opts, settings=settings, gpu=gpu_obj, advise=advise,
-                             rlhf=rlhf.value if rlhf else None,
+                             rlhf=rlhf.value if rlhf else None, assumed=assumed,
                              rlhf_options={"group_size": group_size,
                                            "rollout": None if rollout == "none" else rollout} if rlhf else None,
                              on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)

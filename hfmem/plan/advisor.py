@@ -86,6 +86,8 @@ class Remedy:
     options: list[dict] | None = None       # tensor / pipeline parallel: both variants
     with_more_gpus: dict | None = None      # ZeRO on one data-parallel rank: the same at twice the GPUs
     error: str | None = None
+    helps: bool | None = None               # applies and saves memory here (saves_bytes > 0); None: not judged
+    why_not_helping: str | None = None      # when helps is False: why (does not apply, saves nothing, costs)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,6 +127,13 @@ class Advice:
     max_seq: int
     search: dict                     # what the plan search covered and how many estimates it ran
     notes: list[str] = field(default_factory=list)
+    judged: str = "training"         # what device_total_bytes and every remedy are estimates of ("rlhf": all models)
+    helping: list[str] = field(default_factory=list)      # ids of the remedies that save memory here, seed order
+    not_helping: list[dict] = field(default_factory=list)  # {id, name, saves_bytes, why} of the others
+
+    def ranked(self) -> list[Remedy]:
+        """The remedies that save memory here (saves_bytes > 0), in the seed note's order."""
+        return [r for r in self.remedies if r.helps]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -174,8 +183,8 @@ def _half(settings: TrainSettings, gpu: GPU) -> str:
 
 
 def _deepspeed_precision(settings: TrainSettings, gpu: GPU) -> str:
-    if settings.precision.startswith("deepspeed"):
-        return settings.precision
+    if settings.precision.startswith("deepspeed") or settings.precision == "fp32":
+        return settings.precision  # DeepSpeed trains fp32 as it is (ZeRO partitions fp32 states)
     return "deepspeed-fp16" if _half(settings, gpu) == "fp16" else "deepspeed-bf16"
 
 
@@ -268,8 +277,11 @@ def _command(config: dict, s: TrainSettings, gpu: GPU, *, extra_model: str | Non
     name = config.get("_name_or_path") or _text_config(config).get("_name_or_path") or "MODEL"
     models = f"{name} {extra_model}" if extra_model else name
     flags = _cli_flags(TrainSettings(), s)
+    if "--precision" not in flags:  # hfmem train picks a precision from --zero / --rlhf when none is given
+        flags = f"--precision {s.precision} {flags}".strip()
     gpu_name = gpu.memory_marketed if gpu.anonymous and gpu.memory_marketed else gpu.name
-    return " ".join(p for p in ("hfmem train", models, flags, f"--gpu {gpu_name}") if p)
+    return " ".join(p for p in ("hfmem train", models, config.get("_command_flags"), flags, f"--gpu {gpu_name}")
+                    if p)
 
 
 def _g(n: int | None) -> str:
@@ -288,8 +300,8 @@ def _describe(base: TrainSettings, s: TrainSettings) -> str:
             off = " + optimizer and parameter offload" if s.offload_param else (
                 " + optimizer offload" if s.offload_optimizer else "")
             words.append(f"DeepSpeed ZeRO-{s.zero}{off} ({s.precision})")
-    elif "precision" in d and not s.fsdp:
-        words.append(f"pure {s.precision} instead of {base.precision}")
+    elif "precision" in d and not ("fsdp" in d and s.fsdp):
+        words.append(f"{'pure ' if s.precision in ('bf16', 'fp16') else ''}{s.precision} instead of {base.precision}")
     if "fsdp" in d:
         if s.fsdp:
             words.append(f"FSDP {s.fsdp} ({s.precision})")
@@ -309,6 +321,14 @@ def _describe(base: TrainSettings, s: TrainSettings) -> str:
         words.append(f"tensor parallel {s.tp}")
     if "pp" in d:
         words.append(f"pipeline parallel {s.pp}")
+    named = {"method", "zero", "offload_optimizer", "offload_param", "precision", "fsdp", "attn", "grad_ckpt", "batch",
+             "grad_accum", "full_logits_metrics", "seq", "tp", "pp", "lora_rank", "lora_targets", "dora",
+             "qlora_format", "gpus"}
+    rest = {k: v for k, v in d.items() if k not in named}
+    if rest:  # anything else the plan changed, as the flags that set it
+        words.append(_cli_flags(replace(s, **{k: getattr(base, k) for k in rest}), s))
+    if not words and d:
+        words.append(_cli_flags(base, s))
     return ", ".join(words)
 
 
@@ -321,7 +341,7 @@ REMEDY_IDS = ("drop_full_logits_metrics", "half_precision", "flash_attention", "
 
 class _Ctx:
     def __init__(self, run: _Runner, s: TrainSettings, gpu: GPU, config: dict):
-        self.run, self.s, self.gpu, self.cap = run, s, gpu, int(gpu.memory_bytes)
+        self.run, self.s, self.gpu, self.cap = run, s, gpu, int(gpu.usable_bytes)
         self.config = config
         self.before = run(s).device_total_bytes
 
@@ -476,7 +496,7 @@ def _r_zero(c: _Ctx, rid: str) -> Remedy:
     applicable, reason = True, None
     if _zero_rank(s.zero, s.offload_optimizer, s.offload_param) > _zero_rank(stage, off_opt, off_param):
         applicable = False
-        reason = (f"already further down the seed's list (ZeRO-{s.zero}"
+        reason = (f"already uses a ZeRO setting that saves more (ZeRO-{s.zero}"
                   + (" + offload" if s.offload_optimizer else "") + "): this would give memory back")
     if s.fsdp:
         notes.append(f"replaces FSDP {s.fsdp} (DeepSpeed or FSDP, not both)")
@@ -524,14 +544,16 @@ def _lora_settings(s: TrainSettings, method: str, gpu: GPU) -> TrainSettings:
     if s.method == "full":
         new = replace(new, lora_rank=LORA_RANK, lora_targets=LORA_TARGETS, dora=False)
     if method == "qlora" and s.precision == "fp32":
-        new = replace(new, precision=_half(s, gpu))  # bitsandbytes 4-bit computes in 16-bit
+        # bitsandbytes 4-bit computes in 16-bit
+        new = replace(new, precision=_half(s, gpu) if s.zero is None else
+                      ("deepspeed-fp16" if _half(s, gpu) == "fp16" else "deepspeed-bf16"))
     return new
 
 
 def _r_lora(c: _Ctx) -> Remedy:
     s = c.s
     cost = ("faster (LoRA paper: 25% higher throughput); quality usually a little below full fine-tuning "
-            "(the seed: run full if it fits); adapters are tiny to save")
+            "(run full fine-tuning if it fits); adapters are tiny to save")
     if s.method != "full":
         return c.remedy("lora", "LoRA", None, cost, applicable=False, reason=f"already {s.method}")
     return c.remedy("lora", f"LoRA (rank {LORA_RANK}, {LORA_TARGETS})", _lora_settings(s, "lora", c.gpu), cost)
@@ -557,7 +579,7 @@ def _r_parallel(c: _Ctx) -> Remedy:
     kv = int(tc.get("num_key_value_heads") or heads or 0)
     layers = int(tc.get("num_hidden_layers") or tc.get("n_layer") or 0)
     name = "tensor / pipeline parallel (x2 GPUs)"
-    base_cost = "needs Megatron-LM-style training code (the seed: powerful but fiddly)"
+    base_cost = "needs Megatron-LM-style training code (powerful but fiddly to set up)"
     options, best = [], None
     cands = []
     tp = s.tp * 2
@@ -600,7 +622,7 @@ def _r_parallel(c: _Ctx) -> Remedy:
 def _r_ckpt(c: _Ctx) -> Remedy:
     s = c.s
     cost = ("slower: each layer's forward runs again in backward, 30-40% more compute (Korthikanti 2022); "
-            "the seed lists it last for that reason; no quality cost")
+            "so it is the last remedy listed; no quality cost")
     if s.grad_ckpt:
         return c.remedy("activation_checkpointing", "activation checkpointing", None, cost, applicable=False,
                         reason="already in use")
@@ -614,7 +636,29 @@ def remedies(run: Estimator, settings: TrainSettings, gpu: GPU, *, model_config:
     out = [_r_metrics(c), _r_half(c), _r_flash(c), _r_microbatch(c), _r_seq(c)]
     out += [_r_zero(c, rid) for rid in ("zero1", "zero2", "zero2_offload", "zero3", "zero3_offload")]
     out += [_r_smaller_model(c), _r_lora(c), _r_qlora(c), _r_parallel(c), _r_ckpt(c)]
+    for r in out:
+        _judge(r)
     return out
+
+
+def _judge(r: Remedy) -> None:
+    """``helps``: the remedy applies and lowers the per-GPU total (saves_bytes > 0); else ``why_not_helping``.
+    A remedy that cannot be judged here (a smaller model) keeps ``helps`` None."""
+    if r.applicable is None:
+        return
+    r.helps = bool(r.applicable) and bool(r.changes) and r.saves_bytes is not None and r.saves_bytes > 0
+    if r.helps:
+        return
+    parts = [r.reason] if r.reason else []
+    if r.changes and r.saves_bytes is not None:
+        if r.saves_bytes < 0:
+            parts.append(f"costs {_g(-r.saves_bytes)} more per GPU than the settings as asked")
+        elif r.saves_bytes == 0:
+            parts.append("saves nothing for this run")
+        parts += [n for n in r.notes if not n.startswith("costs ")]  # what the change does here
+    elif not parts:
+        parts.append("changes nothing here")
+    r.why_not_helping = "; ".join(dict.fromkeys(parts))
 
 
 # -- the plan search -------------------------------------------------------------------------------------
@@ -661,8 +705,10 @@ def _options(s: TrainSettings, gpu: GPU, grp: _Group, new: TrainSettings) -> dic
                              "batch": [False]}
     if s.full_logits_metrics:
         opts["metrics"].append(True)
-    if grp.sharding in (("keep",), _FSDP) and new.precision in ("fp32", "amp-bf16", "amp-fp16"):
+    if new.zero is None and new.precision in ("fp32", "amp-bf16", "amp-fp16"):
         opts["precision"].append(_half(s, gpu))
+    elif new.zero is not None and new.precision == "fp32":  # DeepSpeed's own 16-bit mixed precision
+        opts["precision"].append("deepspeed-fp16" if _half(s, gpu) == "fp16" else "deepspeed-bf16")
     if new.attn != "flash" and gpu.bf16 is not False:
         opts["attn"].append("flash")
     if not new.grad_ckpt:
@@ -738,7 +784,7 @@ def _best_at(run: _Runner, s: TrainSettings, gpu: GPU, gpus: int, method: str, e
     does not fit, no member of the group is estimated (each option only ever lowers memory in the estimator).
     The survivors are estimated in order of (slowdown, number of changes) and the first key that fits wins
     (the least memory among equal keys)."""
-    cap = gpu.memory_bytes
+    cap = gpu.usable_bytes
     pool = []
     for grp in _groups(s, method):
         base = _group_base(s, gpu, grp, gpus)
@@ -780,15 +826,15 @@ def _plan(run: _Runner, base: TrainSettings, s: TrainSettings, gpu: GPU, total: 
     what = _describe(base, s)
     gpus = f"{s.gpus} x {gpu.name}" if s.gpus > 1 else f"one {gpu.name}"
     if not _diff(base, s):
-        sentence = f"Fits as asked on {gpus}: {_g(total)} per GPU of {_g(gpu.memory_bytes)}."
+        sentence = f"Fits as asked on {gpus}: {_g(total)} per GPU of {_g(gpu.usable_bytes)}."
     else:
-        sentence = (f"Fits on {gpus} with {what}: {_g(total)} per GPU of {_g(gpu.memory_bytes)}"
+        sentence = (f"Fits on {gpus} with {what}: {_g(total)} per GPU of {_g(gpu.usable_bytes)}"
                     + (f", {_g(e.cpu_bytes)} CPU RAM per node" if e.cpu_bytes else "")
                     + (f"; about {sd:.2f}x the step time as asked ({'; '.join(words)})" if words else
                        "; no slower")
                     + ".")
     return Plan(gpus=s.gpus, changes=_diff(base, s), settings=s.to_dict(), device_total_bytes=total,
-                headroom_bytes=gpu.memory_bytes - total, cpu_bytes=e.cpu_bytes, method=s.method, slowdown=sd,
+                headroom_bytes=gpu.usable_bytes - total, cpu_bytes=e.cpu_bytes, method=s.method, slowdown=sd,
                 slowdown_parts=words, sentence=sentence, command=_command(config, s, gpu))
 
 
@@ -825,7 +871,7 @@ def search_plan(run: Estimator, settings: TrainSettings, gpu: GPU, *, limit: int
             "estimates": run.calls,
             "errors": [f"{where}: {msg}" for msg, where in errors.items()]}
     if not found:
-        reason = (f"nothing searched fits {gpu.name} ({_g(gpu.memory_bytes)}) with up to {counts[-1]} GPUs: "
+        reason = (f"nothing searched fits {gpu.name} ({_g(gpu.usable_bytes)}) with up to {counts[-1]} GPUs: "
                   "not even QLoRA / ZeRO-3 with offload, activation checkpointing and micro-batch 1; "
                   "shorten the sequence (max_seq), use tensor / pipeline parallelism or a larger GPU")
         return None, reason, [], info
@@ -858,29 +904,38 @@ def max_seq(run: Estimator, settings: TrainSettings, gpu: GPU, hi: int = MAX_SEQ
 def _fits_total(run: Estimator, s: TrainSettings, gpu: GPU) -> bool:
     r = run if isinstance(run, _Runner) else _Runner(run)
     t = r.total(s)
-    return t is not None and t <= gpu.memory_bytes
+    return t is not None and t <= gpu.usable_bytes
 
 
 # -- the whole advice ------------------------------------------------------------------------------------
 
 def advise(estimate_fn: Estimator, settings: TrainSettings, gpu: GPU, *, model_config: dict | None = None,
-           model_name: str | None = None, plan_limit: int = MAX_PLAN_GPUS) -> Advice:
+           model_name: str | None = None, plan_limit: int = MAX_PLAN_GPUS, seq_limit: int | None = None,
+           command_flags: str | None = None, judged: str = "training") -> Advice:
     """Remedies, the cheapest plan that fits, and max micro-batch / seq as asked, on ``gpu`` (per GPU).
-    ``model_name`` only labels the suggested ``hfmem train`` command lines."""
+    ``estimate_fn`` may return any estimate with ``device_total_bytes`` and ``cpu_bytes`` (hfmem.api passes the
+    RLHF estimate with --rlhf, so every remedy is judged on all the models). ``model_name`` and
+    ``command_flags`` (e.g. "--rlhf ppo") only label the suggested ``hfmem train`` command lines;
+    ``seq_limit``: the longest sequence the model can run (a learned position table), which caps max_seq."""
     run = _Runner(estimate_fn)
     if model_name:
         model_config = {**(model_config or {}), "_name_or_path": model_name}
+    if command_flags:
+        model_config = {**(model_config or {}), "_command_flags": command_flags}
     settings = settings.validate()
     est = run(settings)  # the settings as asked must estimate: let its error through
-    cap = int(gpu.memory_bytes)
+    cap = int(gpu.usable_bytes)
     rem = remedies(run, settings, gpu, model_config=model_config or {})
     plan, reason, alts, info = search_plan(run, settings, gpu, limit=plan_limit, model_config=model_config)
     mb = max_batch(run, settings, gpu)
-    ms = max_seq(run, settings, gpu)
+    ms = max_seq(run, settings, gpu, hi=seq_limit or MAX_SEQ_SEARCH)
     notes = []
     tc = _text_config(model_config or {})
     mpe = tc.get("max_position_embeddings")
-    if isinstance(mpe, int) and ms > mpe:
+    if seq_limit and ms == seq_limit:
+        notes.append(f"max_seq {ms:,} is the model's limit: its learned position-embedding table has "
+                     f"{seq_limit:,} positions")
+    elif isinstance(mpe, int) and ms > mpe:
         notes.append(f"max_seq {ms:,} is a memory limit: the model declares max_position_embeddings {mpe:,}")
     if gpu.bf16 is False and "bf16" in settings.precision:
         notes.append(f"{gpu.name} has no bfloat16: the remedies use fp16 / deepspeed-fp16")
@@ -888,4 +943,6 @@ def advise(estimate_fn: Estimator, settings: TrainSettings, gpu: GPU, *, model_c
     return Advice(gpu=gpu.name, gpu_memory_bytes=cap, gpus=settings.gpus, device_total_bytes=est.device_total_bytes,
                   fits=est.device_total_bytes <= cap, headroom_bytes=cap - est.device_total_bytes, remedies=rem,
                   plan=plan, plan_reason=reason, alternatives=alts, max_batch=mb, max_seq=ms, search=info,
-                  notes=notes)
+                  notes=notes, judged=judged, helping=[r.id for r in rem if r.helps],
+                  not_helping=[{"id": r.id, "name": r.name, "saves_bytes": r.saves_bytes, "why": r.why_not_helping}
+                               for r in rem if r.helps is False])

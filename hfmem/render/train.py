@@ -48,10 +48,17 @@ def _model_json(r, emit: str | None = None) -> dict:
         "notes": r.notes + e.notes + rep.inventory.notes,
     }
     if r.gpu is not None:
-        out.update(gpu_memory_bytes=r.gpu.memory_bytes, fits=r.fits, max_batch=r.max_batch, max_seq=r.max_seq)
+        out.update(gpu_memory_bytes=r.gpu.memory_bytes, gpu_usable_bytes=r.gpu.usable_bytes,
+                   gpu_capacity_basis=r.gpu.capacity_basis, fits=r.fits, max_batch=r.max_batch, max_seq=r.max_seq)
+        if r.max_seq_limited_by is not None:
+            out["max_seq_limited_by"] = r.max_seq_limited_by
     if r.advice is not None:
         adv = _dict(r.advice)
         out["remedies"] = adv.get("remedies", [])
+        out["remedies_that_help"] = adv.get("helping", [])
+        out["remedies_that_do_not_help"] = adv.get("not_helping", [])
+        out["advice_device_total_bytes"] = adv.get("device_total_bytes")
+        out["advice_judges"] = adv.get("judged")
         out["plan"] = adv.get("plan")
         for key in ("max_batch", "max_seq"):
             if out.get(key) is None and adv.get(key) is not None:
@@ -160,14 +167,33 @@ def _footnotes(reports) -> list[str]:
 
 
 def _remedy_rows(r) -> list[list[str]]:
+    """The remedies that save memory for this run (saves > 0), in the seed note's order."""
     adv = _dict(r.advice) or {}
     rows = []
-    for i, rem in enumerate(adv.get("remedies", []), 1):
-        saves = rem.get("saves_bytes")
-        rows.append([str(i), rem.get("name", ""), "-" if saves is None else _size(saves),
+    for rem in adv.get("remedies", []):
+        if not rem.get("helps"):
+            continue
+        rows.append([str(len(rows) + 1), rem.get("name", ""), _size(rem.get("saves_bytes")),
                      _size(rem.get("device_total_bytes")), {True: "yes", False: "no"}.get(rem.get("fits"), "-"),
                      str(rem.get("cost", ""))])
     return rows
+
+
+def _no_help_rows(r) -> list[list[str]]:
+    """The remedies that do not reduce memory here, with why; then those that cannot be judged here."""
+    adv = _dict(r.advice) or {}
+    rems = adv.get("remedies", [])
+    rows = [[rem.get("name", ""), str(rem.get("why_not_helping") or "")] for rem in rems if rem.get("helps") is False]
+    rows += [[rem.get("name", ""), "not judged: " + str(rem.get("reason") or "")] for rem in rems
+             if rem.get("helps") is None]
+    return rows
+
+
+def _advice_title(r) -> str:
+    adv = _dict(r.advice) or {}
+    what = ", every RLHF model" if adv.get("judged") == "rlhf" else ""
+    return (f"If it runs out of memory ({r.report.model} on {r.gpu.name}; {_size(adv.get('device_total_bytes'))} "
+            f"per GPU as asked{what})")
 
 
 def _plan_line(r) -> str | None:
@@ -219,12 +245,20 @@ def rich_train(console, reports) -> None:
                 pt.add_row(*row)
             console.print(pt)
         if r.advice is not None:
-            at = Table(title=f"If it runs out of memory ({r.report.model} on {r.gpu.name})", title_justify="left")
+            at = Table(title=_advice_title(r), title_justify="left")
             for h in ("#", "remedy", "saves", "device total", "fits", "cost"):
                 at.add_column(h, justify="right" if h in ("saves", "device total") else "left")
             for row in _remedy_rows(r):
                 at.add_row(*row)
             console.print(at)
+            no_help = _no_help_rows(r)
+            if no_help:
+                nt = Table(title="Does not help here", title_justify="left")
+                nt.add_column("remedy")
+                nt.add_column("why")
+                for row in no_help:
+                    nt.add_row(*row)
+                console.print(nt)
             console.print(_plan_line(r))
     for i, note in enumerate(_footnotes(reports), 1):
         console.print(f"[dim]{i}. {note}[/dim]", highlight=False)
@@ -239,9 +273,13 @@ def markdown_train(reports) -> str:
         lines.append("| " + " | ".join([label] + [rows.get(label, "-") for rows in tables]) + " |")
     for r in reports:
         if r.advice is not None:
-            lines += ["", f"### If it runs out of memory ({r.report.model} on {r.gpu.name})", "",
+            lines += ["", f"### {_advice_title(r)}", "",
                       "| # | remedy | saves | device total | fits | cost |", "|---|---|---|---|---|---|"]
             lines += ["| " + " | ".join(row) + " |" for row in _remedy_rows(r)]
+            no_help = _no_help_rows(r)
+            if no_help:
+                lines += ["", "#### Does not help here", "", "| remedy | why |", "|---|---|"]
+                lines += ["| " + " | ".join(row) + " |" for row in no_help]
             lines += ["", _plan_line(r)]
         if r.rlhf is not None:
             models, phases = _rlhf_rows(r)

@@ -45,7 +45,7 @@ class TrainSettings:
     seq: int = 2048
     grad_accum: int = 1
     grad_ckpt: bool = False
-    attn: str = "sdpa"
+    attn: str | None = None          # None: transformers' default (sdpa; eager where it has no SDPA)
     lora_rank: int = 16
     lora_targets: object = "all-linear"   # "all-linear", a list of names, a regex, or None (PEFT's default)
     dora: bool = False
@@ -71,7 +71,7 @@ class TrainSettings:
             raise TrainSettingsError(f"precision must be one of {', '.join(training.PRECISIONS)}, not {self.precision!r}")
         if self.optimizer not in training.OPTIMIZERS:
             raise TrainSettingsError(f"optimizer must be one of {', '.join(training.OPTIMIZERS)}, not {self.optimizer!r}")
-        if self.attn not in ATTNS:
+        if self.attn is not None and self.attn not in ATTNS:
             raise TrainSettingsError(f"attn must be one of {', '.join(ATTNS)}, not {self.attn!r}")
         if int(self.eval_generate_batch) < 0 or int(self.eval_generate_tokens) < 0:
             raise TrainSettingsError("eval-generate batch and tokens must be 0 or more")
@@ -157,15 +157,37 @@ def _bytes_per_elem(precision: str) -> int:
     return training.precision_of(precision).weight_bytes
 
 
+def resolve_attn(settings: TrainSettings, config: dict) -> tuple[TrainSettings, list[str]]:
+    """``settings`` with the attention transformers would use for this model when ``attn`` is None (sdpa;
+    eager where transformers has no SDPA path), and the assumptions to list; an explicit sdpa for such a
+    model is refused (TrainSettingsError), as transformers refuses it. Also names the text_config fields
+    filled in from transformers' defaults."""
+    from dataclasses import replace
+
+    from ..metadata.config import defaults_assumption
+    from .attention import default_note, sdpa_refusal, transformers_default
+
+    notes: list[str] = []
+    if settings.attn == "sdpa" and sdpa_refusal(config):
+        raise TrainSettingsError(sdpa_refusal(config))
+    if settings.attn is None:
+        settings = replace(settings, attn=transformers_default(config))
+        notes.append(default_note(config) or "attention: sdpa (transformers' default)")
+    defaults = defaults_assumption(config)
+    if defaults:
+        notes.append(defaults)
+    return settings, notes
+
+
 def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings, *,
                       largest_layer_params: int | None = None) -> TrainEstimate:
     """Per-GPU memory of one training step (micro-batch ``batch`` × ``seq``) under ``settings``."""
     from . import train_activations as acts
     from . import weights as wmod
 
-    s = settings.validate()
+    s, attn_notes = resolve_attn(settings.validate(), config)
     notes: list[str] = []
-    assumptions: list[str] = []
+    assumptions: list[str] = list(attn_notes)
     model_type = (config.get("text_config") or {}).get("model_type") or config.get("model_type")
     census = list(tensors)
     if s.tp > 1:
@@ -177,6 +199,11 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
         assumptions.append(f"pipeline parallel {s.pp}: numbers for the first stage (embedding + L/p layers; "
                            "in 1F1B it holds L layers' worth of activations, Korthikanti Eq. 5)")
     trainable, frozen, plan = _split(census, s, model_type)
+    lora_targets = s.lora_targets
+    if plan is not None and lora_targets is None:  # PEFT's default for the model type: what it matched
+        lora_targets = list(dict.fromkeys(m["name"] for m in plan.matched_modules))
+    targets_text = (", ".join(lora_targets) if isinstance(lora_targets, (list, tuple)) else str(lora_targets)) + (
+        f" = PEFT's default for {model_type}, LoraConfig(target_modules=None)" if s.lora_targets is None else "")
 
     # model states
     if s.method == "full":
@@ -202,7 +229,7 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
             base_bytes = 0
             states = training.model_states(trainable, frozen, adapter_prec, s.optimizer, adamw_impl=s.adamw_impl,
                                            frozen_weight_bytes=base_width)
-        assumptions.append(f"{s.method.upper()}: adapters (rank {s.lora_rank}, targets {s.lora_targets}) in fp32 "
+        assumptions.append(f"{s.method.upper()}: adapters (rank {s.lora_rank}, targets {targets_text}) in fp32 "
                            "as PEFT creates them (autocast_adapter_dtype=True); base frozen")
     if s.optimizer_in_backward:
         # torch's Tensor.register_post_accumulate_grad_hook pattern (torchtune optimizer_in_bwd, LOMO): each
@@ -239,7 +266,7 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
     if s.method != "full" and s.precision != "fp32":
         amp = None  # the base runs in its 16-bit dtype; the fp32 adapters are PEFT's, not autocast's
     dtype_bytes = 4 if s.precision == "fp32" else 2
-    lora = {"r": s.lora_rank, "targets": s.lora_targets, "dora": s.dora} if s.method != "full" else False
+    lora = {"r": s.lora_rank, "targets": lora_targets, "dora": s.dora} if s.method != "full" else False
     act = acts.activation_bytes(config, batch=s.batch, seq=s.seq, attn=s.attn, dtype_bytes=dtype_bytes,
                                 grad_ckpt=s.grad_ckpt, tp=s.tp, pp=s.pp, lora=lora, amp=amp)
     assumptions += list(act.assumptions)
@@ -275,7 +302,7 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
         eb, et = s.eval_generate_batch, s.eval_generate_tokens
         kv = kv_cache.kv_cache_bytes(kv_cache.kv_layout(config), batch=eb, tokens=et, kv_bytes_per_elem=dtype_bytes)
         gen = infer_activations.prefill_activation_bytes(config, batch=eb, context=et,
-                                                         attn="sdpa" if s.attn == "eager" else s.attn,
+                                                         attn=None if s.attn == "eager" else s.attn,
                                                          dtype_bytes=dtype_bytes)
         phases["evaluation_generate"] = static + kv + gen.bytes
         assumptions.append(f"evaluation generates {eb} sequences of {et} tokens between steps: weights and "
@@ -306,12 +333,14 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
         "peak_allocated = the largest of the phases (end of forward, backward, optimizer step): the peak is not "
         "the sum of every part",
         f"peak_reserved adds {s.overheads.allocator_fragmentation:.0%} of activations, gradients and step "
-        "temporaries (measured reserved/allocated 1.07-1.49, ground-truth.md §8)",
+        "temporaries (measured reserved/allocated 1.07-1.49, the fitcheck project's "
+        "published T4 runs, github.com/Anassbzdd/fitcheck)",
         "device_total adds the CUDA context" + (" and NCCL" if s.gpus > 1 else ""),
     ]
     adapters = None
     if plan is not None:
-        adapters = {"trainable_params": plan.trainable_params, "adapter_params": plan.adapter_params,
+        adapters = {"targets": lora_targets, "trainable_params": plan.trainable_params,
+                    "adapter_params": plan.adapter_params,
                     "matched_modules": plan.matched_modules, "rank": plan.rank, "dora": plan.dora,
                     "notes": list(plan.notes)}
     return TrainEstimate(
