@@ -90,7 +90,10 @@ def inventory_from_headers(headers: CheckpointHeaders, config: dict, notes: list
         for i in range(1, min(len(parts), 4)):
             mod = ".".join(parts[:i])
             modules.setdefault(mod, [0, 0])[0] += t.numel
-    archs = config.get("architectures") or ["unknown"]
+    # config.json is the user's file: only a list whose first item is a name names the architecture.
+    config = config if isinstance(config, dict) else {}
+    archs, model_type = config.get("architectures"), config.get("model_type")
+    architecture = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else "unknown"
     notes = list(notes) + [
         "counted from safetensors headers (stored tensors); buffers the modeling code creates at load time "
         "are not included",
@@ -101,8 +104,8 @@ def inventory_from_headers(headers: CheckpointHeaders, config: dict, notes: list
         notes.append("quantized checkpoint: counts are stored elements (packed weights, scales), "
                      "not logical parameters")
     return Inventory(
-        architecture=archs[0],
-        model_type=config.get("model_type"),
+        architecture=architecture,
+        model_type=model_type if isinstance(model_type, str) else None,
         method="safetensors-headers",
         num_params=sum(by_dtype.values()),
         params_by_dtype=dict(sorted(by_dtype.items(), key=lambda kv: -kv[1])),

@@ -1,37 +1,102 @@
-"""A model folder on disk: config.json and, if present, *.safetensors / model.safetensors.index.json."""
+"""A model folder on disk: config.json and, if present, *.safetensors / model.safetensors.index.json.
+
+Nothing in the folder is trusted to be what its name says: a ``model.safetensors`` may be a directory, a
+FIFO (whose open() would block forever) or a symlink loop. Only regular files are opened, and anything
+else is one clear error naming the file, not a hang or an internal error.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..metadata.config import parse_config
-from ..metadata.safetensors import read_local_checkpoint
+from ..metadata.safetensors import open_regular, path_kind, printable_name, read_local_checkpoint
 from . import FetchedMetadata
+
+# config.json files are kilobytes; anything this large is not one, and is not read into memory.
+MAX_CONFIG_BYTES = 100_000_000
 
 
 def looks_like_path(ref: str) -> bool:
-    return ref.startswith((".", "/", "~")) or Path(ref).expanduser().is_dir()
+    # os.path.isdir answers False, never raises, for unreadable parents, NUL bytes and symlink loops.
+    return ref.startswith((".", "/", "~")) or os.path.isdir(os.path.expanduser(ref))
+
+
+def check_folder(ref: str, folder: Path) -> None:
+    """UsageError unless ``folder`` is a directory (following symlinks), saying what it is instead."""
+    try:
+        st = os.stat(folder)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a valid path"
+        raise UsageError(f"{printable_name(ref)} is not a folder ({reason})",
+                         hint="give a model folder with config.json, or a Hub repo id") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{printable_name(ref)} is {path_kind(st.st_mode)}, not a folder",
+                         hint="give a model folder with config.json, or a Hub repo id")
+
+
+def _stat_token(path: Path) -> str:
+    """name:size:mtime, or name and why it cannot be stat'ed (then the analysis itself reports it)."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError) as exc:
+        return f"{path.name}:unreadable:{getattr(exc, 'errno', '')}"
+    return f"{path.name}:{st.st_mode & 0o170000}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def fingerprint(folder: Path) -> str:
     """Identifies the folder's content for the result cache: config.json's bytes and each safetensors
-    file's name, size and modification time (headers are not re-read to decide)."""
+    file's name, type, size and modification time (headers are not re-read to decide). Never raises for
+    what the folder holds: a file that cannot be read is fingerprinted as such, and the analysis that
+    follows a cache miss says what is wrong with it."""
     h = hashlib.sha256()
-    cfg = folder / "config.json"
-    h.update(cfg.read_bytes() if cfg.is_file() else b"")
-    for p in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.safetensors.index.json")):
-        st = p.stat()
-        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    try:
+        h.update(_read_config(folder / "config.json"))
+    except ConfigError as exc:
+        h.update(b"unreadable config: " + str(exc).encode("utf-8", "replace"))
+    try:
+        entries = sorted(p for p in folder.iterdir()
+                         if p.name.endswith(".safetensors") or p.name.endswith(".safetensors.index.json"))
+    except OSError as exc:
+        entries = []
+        h.update(f"unlistable:{exc.errno}".encode())
+    for p in entries:
+        h.update(_stat_token(p).encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
 
 
+def _read_config(cfg_path: Path) -> bytes:
+    """config.json's bytes; ConfigError when it is absent, not a regular file or unreadable."""
+    try:
+        os.lstat(cfg_path)
+    except (OSError, ValueError):
+        raise ConfigError(f"{printable_name(str(cfg_path.parent))} has no config.json",
+                          hint="point hfmem at a transformers model folder") from None
+
+    def fail(what: str) -> ConfigError:
+        return ConfigError(f"{printable_name(str(cfg_path))} {what}", hint="point hfmem at a transformers model folder")
+
+    fh, size = open_regular(cfg_path, fail)
+    with fh:
+        if size > MAX_CONFIG_BYTES:
+            raise fail(f"is {size:,} bytes, expected a config.json of at most 100 MB")
+        try:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise fail(f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise fail(f"is over {MAX_CONFIG_BYTES:,} bytes, expected a config.json of at most 100 MB")
+    return data
+
+
 def load_local(folder: Path) -> FetchedMetadata:
+    check_folder(str(folder), folder)
     cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        raise ConfigError(f"{folder} has no config.json", hint="point hfmem at a transformers model folder")
-    config = parse_config(cfg_path.read_bytes(), str(cfg_path))
+    config = parse_config(_read_config(cfg_path), str(cfg_path))
     headers = read_local_checkpoint(folder)
     return FetchedMetadata(
         config=config,
