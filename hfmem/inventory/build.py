@@ -9,7 +9,7 @@ available, the count is checked against them.
 from __future__ import annotations
 
 from ..errors import ConfigError, HfmemError, UnsupportedArchitectureError
-from ..metadata.config import ModelConfig
+from ..metadata.config import ModelConfig, require_sizes
 from ..metadata.custom_maps import map_custom_config
 from ..metadata.safetensors import DTYPE_NAMES, CheckpointHeaders
 from .headers import inventory_from_headers, is_buffer_name, parameter_elements
@@ -54,6 +54,8 @@ def build_inventory(
         return inv
 
     raw = config.raw
+    if not (config.has_remote_code and trust_remote_code):  # the repository's own code may name sizes anyhow
+        require_sizes(raw, config.origin)
     notes: list[str] = []
     mapped_from: str | None = None
     if config.has_remote_code and trust_remote_code:
@@ -91,7 +93,7 @@ def build_inventory(
             arch, method, mapped_from = mapped.architecture, "meta-model (mapped)", model_type
             notes.append(f"custom code not run: {mapped.why}, built as {arch}; buffers the custom code creates "
                          "(e.g. rotary caches) are not counted (pass --trust-remote-code to include them)")
-        model, config_obj = meta_model.build_model(cfg, arch)
+        model, config_obj = meta_model.build_model(cfg, arch, config.origin)
 
     m = meta_model.measure(model)
     accel_model = meta_model.accelerate_model(config.auto_map, config_obj, model,

@@ -14,7 +14,7 @@ import re
 import warnings
 from typing import Any
 
-from ..errors import RemoteCodeError, UnsupportedArchitectureError
+from ..errors import ConfigError, RemoteCodeError, UnsupportedArchitectureError
 from .model import AccelerateView, group_layers
 
 MODULE_DEPTH = 3  # per-module sizes are kept for names with at most this many dots + 1 parts
@@ -85,9 +85,22 @@ def _instantiate(cls, config_obj, **kwargs):
         return cls.from_config(config_obj, dtype=torch.float32, **kwargs)  # an Auto* class
 
 
-def build_model(config: dict, architecture: str | None):
+def _config_refusal(exc: Exception) -> str:
+    """transformers' reason for refusing a config, on one line: its strict dataclasses put the field on the
+    first line and the type error on the next (``Validation error for field 'x':`` / ``TypeError: ...``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (" ".join(lines[:2]) or exc.__class__.__name__)[:240]
+
+
+def build_model(config: dict, architecture: str | None, origin: str = "config.json"):
     """Build the class the repo names in ``architectures`` (so a causal LM includes its head) on meta."""
-    config_obj = make_config(config)
+    try:
+        config_obj = make_config(config)
+    except Exception as exc:  # the values come from config.json: whatever transformers refuses is the input's
+        where = origin if origin.endswith("config.json") else f"config.json from {origin}"
+        raise ConfigError(
+            f"{where}: transformers' {config.get('model_type')} configuration refuses it ({_config_refusal(exc)})",
+            hint="fix the file or re-download it") from None
     cls = _model_class(architecture, config_obj)
     try:
         return _instantiate(cls, config_obj), config_obj
@@ -125,7 +138,11 @@ def build_remote_code_model(location: str, architecture: str | None, *, revision
         auto_map = getattr(config_obj, "auto_map", None) or {}
         key = next((k for k, v in auto_map.items() if architecture and v.endswith("." + architecture)), None)
         key = key or next((k for k in auto_map if k.startswith("AutoModelFor")), "AutoModel")
-        model = _instantiate(getattr(transformers, key), config_obj, trust_remote_code=True)
+        # The modeling module at the same commit as the config (transformers fetches it at main otherwise); a
+        # reference into another repo ("org/repo--module.Class") is that repo's code, at its own default branch
+        # (hfmem.api names it in a note).
+        pinned = {"code_revision": revision} if revision and "--" not in str(auto_map.get(key, "")) else {}
+        model = _instantiate(getattr(transformers, key), config_obj, trust_remote_code=True, **pinned)
         return model, config_obj
     except Exception as exc:
         raise RemoteCodeError(

@@ -174,10 +174,16 @@ MAPPERS: dict[str, Callable[[dict], MappedConfig | None]] = {
 
 def map_custom_config(cfg: dict) -> MappedConfig | None:
     """The transformers equivalent of a custom-code config, or None when none is provably identical."""
-    mapper = MAPPERS.get(cfg.get("model_type", ""))
-    if mapper is None or not _causal(cfg):
+    model_type = cfg.get("model_type")
+    mapper = MAPPERS.get(model_type) if isinstance(model_type, str) else None
+    archs = cfg.get("architectures")
+    names_ok = archs is None or (isinstance(archs, list) and all(isinstance(a, str) for a in archs))
+    if mapper is None or not names_ok or not _causal(cfg):
         return None
     try:
         return mapper(cfg)
-    except KeyError:  # a config missing a field the mapping needs: no proof, no mapping
+    # A config missing a field the mapping needs, or holding one of a type it cannot use (parse_config refuses
+    # the sizing fields of the wrong type before this; flags such as ``no_bias`` are taken as given): no proof,
+    # no mapping.
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return None

@@ -132,7 +132,16 @@ def accelerate_table(inv: Inventory, adam_rule: str = "current") -> CalculatorTa
                            assumptions=assumptions, notes=notes)
 
 
-def calculator_table(inv: Inventory, mode: str = "exact", adam_rule: str | None = None) -> CalculatorTable:
-    if mode == "accelerate":
-        return accelerate_table(inv, adam_rule or "current")
-    return exact_table(inv, adam_rule or "states")
+def calculator_table(inv: Inventory, mode: str = "exact", adam_rule: str | None = None, *,
+                     config: dict | None = None) -> CalculatorTable:
+    """The table for ``inv``; with the model's ``config``, its notes also name the sizes transformers filled
+    in from its defaults because config.json (or its text_config) omits them."""
+    table = accelerate_table(inv, adam_rule or "current") if mode == "accelerate" \
+        else exact_table(inv, adam_rule or "states")
+    if config:
+        from ..metadata.config import defaults_assumption
+
+        filled = defaults_assumption(config)
+        if filled:
+            table.notes.append(filled)
+    return table
