@@ -5,7 +5,6 @@ The CLI is a thin layer over these functions; everything it prints is in the obj
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +25,14 @@ from .sources import FetchedMetadata, env_flag
 from .sources import resultcache, snapshot
 from .sources.local import load_local, looks_like_path
 
-_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.\-]{0,95}/)?[A-Za-z0-9][\w.\-]{0,95}$")
+# The Hub's own rule (huggingface_hub.utils.validate_repo_id, its REPO_ID_REGEX with re.ASCII): NAME or
+# ORG/NAME, each part 1-96 of A-Z a-z 0-9 - _ . starting and ending with a letter, digit or _; no -- or ..;
+# not ending in .git. Checked here without importing huggingface_hub (a cache hit never needs it), then by
+# validate_repo_id itself before huggingface_hub first sees the id.
+_PART = r"(?=[A-Za-z0-9_])[A-Za-z0-9_.\-]{0,95}[A-Za-z0-9_]|[A-Za-z0-9_]"
+_REPO_ID = re.compile(rf"(?:(?:{_PART})/)?(?:{_PART})", re.ASCII)
+REPO_ID_RULE = ("a Hub repo id is NAME or ORG/NAME, each 1 to 96 characters of A-Z a-z 0-9 - _ . that start and "
+                "end with a letter, digit or _, without -- or .., not ending in .git")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -55,7 +61,7 @@ class ModelReport:
         return cls(**d)
 
     def table(self, mode: str = "exact", adam_rule: str | None = None) -> CalculatorTable:
-        return calculator_table(self.inventory, mode, adam_rule)
+        return calculator_table(self.inventory, mode, adam_rule, config=self.config)
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Options:
     use_cache: bool = True  # read the result cache (a fresh analysis is always written)
     headers_only: bool = False  # count from safetensors headers alone: no torch, no model code
     progress: Callable[[str], None] | None = None  # told what slow step starts (the CLI prints it on a TTY)
+    verbose: bool = False  # let huggingface_hub's retry warnings through (hidden by default)
 
 
 def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
@@ -74,9 +81,29 @@ def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
 
     if opts.progress:
         opts.progress(f"counting {meta.config.origin} (first analysis; later runs answer from hfmem's cache)")
-    return build_inventory(meta.config, meta.headers, trust_remote_code=opts.trust_remote_code,
-                           code_location=meta.code_location, revision=meta.revision if meta.source == "hub" else None,
-                           token=opts.token, headers_only=opts.headers_only)
+    inv = build_inventory(meta.config, meta.headers, trust_remote_code=opts.trust_remote_code,
+                          code_location=meta.code_location, revision=meta.revision if meta.source == "hub" else None,
+                          token=opts.token, headers_only=opts.headers_only)
+    if inv.method == "remote-code":
+        inv.notes.extend(n for n in remote_code_notes(meta.config.raw) if n not in inv.notes)
+    return inv
+
+
+def remote_code_notes(config: dict) -> list[str]:
+    """What ``--trust-remote-code`` runs besides the repository's own code: ``auto_map`` entries of the form
+    ``other-org/other-repo--module.Class`` are another repository's code (transformers fetches it from that
+    repository's default branch, not the pinned commit)."""
+    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    refs = auto_map.values() if isinstance(auto_map, dict) else []
+    others: dict[str, list[str]] = {}
+    for ref in refs:
+        for one in ref if isinstance(ref, list) else [ref]:
+            if isinstance(one, str) and "--" in one:
+                repo, _, cls = one.partition("--")
+                others.setdefault(repo, []).append(cls)
+    return [f"auto_map points at another repository's code, {repo} ({', '.join(sorted(set(c)))}): "
+            "--trust-remote-code runs it from that repository's default branch, not a pinned commit — trust it "
+            "too, or drop the flag" for repo, c in sorted(others.items())]
 
 
 def _key(*parts: object) -> str:
@@ -91,25 +118,32 @@ def _variant(opts: Options) -> str:
 def _cached(key: str, opts: Options, *, max_age_s: float | None) -> ModelReport | None:
     if not opts.use_cache:
         return None
-    entry = resultcache.get(key)
+    entry = resultcache.get(key)  # None for an ill-formed entry too: recomputed and replaced
     if entry is None or (max_age_s is not None and entry.age_s() > max_age_s):
         return None
-    report = ModelReport.from_dict(entry.report)
+    try:
+        report = ModelReport.from_dict(entry.report)
+    except (TypeError, ValueError, KeyError, AttributeError):  # resultcache checked the shape; belt and braces
+        return None
     report.from_result_cache = True
     return report
 
 
 def _store(key: str, report: ModelReport) -> None:
-    """Cache what the analysis found; how this run got it (fallback notes, cache hit) is not stored."""
+    """Cache what the analysis found; how this run got it (fallback notes, cache hit) is not stored. A cache
+    that cannot be written (read-only, full) leaves the answer as it is, with a note that nothing was cached."""
     data = report.to_dict()
     data["from_result_cache"] = False
-    resultcache.put(key, data)
+    data["notes"] = [n for n in data["notes"] if not n.startswith("hfmem's cache at ")]
+    note = resultcache.put(key, data)
+    if note and note not in report.notes:
+        report.notes.append(note)
 
 
 def _analyze_local(ref: str, folder: Path, opts: Options) -> ModelReport:
-    if not folder.is_dir():
-        raise UsageError(f"{ref} is not a folder", hint="give a model folder with config.json, or a Hub repo id")
-    from .sources.local import fingerprint
+    from .sources.local import check_folder, fingerprint
+
+    check_folder(ref, folder)  # never raises but UsageError: unreadable parents, FIFOs and loops say what they are
 
     key = _key("local", folder.resolve(), fingerprint(folder), _variant(opts))
     hit = _cached(key, opts, max_age_s=None)
@@ -168,22 +202,64 @@ def _analyze_offline(repo_id: str, opts: Options, reason: str, branch_key: str) 
         hint="connect to the Hub once, or download its config.json (`hf download REPO config.json`)")
 
 
+def hub_cache_key(repo_id: str, revision: str | None = None, options: Options | None = None) -> str:
+    """The result-cache key of a Hub model at a branch, tag or sha (HF_ENDPOINT's credentials only hashed)."""
+    from .sources import endpoint_cache_id
+
+    return _key("hub", endpoint_cache_id(), repo_id, revision or "main", _variant(options or Options()))
+
+
+def _shown(model: str) -> str:
+    """The model as given, for a message: quoted, and cut when absurdly long."""
+    return repr(model) if len(model) <= 120 else f"{model[:100]!r}… ({len(model):,} characters)"
+
+
+def _bad_id(model: str, rule: str = REPO_ID_RULE) -> UsageError:
+    return UsageError(f"{_shown(model)} is neither a folder nor a Hub repo id: {rule}",
+                      hint="use ORG/NAME (e.g. baichuan-inc/Baichuan-7B) or a path to a model folder")
+
+
+def _is_path(model: str) -> bool:
+    try:
+        return looks_like_path(model)
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte: not a folder
+        return False
+
+
+def check_repo_id(repo_id: str) -> None:
+    """``UsageError`` unless ``repo_id`` follows the Hub's rules (huggingface_hub's ``validate_repo_id``)."""
+    if not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id) or "--" in repo_id or ".." in repo_id \
+            or repo_id.endswith(".git"):
+        raise _bad_id(repo_id if isinstance(repo_id, str) else repr(repo_id))
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        rule = str(exc).split(": '")[0].rstrip(".:")  # its rule, without the id it repeats
+        raise _bad_id(repo_id, rule) from None
+
+
 def analyze(model: str, options: Options | None = None, **kwargs) -> ModelReport:
     """Analyse one model: a local folder or a Hub repo id. Keyword arguments are ``Options`` fields."""
     opts = options or Options(**kwargs)
-    if looks_like_path(model):
+    if not isinstance(model, str) or not model:
+        raise UsageError("no model given", hint="use ORG/NAME (e.g. baichuan-inc/Baichuan-7B) or a model folder")
+    if _is_path(model):
         return _analyze_local(model, Path(model).expanduser(), opts)
     repo_id = model
-    if not _REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id:
-        raise UsageError(f"{model!r} is neither a folder nor a Hub repo id",
-                         hint="use ORG/NAME (e.g. baichuan-inc/Baichuan-7B) or a path to a model folder")
-    endpoint = os.environ.get("HF_ENDPOINT", "")
+    if not _REPO_ID.fullmatch(repo_id) or "--" in repo_id or ".." in repo_id or repo_id.endswith(".git"):
+        raise _bad_id(model)
+    from .sources import endpoint_cache_id
+
+    endpoint = endpoint_cache_id()
     rev = opts.revision or "main"
-    branch_key = _key("hub", endpoint, repo_id, rev, _variant(opts))
+    branch_key = hub_cache_key(repo_id, rev, opts)
     # A commit sha never changes; a branch is trusted for the cache TTL while online.
     hit = _cached(branch_key, opts, max_age_s=None if _SHA.match(rev) else resultcache.ttl_s())
     if hit:
         return hit
+    check_repo_id(repo_id)  # huggingface_hub's own validator, before huggingface_hub is given the id
     if opts.offline or env_flag("HF_HUB_OFFLINE"):
         return _analyze_offline(repo_id, opts, "offline mode", branch_key)
     from .sources import hub
@@ -193,25 +269,31 @@ def analyze(model: str, options: Options | None = None, **kwargs) -> ModelReport
         return _analyze_offline(repo_id, opts, f"the Hub was unreachable {age:.0f} s ago (rechecked after "
                                 f"HFMEM_HUB_RECHECK_S={hub.recheck_s():.0f} s)", branch_key)
     started = time.monotonic()
+    deadline = hub.Deadline(verbose=opts.verbose)  # one HFMEM_HUB_DEADLINE for all of this model's requests
     try:
-        info = hub.model_info(repo_id, opts.revision, opts.token)
+        with hub.quiet(opts.verbose):
+            info = hub.model_info(repo_id, opts.revision, opts.token, deadline)
         hub.mark_unreachable(reachable=True)
         sha_key = _key("hub", endpoint, repo_id, info.sha, _variant(opts))
         hit = _cached(sha_key, opts, max_age_s=None)
         if hit:
             _store(branch_key, hit)  # refresh the branch entry's age: the sha did not move
             return hit
-        meta = hub.fetch_hub(repo_id, info, opts.token, opts.revision)
+        with hub.quiet(opts.verbose):
+            meta = hub.fetch_hub(repo_id, info, opts.token, opts.revision, deadline)
+        fetch_notes = hub.take_notes()
     except HubUnavailableError as exc:
         if exc.network:
             hub.mark_unreachable()
-        reason = f"the Hub is unavailable ({exc.message}, after {time.monotonic() - started:.1f} s)"
+        reason = (exc.message if getattr(exc, "deadline", False)
+                  else f"the Hub is unavailable ({exc.message}, after {time.monotonic() - started:.1f} s)")
         return _analyze_offline(repo_id, opts, reason, branch_key)
     report = ModelReport(repo_id, "hub", meta.revision, meta.provenance, _build(meta, opts), config=meta.config.raw)
     if report.provenance.get("gated"):
         report.notes.append("gated repository: read with your token")
     _store(sha_key, report)
     _store(branch_key, report)
+    report.notes.extend(n for n in fetch_notes if n not in report.notes)
     return report
 
 

@@ -32,6 +32,24 @@ Error responses mirror what ``huggingface_hub.utils.hf_raise_for_status`` keys o
 * gated repo file without the right token: 401 (no token) / 403 (wrong token) ``GatedRepo`` -> ``GatedRepoError``.
   As on the Hub, the *metadata* of a gated repo (model info, tree) stays public; only file contents are gated.
 
+Fault injection (``set_fault(kind, path_contains=..., times=...)``, one fault at a time, on every request whose raw
+path contains ``path_contains``; ``times=N`` limits it to the first N such requests, e.g. a 5xx burst):
+
+* ``"status"`` -- answer ``status`` (no X-Error-Code, like an outage); with ``retry_after`` a ``Retry-After`` header.
+* ``"delay"`` -- sleep ``delay_s`` before answering normally.
+* ``"trickle"`` -- send the body ``chunk`` bytes every ``interval_s`` (for at most ``max_s``, then close).
+* ``"reset"`` -- close the connection with a TCP reset before answering.
+* ``"truncate"`` -- announce the full Content-Length, send ``keep`` body bytes, close.
+* ``"content_length"`` -- announce ``len(body) + delta`` (send the real body; a negative delta leaves the surplus in the
+  stream, a positive one then closes).
+* ``"redirect_loop"`` -- answer 302 to the same URL (with a growing ``?hop=`` so that no client short-cuts it).
+* ``"ignore_range"`` -- serve the whole file (200) even when a Range was asked for.
+* ``"body"`` -- answer 200 with ``body`` (bytes) instead of the real JSON, on the API routes.
+
+Waits in faults are bounded (``max_s``) and the server only listens on 127.0.0.1; ``stop()`` ends everything.
+``LazyFile(head, size)`` is a file of ``size`` bytes, ``head`` then zeros, generated on the fly (a big safetensors file
+whose header is small). ``hub.fault_hits`` counts the requests a fault acted on.
+
 Differences from the real Hub worth knowing:
 
 * Files are served directly (200/206) instead of via a 302 redirect to a CDN, and there is no Xet support, so the
@@ -61,7 +79,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["FakeHub"]
+__all__ = ["FakeHub", "LazyFile"]
 
 # Extensions the Hub stores through LFS in practice. For these, HEAD also answers the X-Linked-* headers the real Hub
 # puts on its redirect responses, so that code reading those headers directly sees realistic values.
@@ -80,18 +98,32 @@ _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 # --------------------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LazyFile:
+    """A file of ``size`` bytes: ``head`` followed by zeros, generated as it is served (nothing held in memory)."""
+
+    head: bytes
+    size: int
+
+
 @dataclass
 class _File:
-    """One file of a repo: either bytes in memory or a path read lazily (only the requested slice)."""
+    """One file of a repo: bytes in memory, a path read lazily (only the requested slice), or a LazyFile."""
 
     data: bytes | None
     path: Path | None
     size: int
     etag: str  # unquoted
     blob_id: str
+    head: bytes | None = None  # LazyFile: these bytes, then zeros up to size
 
     @classmethod
-    def from_source(cls, source: bytes | bytearray | Path | str) -> "_File":
+    def from_source(cls, source: "bytes | bytearray | Path | str | LazyFile") -> "_File":
+        if isinstance(source, LazyFile):
+            if source.size < len(source.head):
+                raise ValueError("LazyFile size is smaller than its head")
+            stamp = hashlib.sha1(source.head + b"\0%d" % source.size).hexdigest()
+            return cls(None, None, source.size, stamp, stamp, head=source.head)
         if isinstance(source, (bytes, bytearray)):
             data = bytes(source)
             git_blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -110,6 +142,17 @@ class _File:
             view = memoryview(self.data)[start : start + length]
             for off in range(0, len(view), _CHUNK):
                 yield bytes(view[off : off + _CHUNK])
+            return
+        if self.head is not None:
+            end = min(start + length, self.size)
+            pos = start
+            while pos < end:
+                if pos < len(self.head):
+                    piece = self.head[pos : min(end, len(self.head), pos + _CHUNK)]
+                else:
+                    piece = bytes(min(_CHUNK, end - pos))
+                pos += len(piece)
+                yield piece
             return
         assert self.path is not None
         with open(self.path, "rb") as fh:
@@ -222,6 +265,26 @@ class _Repo:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+_FAULT_KINDS = ("status", "delay", "trickle", "reset", "truncate", "content_length", "redirect_loop", "ignore_range",
+                "body")
+
+
+@dataclass
+class _Fault:
+    kind: str
+    path_contains: str = ""
+    delay_s: float = 0.0
+    status: int = 500
+    times: int | None = None  # act on the first N matching requests only (None: all)
+    retry_after: str | None = None
+    chunk: int = 1
+    interval_s: float = 0.5
+    max_s: float = 60.0  # a trickle never lasts longer than this (the server stops itself)
+    keep: int = 0
+    delta: int = 0
+    body: bytes | None = None
+
+
 class _HubError(Exception):
     """An error answer: status, X-Error-Code (may be None) and message, plus any extra headers."""
 
@@ -309,14 +372,32 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.server.hub
         headers = {k.lower(): v for k, v in self.headers.items()}
         hub._record(method, self.path, headers)
+        self._fault = fault = hub._fault_for(self.path)
         try:
-            fault = hub._fault_for(self.path)
             if fault is not None:
-                kind, delay_s, status = fault
-                if kind == "delay":
-                    time.sleep(delay_s)
-                elif kind == "status":
-                    raise _HubError(status, None, f"Injected fault: HTTP {status}")
+                if fault.kind == "delay":
+                    hub._sleep(fault.delay_s)
+                elif fault.kind == "status":
+                    extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+                    raise _HubError(fault.status, None, f"Injected fault: HTTP {fault.status}", extra)
+                elif fault.kind == "reset":
+                    # SO_LINGER 0: close() sends a RST instead of a FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                elif fault.kind == "redirect_loop":
+                    url = urlsplit(self.path)
+                    hop = int(parse_qs(url.query).get("hop", ["0"])[-1]) + 1
+                    self.send_response(302)
+                    self.send_header("Location", f"{url.path}?hop={hop}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                elif fault.kind == "body" and self.path.startswith("/api/"):
+                    self._emit(200, {"Content-Type": "application/json; charset=utf-8"}, [fault.body or b""],
+                               len(fault.body or b""))
+                    return
             self._route(method, headers)
         except _HubError as err:
             self._send_error(err)
@@ -453,6 +534,8 @@ class _Handler(BaseHTTPRequestHandler):
             base["X-Linked-Size"] = str(f.size)
 
         rng = _parse_range(headers.get("range"), f.size) if method == "GET" else None
+        if self._fault is not None and self._fault.kind == "ignore_range":
+            rng = None
         if rng == "unsatisfiable":
             # A bare 416, as S3/CloudFront send it; the client reports the Content-Range in its error message.
             raise _HubError(416, None, "Requested Range Not Satisfiable", {**base, "Content-Range": f"bytes */{f.size}"})
@@ -463,32 +546,58 @@ class _Handler(BaseHTTPRequestHandler):
             status, length = 206, end - start + 1
             base["Content-Range"] = f"bytes {start}-{end}/{f.size}"
 
-        self.send_response(status)
-        for k, v in base.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(length))
-        self.end_headers()
-        if method == "HEAD":
-            return
-        key = f"{repo_id}/{filename}"
-        for chunk in f.iter_range(start, length):
-            # Count before writing: once the client holds the bytes it may assert on the counter, possibly before
-            # this thread gets scheduled again (wfile is unbuffered, so nothing lingers after write()).
-            hub._count_bytes(key, len(chunk))
-            self.wfile.write(chunk)
+        self._emit(status, base, None if method == "HEAD" else f.iter_range(start, length), length,
+                   key=f"{repo_id}/{filename}")
 
     # ---- responses ---------------------------------------------------------------------------------------------
 
     def _send_json(self, status: int, payload: object, extra: dict[str, str] | None = None) -> None:
         body = json.dumps(payload).encode()
+        headers = {**(extra or {}), "Content-Type": "application/json; charset=utf-8"}
+        self._emit(status, headers, None if self.command == "HEAD" else [body], len(body))
+
+    def _emit(self, status: int, headers: dict[str, str], chunks, length: int, key: str | None = None) -> None:
+        """Status line, headers and body (``chunks``, None for HEAD), with the body-level faults applied."""
+        hub = self.server.hub
+        fault = self._fault if status < 300 or self._fault is None or self._fault.kind != "status" else None
+        kind = fault.kind if fault is not None else None
+        declared = length + (fault.delta if kind == "content_length" else 0)
         self.send_response(status)
-        for k, v in (extra or {}).items():
+        for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(max(0, declared)))
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        if chunks is None:
+            return
+        sent = 0
+        started = time.monotonic()
+        for chunk in chunks:
+            if kind == "truncate":
+                chunk = chunk[: max(0, fault.keep - sent)]
+            if kind == "trickle":
+                for i in range(0, len(chunk), max(1, fault.chunk)):
+                    if time.monotonic() - started > fault.max_s or hub._stopping.is_set():
+                        self.close_connection = True
+                        return
+                    piece = chunk[i : i + max(1, fault.chunk)]
+                    if key:
+                        hub._count_bytes(key, len(piece))
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+                    sent += len(piece)
+                    hub._sleep(fault.interval_s)
+                continue
+            if chunk:
+                # Count before writing: once the client holds the bytes it may assert on the counter, possibly before
+                # this thread gets scheduled again (wfile is unbuffered, so nothing lingers after write()).
+                if key:
+                    hub._count_bytes(key, len(chunk))
+                self.wfile.write(chunk)
+                sent += len(chunk)
+            if kind == "truncate" and sent >= fault.keep:
+                break
+        if kind in ("truncate", "content_length"):
+            self.close_connection = True  # the framing is wrong: this connection is spent
 
     def _send_error(self, err: _HubError) -> None:
         extra = dict(err.headers)
@@ -520,7 +629,9 @@ class FakeHub:
     def __init__(self) -> None:
         self._repos: dict[str, _Repo] = {}
         self._lock = threading.Lock()
-        self._fault: tuple[str, str, float, int] | None = None  # (kind, path_contains, delay_s, status)
+        self._fault: _Fault | None = None
+        self._stopping = threading.Event()
+        self.fault_hits = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
@@ -593,14 +704,24 @@ class FakeHub:
             self._repos[repo_id] = repo
         return revision_sha
 
-    def set_fault(self, kind: str | None, *, path_contains: str = "", delay_s: float = 0.0, status: int = 500) -> None:
-        """Make every request whose raw path contains ``path_contains`` fail: ``"status"`` answers ``status``
-        (no X-Error-Code, like a Hub outage), ``"delay"`` sleeps ``delay_s`` before answering normally.
+    def set_fault(self, kind: str | None, *, path_contains: str = "", delay_s: float = 0.0, status: int = 500,
+                  times: int | None = None, retry_after: str | int | None = None, chunk: int = 1,
+                  interval_s: float = 0.5, max_s: float = 60.0, keep: int = 0, delta: int = 0,
+                  body: bytes | None = None) -> None:
+        """Make requests whose raw path contains ``path_contains`` misbehave (see the module docstring for the
+        kinds): ``"status"`` answers ``status`` (no X-Error-Code, like a Hub outage), ``"delay"`` sleeps ``delay_s``
+        before answering normally, and so on. ``times`` limits the fault to the first N matching requests.
         ``None`` clears the fault."""
-        if kind not in (None, "status", "delay"):
+        if kind is not None and kind not in _FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
+        if kind == "content_length" and delta == 0:
+            raise ValueError("content_length needs a non-zero delta")
+        fault = None if kind is None else _Fault(
+            kind, path_contains, float(delay_s), int(status), times, None if retry_after is None else str(retry_after),
+            int(chunk), float(interval_s), float(max_s), int(keep), int(delta), body)
         with self._lock:
-            self._fault = None if kind is None else (kind, path_contains, float(delay_s), int(status))
+            self._fault = fault
+            self.fault_hits = 0
 
     def clear_log(self) -> None:
         with self._lock:
@@ -612,6 +733,7 @@ class FakeHub:
     def start(self) -> "FakeHub":
         if self._server is not None:
             return self
+        self._stopping.clear()
         server = _Server(("127.0.0.1", 0), _Handler)
         server.hub = self
         self._server = server
@@ -627,6 +749,7 @@ class FakeHub:
         server, self._server = self._server, None
         if server is None:
             return
+        self._stopping.set()  # ends fault sleeps and trickles
         server.shutdown()
         # Kick out idle keep-alive connections (httpx pools them) so their handler threads end now.
         with self._lock:
@@ -661,12 +784,19 @@ class FakeHub:
         with self._lock:
             self.bytes_served[key] = self.bytes_served.get(key, 0) + n
 
-    def _fault_for(self, path: str) -> tuple[str, float, int] | None:
+    def _fault_for(self, path: str) -> _Fault | None:
         with self._lock:
             fault = self._fault
-        if fault is None or fault[1] not in path:
-            return None
-        return fault[0], fault[2], fault[3]
+            if fault is None or fault.path_contains not in path:
+                return None
+            if fault.times is not None and self.fault_hits >= fault.times:
+                return None
+            self.fault_hits += 1
+            return fault
+
+    def _sleep(self, seconds: float) -> None:
+        """A fault's wait, cut short by stop()."""
+        self._stopping.wait(min(seconds, 3600.0))
 
     def _repo_for(self, repo_id: str, headers: dict[str, str]) -> _Repo:
         """Look a repo up the way the Hub does: private repos are indistinguishable from missing ones."""

@@ -8,7 +8,7 @@ from ..api import analyze_many
 from ..errors import HfmemError, UsageError
 from .errors import error_boundary, error_line
 from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, HeadersOnlyOpt, ModelsArg, NoCacheOpt,
-                      OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt, source_options)
+                      OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt, source_options, VerboseOpt)
 from .output import print_json, print_text, stdout_console
 
 
@@ -17,6 +17,7 @@ def calc(
     revision: RevisionOpt = None,
     token: TokenOpt = None,
     offline: OfflineOpt = False,
+    verbose: VerboseOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
     headers_only: HeadersOnlyOpt = False,
     compat: CompatOpt = Compat.exact,
@@ -29,7 +30,7 @@ def calc(
     with error_boundary():
         if not models:
             raise UsageError("no model given", hint="e.g. hfmem baichuan-inc/Baichuan-7B")
-        opts = source_options(revision, token, offline, trust_remote_code, no_cache, headers_only)
+        opts = source_options(revision, token, offline, trust_remote_code, no_cache, headers_only, verbose=verbose)
         failures: list[tuple[str, HfmemError]] = []
         # One model: its error is the answer. Several: answer the others, then report each failure.
         reports = analyze_many(models, opts, on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)

@@ -11,7 +11,7 @@ import typer
 from ..errors import HfmemError, UsageError
 from .errors import error_boundary
 from .options import (Attn, DType, Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt,
-                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options)
+                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
 from .output import finish, hint
 
 
@@ -81,6 +81,7 @@ def infer(
     revision: RevisionOpt = None,
     token: TokenOpt = None,
     offline: OfflineOpt = False,
+    verbose: VerboseOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
     fmt: FormatOpt = Format.table,
     no_cache: NoCacheOpt = False,
@@ -103,7 +104,7 @@ def infer(
             tp=gpus, overheads=overheads, block_size=block_size, gpu_memory_utilization=gpu_memory_utilization,
             max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, logits=logits.value)
         gpu_obj = parse_gpu(gpu) if gpu else None
-        opts = source_options(revision, token, offline, trust_remote_code, no_cache)
+        opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
         failures: list[tuple[str, HfmemError]] = []
         reports = infer_many(models, opts, settings=settings, gpu=gpu_obj,
                              on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)

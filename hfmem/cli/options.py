@@ -42,6 +42,13 @@ def overheads_options(cuda_context: str | None, nccl: str | None, fragmentation:
     (/ --cuda-graphs) flags; each one not given keeps its sourced default."""
     from ..scenarios.overheads import Overheads
 
+    import math
+
+    from ..errors import UsageError
+
+    if fragmentation is not None and not (math.isfinite(fragmentation) and 0 <= fragmentation < 10):
+        raise UsageError(f"--fragmentation {fragmentation} is out of range: a fraction from 0 to 10 (e.g. 0.10, the "
+                         "default)", hint="it is the allocator reserve as a fraction of the memory that churns")
     d = Overheads()
     return Overheads(
         cuda_context_bytes=parse_size_option("--cuda-context", cuda_context, d.cuda_context_bytes),
@@ -71,6 +78,8 @@ TokenOpt = Annotated[Optional[str], typer.Option(
 OfflineOpt = Annotated[bool, typer.Option(
     "--offline", help="Do not contact the Hub: use hfmem's result cache, the Hugging Face cache or the "
                       "shipped snapshot (also HF_HUB_OFFLINE=1).")]
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", help="Show huggingface_hub's and hfmem's retry messages while talking to the Hub.")]
 TrustRemoteCodeOpt = Annotated[bool, typer.Option(
     "--trust-remote-code", help="Run the repository's own modeling code (only for repositories you trust).")]
 HeadersOnlyOpt = Annotated[bool, typer.Option(
@@ -109,13 +118,23 @@ def parse_size_option(flag: str, value: str | None, default: int) -> int:
     return size
 
 
-def source_options(revision, token, offline, trust_remote_code, no_cache, headers_only=False):
+def source_options(revision, token, offline, trust_remote_code, no_cache, headers_only=False, verbose=False):
     """The api.Options every command builds from the shared source flags (progress hints on a terminal)."""
     import sys
 
     from ..api import Options
     from .output import hint
 
+    if verbose:  # hfmem's own retry messages on stderr (huggingface_hub's are let through by Options.verbose)
+        import logging
+
+        log = logging.getLogger("hfmem.hub")
+        for h in [h for h in log.handlers if getattr(h, "hfmem_cli", False)]:
+            log.removeHandler(h)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.hfmem_cli = True
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     return Options(revision=revision, token=token, offline=offline, trust_remote_code=trust_remote_code,
-                   use_cache=not no_cache, headers_only=headers_only,
+                   use_cache=not no_cache, headers_only=headers_only, verbose=verbose,
                    progress=hint if sys.stderr.isatty() else None)

@@ -12,7 +12,7 @@ from ..api import simulate_model
 from ..errors import HfmemError, UsageError
 from .errors import error_boundary, error_line
 from .options import (Attn, DType, Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt, OptimizerImpl, RevisionOpt,
-                      TokenOpt, TrustRemoteCodeOpt, source_options)
+                      TokenOpt, TrustRemoteCodeOpt, source_options, VerboseOpt)
 from .output import print_json, print_text, stdout_console
 
 
@@ -65,6 +65,7 @@ def simulate(
     revision: RevisionOpt = None,
     token: TokenOpt = None,
     offline: OfflineOpt = False,
+    verbose: VerboseOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
     fmt: FormatOpt = Format.table,
     no_cache: NoCacheOpt = False,
@@ -74,7 +75,13 @@ def simulate(
     with error_boundary():
         if batch < 1 or seq < 1 or context < 1 or new_tokens < 0:
             raise UsageError("--batch, --seq and --context must be at least 1 and --new-tokens at least 0")
-        opts = source_options(revision, token, offline, trust_remote_code, no_cache)
+        if lora_rank is not None and lora_rank < 1:
+            raise UsageError(f"--lora-rank {lora_rank} is out of range: a LoRA rank is at least 1",
+                             hint="leave --lora-rank out to train all weights")
+        if iterations < 2:
+            raise UsageError(f"--iterations {iterations} is out of range: at least 2 (optimizer states exist only "
+                             "from step 2 on)")
+        opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
         common = dict(batch=batch, dtype=DTYPE_NAMES[dtype.value], attn=attn.value if attn else None,
                       gpu_emulation=not no_gpu_emulation)
         if mode is Mode.train:

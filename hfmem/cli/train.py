@@ -12,7 +12,7 @@ import typer
 from ..errors import HfmemError, UsageError
 from .errors import error_boundary
 from .options import (Attn, Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt, OptimizerImpl,
-                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options)
+                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
 from .output import finish, hint
 
 
@@ -138,6 +138,7 @@ def train(
     revision: RevisionOpt = None,
     token: TokenOpt = None,
     offline: OfflineOpt = False,
+    verbose: VerboseOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
     fmt: FormatOpt = Format.table,
     no_cache: NoCacheOpt = False,
@@ -152,6 +153,9 @@ def train(
         from ..plan.gpus import parse_gpu
         from ..scenarios.finetune import TrainSettings
 
+        if group_size is not None and group_size < 1:
+            raise UsageError(f"--group-size {group_size} is out of range: at least 1 sample per prompt",
+                             hint="leave it out for the default (PPO 1, GRPO 8)")
         prec = precision.value if precision else None  # None: hfmem.api.train picks one and says so
         fsdp_value = fsdp.value if fsdp else None
         assumed: list[str] = []
@@ -178,7 +182,7 @@ def train(
             eval_generate_batch=eval_b, eval_generate_tokens=eval_t,
             overheads=overheads)
         gpu_obj = parse_gpu(gpu) if gpu else None
-        opts = source_options(revision, token, offline, trust_remote_code, no_cache)
+        opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
         failures: list[tuple[str, HfmemError]] = []
         reports = train_many(models, opts, settings=settings, gpu=gpu_obj, advise=advise,
                              rlhf=rlhf.value if rlhf else None, assumed=assumed,
