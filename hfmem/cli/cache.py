@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..sources import resultcache
+from ..sources import resultcache, scrub
 from .errors import error_boundary
 from .options import Format, FormatOpt
 from .output import print_json, stdout_console
@@ -22,7 +22,7 @@ def list_(fmt: FormatOpt = Format.table) -> None:
         rows = []
         for e in resultcache.entries():
             r = e.report
-            rows.append({"key": e.key, "model": r["model"], "source": r["source"], "revision": r["revision"],
+            rows.append({"key": scrub(e.key), "model": r["model"], "source": r["source"], "revision": r["revision"],
                          "parameters": r["inventory"]["num_params"],
                          "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.created)),
                          "file": str(e.path)})

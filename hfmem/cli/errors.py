@@ -12,10 +12,12 @@ import sys
 import typer
 
 from ..errors import HfmemError
+from ..sources import scrub
 
 
 def error_line(exc: HfmemError) -> str:
-    return f"hfmem: error: {exc}"
+    """The one line an error becomes; credentials of a URL (HF_ENDPOINT's included) never reach it."""
+    return scrub(f"hfmem: error: {exc}")
 
 
 @contextlib.contextmanager
@@ -35,7 +37,7 @@ def error_boundary():
     except Exception as exc:  # a bug: still one line, with how to see more
         if os.environ.get("HFMEM_DEBUG"):
             raise
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        first = scrub(str(exc)).splitlines()[0][:200] if str(exc) else ""
         typer.echo(f"hfmem: internal error: {exc.__class__.__name__}: {first} "
                    "(set HFMEM_DEBUG=1 for the traceback and report it)", err=True)
         sys.stderr.flush()

@@ -16,15 +16,21 @@ def stdout_console():
 
 
 def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    from ..sources import scrub  # no URL credentials in any output (HF_ENDPOINT's are stripped at the source too)
+
+    sys.stdout.write(scrub(json.dumps(data, indent=2)) + "\n")
 
 
 def print_text(text: str) -> None:
-    sys.stdout.write(text)
+    from ..sources import scrub
+
+    sys.stdout.write(scrub(text))
 
 
 def hint(message: str) -> None:
-    sys.stderr.write(message + "\n")
+    from ..sources import scrub
+
+    sys.stderr.write(scrub(message) + "\n")
 
 
 def finish(fmt, reports, failures, emits: dict[str, str], *, json_doc, markdown, rich) -> None:

@@ -4,6 +4,7 @@ the Hugging Face cache, hfmem's shipped snapshot — and hfmem's own result cach
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from ..metadata.config import ModelConfig
@@ -25,3 +26,63 @@ class FetchedMetadata:
 def env_flag(name: str) -> bool:
     """huggingface_hub's reading of boolean variables (``HF_HUB_OFFLINE=1/true/yes/on``)."""
     return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+# ---------------------------------------------------------------- credentials in HF_ENDPOINT
+# ``HF_ENDPOINT=https://user:secret@mirror.example`` is legal (a proxy or a private mirror behind basic
+# auth). The endpoint is shown in notes, errors, provenance and cache keys; none of them may carry the
+# credentials. ``redacted_endpoint`` is the one form of the endpoint hfmem shows or stores; ``scrub`` is the
+# last line of defence for any text hfmem prints (errors raised by huggingface_hub may embed URLs).
+
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s?#]*@")
+
+
+def strip_userinfo(url: str) -> str:
+    """``url`` without ``user:password@`` after the scheme."""
+    return _USERINFO.sub(lambda m: m.group("scheme"), url)
+
+
+def raw_endpoint() -> str | None:
+    return os.environ.get("HF_ENDPOINT")
+
+
+def redacted_endpoint(default: str = "https://huggingface.co") -> str:
+    """HF_ENDPOINT (or the default) as hfmem shows and stores it: no credentials."""
+    return strip_userinfo((raw_endpoint() or default).rstrip("/"))
+
+
+def endpoint_cache_id() -> str:
+    """The endpoint's part of a result-cache key: HF_ENDPOINT as given when it has no credentials (so keys
+    stay as they were), else the endpoint without them plus a hash of the whole value (two sets of
+    credentials are two keys, and the secret is never in clear text)."""
+    import hashlib
+
+    raw = raw_endpoint() or ""
+    clean = strip_userinfo(raw)
+    if clean == raw:
+        return raw
+    return f"{clean.rstrip('/')}#{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
+
+
+def _secrets() -> list[str]:
+    from urllib.parse import unquote, urlsplit
+
+    raw = raw_endpoint() or ""
+    try:
+        parts = urlsplit(raw)
+        user, password = parts.username, parts.password
+    except ValueError:
+        return []
+    userinfo = raw.split("://", 1)[-1].split("@", 1)[0] if "@" in raw else ""
+    found = [s for s in (userinfo, unquote(userinfo), password, unquote(password or "")) if s and len(s) >= 4]
+    if user and password is None and len(user) >= 4:  # a token given as the user name
+        found.append(user)
+    return sorted(set(found), key=len, reverse=True)
+
+
+def scrub(text: str) -> str:
+    """``text`` with URL credentials removed, and HF_ENDPOINT's own credentials wherever they appear."""
+    text = strip_userinfo(text)
+    for secret in _secrets():
+        text = text.replace(secret, "***")
+    return text
