@@ -25,13 +25,14 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.pop("HF_TOKEN", None)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
-# Fuzz profiles (hypothesis): "ci", the default — deterministic and small enough for the default test run;
+# Fuzz profiles (hypothesis): "ci", the default — deterministic, 60 examples per test, small enough for the
+# default test run;
 # "fuzz" — the dedicated run of benchmarks/reliability.py (HFMEM_FUZZ_EXAMPLES examples per test, 10^5 in all
 # over the fuzz tests, recorded in docs/reliability.md). Select with HYPOTHESIS_PROFILE.
 try:
     from hypothesis import HealthCheck, settings as _hyp_settings
 
-    _hyp_settings.register_profile("ci", max_examples=150, derandomize=True, deadline=None, database=None,
+    _hyp_settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None, database=None,
                                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     _hyp_settings.register_profile("fuzz", max_examples=int(os.environ.get("HFMEM_FUZZ_EXAMPLES", "12000")),
                                    deadline=None, database=None,

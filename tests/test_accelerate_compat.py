@@ -58,6 +58,7 @@ def accelerate_measure(config: dict):
     return total, largest, names
 
 
+@pytest.mark.slow  # accelerate over the whole snapshot
 @pytest.mark.parametrize("repo", _snapshot_cases())
 def test_snapshot_inventory_matches_accelerate(repo):
     from hfmem.sources import snapshot

@@ -57,6 +57,7 @@ def _config(model_type: str) -> tuple[dict, str]:
     return {"model_type": model_type, **cfg}, attn
 
 
+@pytest.mark.slow  # builds and simulates 18 architectures
 @pytest.mark.parametrize("model_type", sorted(ARCHS))
 def test_architecture_trains_and_infers(model_type):
     config, attn = _config(model_type)
