@@ -38,10 +38,10 @@ _MAX_INT_DIGITS = 20
 SAFETENSORS_SINGLE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 
-# Bits per element for every dtype the safetensors format defines (safetensors 0.8 `Dtype`; "E8M0" is an
-# early spelling of F8_E8M0 that hfmem has always accepted).
+# Bits per element for every dtype the safetensors format defines (safetensors 0.8 `Dtype`; exactly the names it
+# accepts: "E8M0" without the F8_ prefix is refused by it, and by hfmem).
 DTYPE_BITS: dict[str, int] = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "E8M0": 8,
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
     "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8,
     "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
     "I32": 32, "U32": 32, "F32": 32,
@@ -52,7 +52,7 @@ DTYPE_BITS: dict[str, int] = {
 # safetensors dtype → the torch name we use when talking to people.
 DTYPE_NAMES: dict[str, str] = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu", "E8M0": "float8_e8m0fnu",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu",
     "F8_E4M3FNUZ": "float8_e4m3fnuz", "F8_E5M2FNUZ": "float8_e5m2fnuz",
     "F4": "float4_e2m1fn_x2", "F6_E2M3": "float6_e2m3", "F6_E3M2": "float6_e3m2",
     "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
