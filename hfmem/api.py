@@ -369,8 +369,8 @@ def simulate_model(model: str, mode: str = "train", options: Options | None = No
     if settings.get("attn") is None:  # what transformers picks with no attn_implementation
         from .scenarios import attention
 
-        settings = {**settings, "attn": attention.transformers_default(config)}
-        default = attention.default_note(config)
+        attn, default, _ = attention.choose(config, None)
+        settings = {**settings, "attn": attn}
         if default:
             notes.append(default)
     if opts.progress:

@@ -47,22 +47,32 @@ def transformers_default(config: dict) -> str:
     return "sdpa" if sdpa_supported(config) else "eager"
 
 
-def default_note(config: dict) -> str | None:
-    """The assumption an estimate lists when it takes eager because transformers has no SDPA for the model."""
-    missing = no_sdpa_type(config)
-    if missing is None:
-        return None
+def _default_note(missing: str) -> str:
     return (f"attention: eager (transformers has no SDPA path for {missing}; its default, as with no "
             f"attn_implementation given)")
 
 
-def sdpa_refusal(config: dict) -> str | None:
-    """The one-line refusal of an explicit SDPA for a model transformers has no SDPA for; None otherwise."""
-    missing = no_sdpa_type(config)
-    if missing is None:
-        return None
+def _refusal(missing: str) -> str:
     return (f"transformers has no SDPA attention for {missing} (attn_implementation=\"sdpa\" raises): leave "
             f"--attn out for its default (eager), or pass --attn eager or --attn flash")
 
 
-__all__ = ["default_note", "model_types", "no_sdpa_type", "sdpa_refusal", "sdpa_supported", "transformers_default"]
+def default_note(config: dict) -> str | None:
+    """The assumption an estimate lists when it takes eager because transformers has no SDPA for the model."""
+    missing = no_sdpa_type(config)
+    return None if missing is None else _default_note(missing)
+
+
+def choose(config: dict, requested: str | None) -> tuple[str, str | None, str | None]:
+    """The attention transformers runs for ``requested`` (None: its own default) on this model, in one look-up:
+    (attention, the assumption to list when the default is eager, the one-line refusal of an explicit sdpa
+    transformers has no path for). The caller raises the refusal in its own error type."""
+    missing = no_sdpa_type(config)
+    if requested == "sdpa" and missing is not None:
+        return requested, None, _refusal(missing)
+    if requested is not None:
+        return requested, None, None
+    return ("sdpa", None, None) if missing is None else ("eager", _default_note(missing), None)
+
+
+__all__ = ["choose", "default_note", "model_types", "no_sdpa_type", "sdpa_supported", "transformers_default"]

@@ -165,14 +165,15 @@ def resolve_attn(settings: TrainSettings, config: dict) -> tuple[TrainSettings, 
     from dataclasses import replace
 
     from ..metadata.config import defaults_assumption
-    from .attention import default_note, sdpa_refusal, transformers_default
+    from .attention import choose
 
     notes: list[str] = []
-    if settings.attn == "sdpa" and sdpa_refusal(config):
-        raise TrainSettingsError(sdpa_refusal(config))
+    attn, note, refusal = choose(config, settings.attn)
+    if refusal:
+        raise TrainSettingsError(refusal)
     if settings.attn is None:
-        settings = replace(settings, attn=transformers_default(config))
-        notes.append(default_note(config) or "attention: sdpa (transformers' default)")
+        settings = replace(settings, attn=attn)
+        notes.append(note or "attention: sdpa (transformers' default)")
     defaults = defaults_assumption(config)
     if defaults:
         notes.append(defaults)

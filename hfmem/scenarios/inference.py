@@ -251,16 +251,16 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
     # backend for fp32 models (no s×s scores either), estimated as sdpa. transformers: its own default,
     # sdpa, or eager for the architectures it has no SDPA for (an explicit sdpa for those is refused, as
     # transformers refuses it).
-    from .attention import default_note, sdpa_refusal, transformers_default
+    from .attention import choose
 
     if s.engine == "vllm":
         attn = s.attn or ("flash" if compute != "float32" else "sdpa")
     else:
-        if s.attn == "sdpa" and sdpa_refusal(config):
-            raise InferenceSettingsError(sdpa_refusal(config))
-        attn = s.attn or transformers_default(config)
-        if s.attn is None and default_note(config):
-            assumptions.append(default_note(config))
+        attn, note, refusal = choose(config, s.attn)
+        if refusal:
+            raise InferenceSettingsError(refusal)
+        if note:
+            assumptions.append(note)
     defaults = defaults_assumption(config)
     if defaults:
         assumptions.append(defaults)
