@@ -4,7 +4,7 @@ Why ``torch.device("meta")`` and not accelerate's ``init_empty_weights()``: with
 breaks tied weights (an LM head tied to the embedding is counted twice, T5's shared embedding three times)
 and first allocates fused MoE expert tensors on the CPU (30 GB for DeepSeek-V3). Under the meta device
 context every tensor, parameter or buffer, is created on meta directly, and ``tie_weights`` still shares
-the Parameter objects. (Both facts: ../shared/docs/product.md, "Facts already established".)
+the Parameter objects. (Both are measured in tests/test_accelerate_compat.py and tests/test_inventory.py.)
 """
 
 from __future__ import annotations

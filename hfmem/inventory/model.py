@@ -34,7 +34,7 @@ class AccelerateView:
     largest_layer_bytes: float
     largest_layer_names: list[str]
     # Parameters shared between modules (tied LM head). We count them once; accelerate with
-    # transformers >= 5 counts them twice, because init_empty_weights() breaks the tie (product.md).
+    # transformers >= 5 counts them twice, because init_empty_weights() breaks the tie (tests/test_accelerate_compat.py shows it).
     tied_params: int = 0
 
 

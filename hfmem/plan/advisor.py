@@ -1,10 +1,10 @@
-"""The out-of-memory advisor (issue 5, requirement 8): what to do when a fine-tune does not fit.
+"""The out-of-memory advisor: what to do when a fine-tune does not fit.
 
 ``advise(estimate_fn, settings, gpu, model_config=...)`` re-runs the closed-form training estimate
 (``estimate_fn(settings) -> TrainEstimate``, well under a millisecond) under changed settings and answers:
 
-* ``remedies``: the remedies of the seed note's "显存不足怎么办" (what to do when memory runs out), in its
-  order, each applied *alone* to the settings as asked and quantified for this model: the settings it
+* ``remedies``: the usual out-of-memory checklist ("显存不足怎么办", what to do when memory runs out), cheapest
+  first, each applied *alone* to the settings as asked and quantified for this model: the settings it
   changes, the bytes it saves per GPU (negative when it costs memory), the per-GPU total after it, whether
   that fits, whether it applies at all here, and its price in speed / quality with a rough step-time factor
   (``slowdown``, relative to the settings as asked) and the factor's source where one exists;
@@ -128,11 +128,11 @@ class Advice:
     search: dict                     # what the plan search covered and how many estimates it ran
     notes: list[str] = field(default_factory=list)
     judged: str = "training"         # what device_total_bytes and every remedy are estimates of ("rlhf": all models)
-    helping: list[str] = field(default_factory=list)      # ids of the remedies that save memory here, seed order
+    helping: list[str] = field(default_factory=list)      # ids of the remedies that save memory here, checklist order
     not_helping: list[dict] = field(default_factory=list)  # {id, name, saves_bytes, why} of the others
 
     def ranked(self) -> list[Remedy]:
-        """The remedies that save memory here (saves_bytes > 0), in the seed note's order."""
+        """The remedies that save memory here (saves_bytes > 0), in the checklist's order."""
         return [r for r in self.remedies if r.helps]
 
     def to_dict(self) -> dict:
@@ -467,7 +467,7 @@ _ZERO = {
 
 
 def _zero_rank(stage: int | None, off_opt: bool, off_param: bool) -> int:
-    """Position in the seed's ZeRO list (less memory further down): none/0, 1, 2, 2 + offload, 3, 3 + offload."""
+    """Position in the checklist's ZeRO list (less memory further down): none/0, 1, 2, 2 + offload, 3, 3 + offload."""
     if not stage:
         return 0
     return {1: 1, 2: 3 if off_opt else 2, 3: 5 if off_opt else 4}[stage]
@@ -631,7 +631,7 @@ def _r_ckpt(c: _Ctx) -> Remedy:
 
 
 def remedies(run: Estimator, settings: TrainSettings, gpu: GPU, *, model_config: dict) -> list[Remedy]:
-    """The seed note's remedies, in its order, each applied alone to ``settings``."""
+    """The checklist's remedies, in its order, each applied alone to ``settings``."""
     c = _Ctx(run if isinstance(run, _Runner) else _Runner(run), settings, gpu, model_config or {})
     out = [_r_metrics(c), _r_half(c), _r_flash(c), _r_microbatch(c), _r_seq(c)]
     out += [_r_zero(c, rid) for rid in ("zero1", "zero2", "zero2_offload", "zero3", "zero3_offload")]

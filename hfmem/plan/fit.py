@@ -1,4 +1,4 @@
-"""Fit and solve for serving: does it fit this GPU, and the limits that do (issue 4, requirement 7).
+"""Fit and solve for serving: does it fit this GPU, and the limits that do .
 
 Each answer re-runs the closed-form estimate (``scenarios.inference.estimate_inference``, microseconds), so
 the solvers are plain bisections over a quantity the memory grows with: context, batch, GPU count, weight

@@ -167,7 +167,7 @@ def _footnotes(reports) -> list[str]:
 
 
 def _remedy_rows(r) -> list[list[str]]:
-    """The remedies that save memory for this run (saves > 0), in the seed note's order."""
+    """The remedies that save memory for this run (saves > 0), in the checklist's order."""
     adv = _dict(r.advice) or {}
     rows = []
     for rem in adv.get("remedies", []):

@@ -12,7 +12,7 @@ Two modes:
 * ``accelerate``: ``accelerate estimate-memory``'s numbers (accelerate/commands/estimate.py): the float32
   size of AutoModel (or auto_map's AutoModelFor* class) with all buffers, divided by 2/4/8; Adam per
   ``adam_rule``: ``current`` (accelerate >= 0.29: the largest of its stages — 4x the float32 size for
-  float32, 2x for float16, N/A for int8/int4) or ``legacy`` (accelerate < 0.29, the seed's table: 4x the
+  float32, 2x for float16, N/A for int8/int4) or ``legacy`` (accelerate < 0.29, and the Model Memory Calculator's published table: 4x the
   row's size).
 """
 

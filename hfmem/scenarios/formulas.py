@@ -1,9 +1,8 @@
 """Published closed forms for GPU memory, as pure functions: integers and floats in, bytes out.
 
 No I/O, no torch, no transformers. Every function names its unit in its name and cites where its form
-comes from (the primary sources are summarised, with the values checked, in
-../shared/docs/ground-truth.md; the numbers in the docstrings are the sources' own worked values, which
-tests/test_validation.py checks).
+comes from; the numbers in the docstrings are the sources' own worked values, which
+tests/test_validation.py checks.
 
 These are the "analytic estimate" that benchmarks/validate.py compares against the simulation
 (hfmem.simulate): they are the textbook figures people use today, not hfmem's own estimators, and the
@@ -25,7 +24,7 @@ from __future__ import annotations
 #   2Ψ, and K = 12 bytes of optimizer state (fp32 master copy, momentum, variance): 16Ψ in all.
 # * "bf16_adamw": torch.optim.AdamW on bf16/fp16 parameters keeps exp_avg and exp_avg_sq in the
 #   parameter's dtype (torch/optim/adamw.py, ``torch.zeros_like(p, memory_format=...)``): 2 + 2 + 2·2 =
-#   8 B ("pure bf16", as torchtune and the PEFT MetaMathQA full fine-tune run it; ground-truth.md §5).
+#   8 B ("pure bf16", as torchtune and the PEFT MetaMathQA full fine-tune run it).
 # * "fp32_adamw": the same on fp32 parameters (also what torch.autocast AMP trains: fp32 weights, fp32
 #   gradients, fp32 moments): 4 + 4 + 2·4 = 16 B (stas00/ml-engineering, "AdamW 8 B/param (2 fp32 states)").
 # * "frozen_bf16" / "frozen_fp32": weights only, no gradient, no state (the frozen base of LoRA).
@@ -73,7 +72,7 @@ def adamw_step_temporary_bytes(trainable_param_bytes: int, impl: str = "foreach"
 
     * foreach (the CUDA default): ``_multi_tensor_adam`` computes ``exp_avg_sq_sqrt =
       torch._foreach_sqrt(exp_avg_sqs)``, one temporary per parameter, all alive together: 1× the
-      trainable parameters' bytes (product.md, "the step adds one temporary per parameter").
+      trainable parameters' bytes (tests/test_simulate.py checks the step's peak, 5P with foreach).
     * fused: one in-place kernel, nothing (``_fused_adamw_``).
     * forloop: a couple of one-parameter temporaries, bounded by the largest parameters; returned as 0
       here (it is below any of the other terms for a multi-layer model).
@@ -129,7 +128,7 @@ def calibrated_activation_bytes_per_layer(seq: int, batch: int, hidden: int, hea
 # -- KV cache ---------------------------------------------------------------------------------------------
 
 def head_dim_of(hidden: int, heads: int, head_dim: int | None = None) -> int:
-    """``head_dim`` when the config has one, else hidden / heads (ground-truth.md §3)."""
+    """``head_dim`` when the config has one, else hidden / heads (transformers' attention modules)."""
     return int(head_dim) if head_dim else int(hidden) // int(heads)
 
 

@@ -1,5 +1,5 @@
 """Activation memory of inference: the bytes above weights + KV cache at the peak of a prefill and of a
-decode step, in closed form (issue 4, requirement 3).
+decode step, in closed form.
 
 Pure functions over a config dict: no torch, no transformers. The only I/O is the packaged calibration
 (hfmem/data/infer_calibration.json, written by benchmarks/calibrate_infer.py), read once, lazily.

@@ -1,4 +1,4 @@
-"""KV cache, layer by layer, by engine (issue 4, requirement 2).
+"""KV cache, layer by layer, by engine.
 
 Pure functions over a config dict: no I/O, no torch. ``kv_layout`` reads what each decoder layer caches per
 token (and, for recurrent layers, per sequence); ``kv_cache_bytes`` applies an engine's retention rule to it;
@@ -624,7 +624,7 @@ def kv_cache_bytes(layout: KVLayout, *, batch: int, tokens: int, kv_bytes_per_el
 def kv_bytes_per_token(layout: KVLayout, *, kv_bytes_per_elem: float = 2, tokens: int | None = None,
                        engine: str = "transformers") -> float:
     """Bytes per token of one sequence. Without ``tokens``: full-context accounting, every layer caching
-    every token (the ground-truth identity 2 · L · n_kv · d_head · bytes, or the MLA latent). With
+    every token (the standard identity 2 · L · n_kv · d_head · bytes, or the MLA latent). With
     ``tokens``: the steady-state average at that length, sliding layers capped at their window
     (``sliding_window_tokens``), no block rounding. Only what grows with the (decoder) tokens counts:
     recurrent states (``state_bytes_per_sequence``) and cross-attention K/V (per encoder token) do not."""

@@ -1,7 +1,7 @@
 """Runtime overheads outside the model's tensors, as named, overridable items with sourced defaults.
 
 Each default is a *typical* figure for a recent PyTorch on a datacenter GPU; the real value varies with the
-driver, CUDA version, lazy module loading and the GPU, in both directions (ground-truth.md §8). Users can
+driver, CUDA version, lazy module loading and the GPU, in both directions (each item's source below). Users can
 override every item (``hfmem infer --cuda-context 1GiB``); the JSON lists each one with its source.
 """
 
@@ -21,7 +21,7 @@ CUDA_CONTEXT_BYTES = 512 * MiB
 NCCL_BYTES = 768 * MiB
 # Reserved-but-unallocated memory of PyTorch's caching allocator, as a fraction of the memory that churns
 # (activations and a growing KV cache; weights are allocated once, in exact-size blocks). Measured
-# reserved/allocated ratios: 1.07–1.49 in training (fitcheck, ground-truth.md §8); inference churns less.
+# reserved/allocated ratios: 1.07–1.49 in training (the fitcheck project's published T4 runs); inference churns less.
 ALLOCATOR_FRAGMENTATION = 0.10
 # vLLM CUDA-graph capture pool: vLLM logs "Graph capturing finished in N secs, took X GiB"; typically a few
 # hundred MiB for one GPU with the default capture sizes. Counted inside gpu_memory_utilization.

@@ -1,4 +1,4 @@
-"""LoRA / DoRA adapter parameters, exactly as PEFT would create them, without running PEFT (issue 5, req. 5).
+"""LoRA / DoRA adapter parameters, exactly as PEFT would create them, without running PEFT.
 
 Pure: the input is the parameter census of a model (``Inventory.tensors``, see
 ``hfmem.inventory.meta_model.census``); no torch, no peft import. The rules below are those of peft 0.21.2

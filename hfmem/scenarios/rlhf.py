@@ -1,4 +1,4 @@
-"""RLHF memory per GPU (issue 5, requirement 7): PPO, GRPO and DPO with every model colocated on the same GPUs,
+"""RLHF memory per GPU: PPO, GRPO and DPO with every model colocated on the same GPUs,
 as verl's hybrid engine places them. Pure functions over (census, config, settings): no I/O, no torch.
 
 Models and what each keeps on a GPU (``ModelMemory``; per GPU, sharded as placed):
@@ -419,7 +419,7 @@ def _hf_rollout(census, config, s: TrainSettings, *, seqs: int, tokens: int, act
 
 def seed_static_bytes(actor_params: int, gpus: int, *, critic_params: int | None = None, weight_bytes: int = 2,
                       gradient_bytes: int = 2, optimizer_bytes: int = 8) -> dict[str, int]:
-    """The seed note's PPO accounting (``PPO 显存预估``): actor, critic and reference weights at
+    """The common back-of-envelope PPO accounting (``PPO 显存预估``): actor, critic and reference weights at
     ``weight_bytes``, actor and critic gradients at ``gradient_bytes`` and Adam moments at
     ``optimizer_bytes`` per parameter, everything sharded over ``gpus``; no activations, no rollout, no
     fp32 master copy. Per GPU."""

@@ -4,7 +4,7 @@ Pure functions: no torch, no I/O.
 Four kinds of function:
 
 * the ZeRO paper's closed forms (``zero_paper_states``, ``zero_paper_max_params``): Figure 1 / Tables 1–2
-  of Rajbhandari et al. (arXiv 1910.02054), ground-truth.md §1;
+  of Rajbhandari et al. (arXiv 1910.02054);
 * DeepSpeed's own estimators, mirrored operation for operation (``deepspeed_estimate_zero2`` /
   ``deepspeed_estimate_zero3`` and the ``*_table`` versions), so users can compare with what DeepSpeed
   prints (its GiB, its 1.5 ``additional_buffer_factor`` on CPU, its ``4·largest_layer``);

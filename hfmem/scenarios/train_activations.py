@@ -1,4 +1,4 @@
-"""Activation memory of a training step, and the step's peak by phase (issue 5, requirements 3 and 4).
+"""Activation memory of a training step, and the step's peak by phase.
 
 Pure closed forms over a config dict: no torch, no transformers, no I/O except the packaged
 ``hfmem/data/calibration.json`` (read once, lazily, through importlib.resources).

@@ -10,8 +10,8 @@ fine-tune passes the whole census as ``trainable``; LoRA passes the adapter tens
 Every figure is an integer number of bytes, for one copy of the model (no parallelism); per-rank figures
 under ZeRO / FSDP / tensor and pipeline parallelism are in hfmem.scenarios.sharding.
 
-Sources are cited where each constant is defined. The numbers in ../shared/docs/ground-truth.md §1 and §5
-(ZeRO paper, bitsandbytes, HF Adafactor, torch AdamW) are the ones tests/test_training_states.py checks.
+Sources are cited where each constant is defined; tests/test_training_states.py checks their published
+numbers (ZeRO paper, bitsandbytes, HF Adafactor, torch AdamW).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ PRECISIONS: dict[str, Precision] = {
         "torch.autocast + GradScaler: fp32 weights, fp32 gradients, fp32 optimizer states, fp16 activations"),
     # Pure half precision: the model is loaded in bf16/fp16 and trained as is. torch.optim.AdamW creates
     # exp_avg/exp_avg_sq with torch.zeros_like(p) (torch/optim/adam.py, _init_group), i.e. in the parameter
-    # dtype: 2 + 2 + 2·2 = 8 B/param (ground-truth.md §5; torchtune; the PEFT MetaMathQA full fine-tune).
+    # dtype: 2 + 2 + 2·2 = 8 B/param (torchtune; the PEFT MetaMathQA full fine-tune).
     "bf16": Precision(
         "bf16", 2, 0, 2, 2, 0, "bfloat16", False, "torch",
         "pure bf16: bf16 weights and gradients, torch optimizer states in the parameter dtype"),
@@ -79,7 +79,7 @@ PRECISIONS: dict[str, Precision] = {
     # DeepSpeed bf16/fp16: 16-bit parameters and gradients in the model, an fp32 master partition
     # (stage_1_and_2.py: single_partition_of_fp32_groups = ...clone().float(); fp16/fused_optimizer.py:
     # fp32_groups_flat; bf16_optimizer.py: fp32_groups_flat_partition) stepped by FusedAdam/CPUAdam with fp32
-    # states: the ZeRO paper's 2Ψ + 2Ψ + KΨ, K = 12 (ground-truth.md §1). The step builds an fp32 gradient:
+    # states: the ZeRO paper's 2Ψ + 2Ψ + KΨ, K = 12 (Rajbhandari et al., arXiv 1910.02054, §3). The step builds an fp32 gradient:
     # FP16_Optimizer.step flattens p.grad.to(fp32) into fp32_groups_flat[i].grad; ZeRO-1/2
     # single_grad_partition = flatten(averaged_gradients).to(fp32) for the rank's partition; ZeRO-3 does the
     # same per sub-group (_prepare_fp32_grad_for_sub_group); BF16_Optimizer (ZeRO-0/1 bf16 with fp32
@@ -209,7 +209,7 @@ class OptimizerBytes:
 def bnb_8bit_state_bytes(numel: int, states: int = 2) -> int:
     """bitsandbytes 8-bit optimizer states for one tensor: ``states`` uint8 tensors plus an fp32 absmax per
     block of 256; fp32 (4 B per state) below ``min_8bit_size`` = 4096 elements. 2 states → 2·(1 + 4/256) =
-    2.03125 B/param for large tensors (ground-truth.md §5)."""
+    2.03125 B/param for large tensors (bitsandbytes' blockwise 8-bit optimizers)."""
     n = int(numel)
     if n < BNB_MIN_8BIT_SIZE:
         return states * 4 * n
