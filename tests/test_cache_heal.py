@@ -173,6 +173,7 @@ def test_read_only_hfmem_cache_answers_from_memory(hub, monkeypatch):
     assert listed.exit_code == 0 and json.loads(listed.stdout)["entries"] == []
 
 
+@pytest.mark.slow  # fresh processes against the test Hub
 def test_read_only_hf_cache_while_the_hub_is_up(hub, tmp_path):
     hf_home = _unwritable_dir()
     env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(hf_home), "HFMEM_HOME": str(tmp_path / "hm")}
@@ -190,6 +191,7 @@ def _no_file_growth():
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 
 
+@pytest.mark.slow  # fresh processes against the test Hub
 def test_full_disk_while_the_hub_is_up(hub, tmp_path):
     env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf"),
            "HFMEM_HOME": str(tmp_path / "hm"), "PYTHONDONTWRITEBYTECODE": "1"}

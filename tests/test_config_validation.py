@@ -103,6 +103,7 @@ CLI_CASES = ["layers-string", "layers-float", "layers-bool", "layers-null", "lay
              "heads-zero", "heads-indivisible", "dtype-unknown", "architectures-string"]
 
 
+@pytest.mark.slow  # a dozen fresh CLI processes per command
 @pytest.mark.parametrize("command", ["calc", "infer", "train"])
 def test_cli_exit_5_and_one_line(tmp_path, command):
     """Each defect through the CLI a user runs: exit 5 (ConfigError), one stderr line naming the file."""

@@ -104,6 +104,7 @@ def test_endpoint_credentials_never_shown_or_stored(fake_hub, minilm_dir, tmp_pa
 # ---------------------------------------------------------------- remote code
 
 
+@pytest.mark.slow  # builds a custom-code model from the test Hub
 def test_remote_code_is_fetched_at_the_pinned_commit(fake_hub, tmp_path):
     sha = fake_hub.add_repo("me/tiny-custom", tinycustom.files())
     env = {"HF_ENDPOINT": fake_hub.endpoint, "HF_HOME": str(tmp_path / "hf"), "HFMEM_HOME": str(tmp_path / "hm")}
@@ -114,6 +115,7 @@ def test_remote_code_is_fetched_at_the_pinned_commit(fake_hub, tmp_path):
     assert all(f"/resolve/{sha}/" in p for p in code), code  # never main
 
 
+@pytest.mark.slow  # builds a custom-code model from the test Hub
 def test_code_from_another_repo_is_named(fake_hub, tmp_path):
     fake_hub.add_repo("me/tiny-custom", tinycustom.files())
     files = tinycustom.files()
