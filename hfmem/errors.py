@@ -1,7 +1,7 @@
 """Typed errors raised by the core.
 
 Each error carries a one-line message that says what is wrong and what to do. The CLI turns them into
-a line on stderr and an exit code in exactly one place (``hfmem.cli.errors.error_boundary``); the core
+a line on stderr and an exit code in exactly one place (``hfmem.cli.errors.error_boundary``, applied once around the whole app); the core
 never prints.
 """
 
@@ -26,6 +26,20 @@ class UsageError(HfmemError):
     """Bad arguments (bad repo id, unknown option value)."""
 
     exit_code = 2
+
+
+class SettingsError(UsageError, ValueError):
+    """An invalid setting (an unknown dtype, a batch of 0, a combination that does not exist).
+
+    ``setting`` names it in the Python API's terms (``lora_targets``, ``compute_dtype``); the CLI boundary
+    maps that name to its flag (``hfmem.cli.options.SETTING_FLAGS``). Also a ``ValueError``, so callers of
+    the Python API may catch either."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None, setting: str | None = None):
+        super().__init__(message, hint=hint)
+        self.setting = setting
 
 
 class ModelNotFoundError(HfmemError):

@@ -14,7 +14,7 @@ import typer
 
 from .. import __version__
 from ..errors import UsageError
-from .errors import error_line
+from .errors import apply_boundary, error_line
 from . import cache, snapshot
 from .calc import calc
 from .gpus import gpus
@@ -38,6 +38,7 @@ app.command("simulate")(simulate)
 app.command("gpus")(gpus)
 app.add_typer(cache.app, name="cache")
 app.add_typer(snapshot.app, name="snapshot")
+apply_boundary(app)  # every command above, once: errors become one line on stderr and an exit code
 
 
 def _version(value: bool) -> None:

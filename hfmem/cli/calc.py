@@ -6,7 +6,7 @@ import typer
 
 from ..api import analyze_many
 from ..errors import HfmemError, UsageError
-from .errors import error_boundary, error_line
+from .errors import error_line
 from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, HeadersOnlyOpt, ModelsArg, NoCacheOpt,
                       OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt, source_options, VerboseOpt)
 from .output import print_json, print_text, stdout_console
@@ -27,30 +27,29 @@ def calc(
 ) -> None:
     """Print the Model Memory Calculator table: largest layer, total size and training with Adam, for
     float32, float16/bfloat16, int8 and int4."""
-    with error_boundary():
-        if not models:
-            raise UsageError("no model given", hint="e.g. hfmem baichuan-inc/Baichuan-7B")
-        opts = source_options(revision, token, offline, trust_remote_code, no_cache, headers_only, verbose=verbose)
-        failures: list[tuple[str, HfmemError]] = []
-        # One model: its error is the answer. Several: answer the others, then report each failure.
-        reports = analyze_many(models, opts, on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
-        mode = compat.value
-        rule = adam_rule.value if adam_rule else None
-        if fmt is Format.json:
-            from ..render.json import calculator_json
+    if not models:
+        raise UsageError("no model given", hint="e.g. hfmem baichuan-inc/Baichuan-7B")
+    opts = source_options(revision, token, offline, trust_remote_code, no_cache, headers_only, verbose=verbose)
+    failures: list[tuple[str, HfmemError]] = []
+    # One model: its error is the answer. Several: answer the others, then report each failure.
+    reports = analyze_many(models, opts, on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
+    mode = compat.value
+    rule = adam_rule.value if adam_rule else None
+    if fmt is Format.json:
+        from ..render.json import calculator_json
 
-            print_json(calculator_json(reports, mode, rule, failures))
-        elif reports:
-            tables = [r.table(mode, rule) for r in reports]
-            from ..render import text
+        print_json(calculator_json(reports, mode, rule, failures))
+    elif reports:
+        tables = [r.table(mode, rule) for r in reports]
+        from ..render import text
 
-            if fmt is Format.markdown:
-                print_text(text.markdown(reports, tables))
-            elif len(reports) == 1:
-                text.rich_single(stdout_console(), reports[0], tables[0])
-            else:
-                text.rich_many(stdout_console(), reports, tables)
-        for _, exc in failures:
-            typer.echo(error_line(exc), err=True)
-        if failures:
-            raise typer.Exit(failures[0][1].exit_code)
+        if fmt is Format.markdown:
+            print_text(text.markdown(reports, tables))
+        elif len(reports) == 1:
+            text.rich_single(stdout_console(), reports[0], tables[0])
+        else:
+            text.rich_many(stdout_console(), reports, tables)
+    for _, exc in failures:
+        typer.echo(error_line(exc), err=True)
+    if failures:
+        raise typer.Exit(failures[0][1].exit_code)

@@ -6,7 +6,6 @@ from dataclasses import asdict
 
 from ..plan.gpus import catalog
 from ..units import format_binary
-from .errors import error_boundary
 from .options import Format, FormatOpt
 from .output import print_json, print_text, stdout_console
 
@@ -29,31 +28,30 @@ def _rows() -> list[list[str]]:
 def gpus(fmt: FormatOpt = Format.table) -> None:
     """List the GPU catalog: marketed size, the total CUDA reports to a process where a source shows it (fits
     are judged on that), bf16/fp8 support, bandwidth."""
-    with error_boundary():
-        if fmt is Format.json:
-            print_json({"schema": "hfmem.gpus/1", "units": "bytes",
-                        "gpus": [{**asdict(g), "aliases": list(g.aliases), "sources": list(g.sources),
-                                  "usable_bytes": g.usable_bytes, "capacity_basis": g.capacity_basis}
-                                 for g in catalog()]})
-            return
-        note = ("memory: the total nvidia-smi reports where a source gave it, else the marketed size (basis "
-                "column). CUDA total: what CUDA reports to a process (torch.cuda.get_device_properties(0)"
-                ".total_memory, the total capacity in a PyTorch out-of-memory message), a little less; ? where "
-                "no public source shows it. --gpu fits are judged on the CUDA total when known, else on memory. "
-                "Sources per GPU: --format json. --gpu also takes a size: 24GiB (2^30) or 80GB (10^9), taken "
-                "as what a process can get.")
-        if fmt is Format.markdown:
-            lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-            lines += ["| " + " | ".join(r) + " |" for r in _rows()]
-            print_text("\n".join(lines) + f"\n\n{note}\n")
-            return
-        from rich.table import Table
+    if fmt is Format.json:
+        print_json({"schema": "hfmem.gpus/1", "units": "bytes",
+                    "gpus": [{**asdict(g), "aliases": list(g.aliases), "sources": list(g.sources),
+                              "usable_bytes": g.usable_bytes, "capacity_basis": g.capacity_basis}
+                             for g in catalog()]})
+        return
+    note = ("memory: the total nvidia-smi reports where a source gave it, else the marketed size (basis "
+            "column). CUDA total: what CUDA reports to a process (torch.cuda.get_device_properties(0)"
+            ".total_memory, the total capacity in a PyTorch out-of-memory message), a little less; ? where "
+            "no public source shows it. --gpu fits are judged on the CUDA total when known, else on memory. "
+            "Sources per GPU: --format json. --gpu also takes a size: 24GiB (2^30) or 80GB (10^9), taken "
+            "as what a process can get.")
+    if fmt is Format.markdown:
+        lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+        lines += ["| " + " | ".join(r) + " |" for r in _rows()]
+        print_text("\n".join(lines) + f"\n\n{note}\n")
+        return
+    from rich.table import Table
 
-        t = Table(title="GPU catalog", title_justify="left")
-        for i, h in enumerate(HEADERS):
-            t.add_column(h, justify="right" if i in _RIGHT else "left")
-        for r in _rows():
-            t.add_row(*r)
-        console = stdout_console()
-        console.print(t)
-        console.print(f"[dim]{note}[/dim]", highlight=False)
+    t = Table(title="GPU catalog", title_justify="left")
+    for i, h in enumerate(HEADERS):
+        t.add_column(h, justify="right" if i in _RIGHT else "left")
+    for r in _rows():
+        t.add_row(*r)
+    console = stdout_console()
+    console.print(t)
+    console.print(f"[dim]{note}[/dim]", highlight=False)

@@ -8,24 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import vocab
 from ..errors import HfmemError, UsageError
-from .errors import error_boundary
-from .options import (Attn, DType, Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt,
+from .options import (Attn, CudaContextOpt, CudaGraphsOpt, DType, Engine, Format, FragmentationOpt, KVDType,
+                      NcclOpt, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt,
                       RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
 from .output import finish, hint
-
-
-class Engine(str, Enum):
-    transformers = "transformers"
-    vllm = "vllm"
-
-
-class KVDType(str, Enum):
-    auto = "auto"
-    bf16 = "bf16"
-    fp16 = "fp16"
-    fp32 = "fp32"
-    fp8 = "fp8"
 
 
 class Logits(str, Enum):
@@ -65,15 +53,11 @@ def infer(
         help="vLLM: tokens in one forward (its profile run).")] = 8192,
     max_num_seqs: Annotated[int, typer.Option("--max-num-seqs",
         help="vLLM: sequences the sampler runs at once (profile run).")] = 256,
-    block_size: Annotated[int, typer.Option("--block-size", help="vLLM: tokens per KV block.")] = 16,
-    cuda_context: Annotated[Optional[str], typer.Option("--cuda-context",
-        help="CUDA context per process, e.g. 600MiB (default 512MiB).")] = None,
-    nccl: Annotated[Optional[str], typer.Option("--nccl",
-        help="NCCL memory per process when --gpus > 1 (default 768MiB).")] = None,
-    cuda_graphs: Annotated[Optional[str], typer.Option("--cuda-graphs",
-        help="vLLM CUDA-graph pool (default 512MiB).")] = None,
-    fragmentation: Annotated[Optional[float], typer.Option("--fragmentation",
-        help="Allocator reserve as a fraction of activations + KV cache (default 0.10).")] = None,
+    block_size: Annotated[int, typer.Option("--block-size", help="vLLM: tokens per KV block.")] = vocab.VLLM_BLOCK_SIZE,
+    cuda_context: CudaContextOpt = None,
+    nccl: NcclOpt = None,
+    cuda_graphs: CudaGraphsOpt = None,
+    fragmentation: FragmentationOpt = None,
     logits: Annotated[Logits, typer.Option("--logits",
         help="Logits kept by the prefill: last (generate) or all (a plain forward: scoring, perplexity).")] = Logits.last,
     emit: Annotated[Optional[Emit], typer.Option("--emit",
@@ -89,35 +73,34 @@ def infer(
     """Serving memory per GPU: weights in their real format, KV cache for the real attention layout,
     activations, CUDA context and other overheads; with --gpu, whether it fits, the max context, max batch,
     fewest GPUs and the weight format that fit."""
-    with error_boundary():
-        if not models:
-            raise UsageError("no model given", hint="e.g. hfmem infer meta-llama/Llama-3.1-8B --context 32768")
-        from ..api import infer_many
-        from ..plan.gpus import parse_gpu
-        from ..scenarios.inference import InferenceSettings
+    if not models:
+        raise UsageError("no model given", hint="e.g. hfmem infer meta-llama/Llama-3.1-8B --context 32768")
+    from ..api import infer_many
+    from ..plan.gpus import parse_gpu
+    from ..scenarios.inference import InferenceSettings
 
-        overheads = overheads_options(cuda_context, nccl, fragmentation, cuda_graphs)
-        settings = InferenceSettings(
-            engine=engine.value, context=context, batch=batch, new_tokens=new_tokens,
-            weights_format=weights.lower() if weights else None, compute_dtype=dtype.value if dtype else None,
-            kv_dtype=None if kv_dtype is KVDType.auto else kv_dtype.value, attn=attn.value if attn else None,
-            tp=gpus, overheads=overheads, block_size=block_size, gpu_memory_utilization=gpu_memory_utilization,
-            max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, logits=logits.value)
-        gpu_obj = parse_gpu(gpu) if gpu else None
-        opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
-        failures: list[tuple[str, HfmemError]] = []
-        reports = infer_many(models, opts, settings=settings, gpu=gpu_obj,
-                             on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
-        emits: dict[str, str] = {}
-        if emit is Emit.vllm:
-            from ..plan.emit import vllm_serve
+    overheads = overheads_options(cuda_context, nccl, fragmentation, cuda_graphs)
+    settings = InferenceSettings(
+        engine=engine.value, context=context, batch=batch, new_tokens=new_tokens,
+        weights_format=weights.lower() if weights else None, compute_dtype=dtype.value if dtype else None,
+        kv_dtype=None if kv_dtype is KVDType.auto else kv_dtype.value, attn=attn.value if attn else None,
+        tp=gpus, overheads=overheads, block_size=block_size, gpu_memory_utilization=gpu_memory_utilization,
+        max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, logits=logits.value)
+    gpu_obj = parse_gpu(gpu) if gpu else None
+    opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
+    failures: list[tuple[str, HfmemError]] = []
+    reports = infer_many(models, opts, settings=settings, gpu=gpu_obj,
+                         on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
+    emits: dict[str, str] = {}
+    if emit is Emit.vllm:
+        from ..plan.emit import vllm_serve
 
-            for r in reports:
-                cmd, caveats = vllm_serve(r.report.model, r.estimate, r.fit)
-                emits[r.report.model] = cmd
-                for c in caveats:
-                    hint(f"note: {r.report.model}: {c}")
-        from ..render import infer as render
+        for r in reports:
+            cmd, caveats = vllm_serve(r.report.model, r.estimate, r.fit)
+            emits[r.report.model] = cmd
+            for c in caveats:
+                hint(f"note: {r.report.model}: {c}")
+    from ..render import infer as render
 
-        finish(fmt, reports, failures, emits, json_doc=render.infer_json, markdown=render.markdown_infer,
-               rich=render.rich_infer)
+    finish(fmt, reports, failures, emits, json_doc=render.infer_json, markdown=render.markdown_infer,
+           rich=render.rich_infer)

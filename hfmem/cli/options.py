@@ -1,4 +1,4 @@
-"""Option aliases shared by every command, defined once."""
+"""Option aliases shared by every command, defined once; their choices come from ``hfmem.vocab``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import vocab
+
+
+def _choices(name: str, values, doc: str = "") -> type[Enum]:
+    """A str Enum whose values are ``values`` (member names: the value with - as _), for typer choices."""
+    cls = Enum(name, [(str(v).replace("-", "_"), str(v)) for v in values], type=str)
+    cls.__doc__ = doc
+    return cls
+
 
 class Format(str, Enum):
     table = "table"
@@ -14,26 +23,34 @@ class Format(str, Enum):
     markdown = "markdown"
 
 
-class Attn(str, Enum):
-    """Attention implementation (transformers' attn_implementation; flash = flash_attention_2)."""
+Attn = _choices("Attn", vocab.ATTNS, "Attention implementation (transformers' attn_implementation; flash = "
+                                     "flash_attention_2).")
+DType = _choices("DType", sorted(vocab.SHORT_DTYPES.values()), "A 16/32-bit dtype by its short name.")
+KVDType = _choices("KVDType", ["auto", *sorted(vocab.SHORT_DTYPES.values()), vocab.FP8],
+                   "KV cache dtype (auto: the compute dtype).")
+Engine = _choices("Engine", vocab.ENGINES, "Inference engine.")
+Method = _choices("Method", vocab.METHODS, "Fine-tuning method.")
+Optimizer = _choices("Optimizer", vocab.OPTIMIZERS, "Optimizer.")
+Fsdp = _choices("Fsdp", vocab.TRAIN_FSDP_STRATEGIES, "torch FSDP sharding strategy.")
+OptimizerImpl = _choices("OptimizerImpl", vocab.ADAMW_IMPLS, "torch AdamW's kernel: foreach (torch's CUDA default), "
+                                                            "fused (HF Trainer's default), forloop.")
 
-    sdpa = "sdpa"
-    flash = "flash"
-    eager = "eager"
-
-
-class DType(str, Enum):
-    bf16 = "bf16"
-    fp16 = "fp16"
-    fp32 = "fp32"
-
-
-class OptimizerImpl(str, Enum):
-    """torch AdamW's kernel: foreach (torch's CUDA default), fused (HF Trainer's default), forloop."""
-
-    foreach = "foreach"
-    fused = "fused"
-    forloop = "forloop"
+# The Python API's setting names (TrainSettings / InferenceSettings fields, ``SettingsError.setting``) and the
+# flag each one is on the command line: the CLI boundary (``errors.cli_message``) shows the flag.
+SETTING_FLAGS: dict[str, str] = {
+    "engine": "--engine", "context": "--context", "batch": "--batch", "new_tokens": "--new-tokens",
+    "weights_format": "--weights", "compute_dtype": "--dtype", "kv_dtype": "--kv-dtype", "attn": "--attn",
+    "block_size": "--block-size", "gpu_memory_utilization": "--gpu-memory-utilization",
+    "max_num_batched_tokens": "--max-num-batched-tokens", "max_num_seqs": "--max-num-seqs", "logits": "--logits",
+    "method": "--method", "precision": "--precision", "optimizer": "--optimizer", "adamw_impl": "--optimizer-impl",
+    "seq": "--seq", "grad_accum": "--grad-accum", "grad_ckpt": "--grad-ckpt", "lora_rank": "--lora-rank",
+    "lora_targets": "--lora-targets", "dora": "--dora", "qlora_format": "--qlora-format", "zero": "--zero",
+    "offload_optimizer": "--offload-optimizer", "offload_param": "--offload-param", "fsdp": "--fsdp",
+    "gpus": "--gpus", "pp": "--pp", "gpus_per_node": "--gpus-per-node",
+    "full_logits_metrics": "--full-logits-metrics", "optimizer_in_backward": "--optimizer-in-backward",
+    "group_size": "--group-size", "rollout": "--rollout", "cuda_context_bytes": "--cuda-context",
+    "nccl_bytes": "--nccl", "cuda_graphs_bytes": "--cuda-graphs", "allocator_fragmentation": "--fragmentation",
+}
 
 
 def overheads_options(cuda_context: str | None, nccl: str | None, fragmentation: float | None,
@@ -55,6 +72,17 @@ def overheads_options(cuda_context: str | None, nccl: str | None, fragmentation:
         nccl_bytes=parse_size_option("--nccl", nccl, d.nccl_bytes),
         cuda_graphs_bytes=parse_size_option("--cuda-graphs", cuda_graphs, d.cuda_graphs_bytes),
         allocator_fragmentation=d.allocator_fragmentation if fragmentation is None else fragmentation)
+
+
+CudaContextOpt = Annotated[Optional[str], typer.Option(
+    "--cuda-context", help="CUDA context per process, e.g. 600MiB (default 512MiB).")]
+NcclOpt = Annotated[Optional[str], typer.Option(
+    "--nccl", help="NCCL memory per process when --gpus > 1 (default 768MiB).")]
+CudaGraphsOpt = Annotated[Optional[str], typer.Option(
+    "--cuda-graphs", help="vLLM CUDA-graph pool (default 512MiB).")]
+FragmentationOpt = Annotated[Optional[float], typer.Option(
+    "--fragmentation", help="Allocator reserve as a fraction of the memory that churns: activations and KV cache "
+                            "(infer), activations, gradients and step temporaries (train) (default 0.10).")]
 
 
 class Compat(str, Enum):

@@ -10,7 +10,7 @@ import typer
 
 from ..api import simulate_model
 from ..errors import HfmemError, UsageError
-from .errors import error_boundary, error_line
+from .errors import error_line
 from .options import (Attn, DType, Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt, OptimizerImpl, RevisionOpt,
                       TokenOpt, TrustRemoteCodeOpt, source_options, VerboseOpt)
 from .output import print_json, print_text, stdout_console
@@ -72,47 +72,46 @@ def simulate(
 ) -> None:
     """Measure the peak memory of the real model code on fake tensors: per phase (forward, backward,
     optimizer step; or prefill, decode) and per category, with no GPU and no weights."""
-    with error_boundary():
-        if batch < 1 or seq < 1 or context < 1 or new_tokens < 0:
-            raise UsageError("--batch, --seq and --context must be at least 1 and --new-tokens at least 0")
-        if lora_rank is not None and lora_rank < 1:
-            raise UsageError(f"--lora-rank {lora_rank} is out of range: a LoRA rank is at least 1",
-                             hint="leave --lora-rank out to train all weights")
-        if iterations < 2:
-            raise UsageError(f"--iterations {iterations} is out of range: at least 2 (optimizer states exist only "
-                             "from step 2 on)")
-        opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
-        common = dict(batch=batch, dtype=DTYPE_NAMES[dtype.value], attn=attn.value if attn else None,
-                      gpu_emulation=not no_gpu_emulation)
-        if mode is Mode.train:
-            lora = None
-            if lora_rank:
-                targets = "all-linear" if lora_targets == "all-linear" else [t for t in lora_targets.split(",") if t]
-                lora = {"r": lora_rank, "alpha": lora_alpha or 2 * lora_rank, "targets": targets}
-            settings = dict(common, seq=seq, grad_ckpt=grad_ckpt, optimizer=optimizer.value,
-                            optimizer_impl=optimizer_impl.value, amp=amp.value if amp else None,
-                            iterations=iterations, lora=lora)
-        else:
-            settings = dict(common, context=context, new_tokens=new_tokens)
-        sims, failures = [], []
-        for m in models:
-            try:
-                sims.append(simulate_model(m, mode.value, opts, **settings))
-            except HfmemError as exc:
-                if len(models) == 1:
-                    raise
-                failures.append((m, exc))
-        from ..render import simulate as render
+    if batch < 1 or seq < 1 or context < 1 or new_tokens < 0:
+        raise UsageError("--batch, --seq and --context must be at least 1 and --new-tokens at least 0")
+    if lora_rank is not None and lora_rank < 1:
+        raise UsageError(f"--lora-rank {lora_rank} is out of range: a LoRA rank is at least 1",
+                         hint="leave --lora-rank out to train all weights")
+    if iterations < 2:
+        raise UsageError(f"--iterations {iterations} is out of range: at least 2 (optimizer states exist only "
+                         "from step 2 on)")
+    opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
+    common = dict(batch=batch, dtype=DTYPE_NAMES[dtype.value], attn=attn.value if attn else None,
+                  gpu_emulation=not no_gpu_emulation)
+    if mode is Mode.train:
+        lora = None
+        if lora_rank:
+            targets = "all-linear" if lora_targets == "all-linear" else [t for t in lora_targets.split(",") if t]
+            lora = {"r": lora_rank, "alpha": lora_alpha or 2 * lora_rank, "targets": targets}
+        settings = dict(common, seq=seq, grad_ckpt=grad_ckpt, optimizer=optimizer.value,
+                        optimizer_impl=optimizer_impl.value, amp=amp.value if amp else None,
+                        iterations=iterations, lora=lora)
+    else:
+        settings = dict(common, context=context, new_tokens=new_tokens)
+    sims, failures = [], []
+    for m in models:
+        try:
+            sims.append(simulate_model(m, mode.value, opts, **settings))
+        except HfmemError as exc:
+            if len(models) == 1:
+                raise
+            failures.append((m, exc))
+    from ..render import simulate as render
 
-        if fmt is Format.json:
-            print_json(render.simulate_json(sims, failures))
-        elif fmt is Format.markdown:
-            print_text("\n".join(render.markdown_simulation(s) for s in sims))
-        else:
-            console = stdout_console()
-            for s in sims:
-                render.rich_simulation(console, s)
-        for _, exc in failures:
-            typer.echo(error_line(exc), err=True)
-        if failures:
-            raise typer.Exit(failures[0][1].exit_code)
+    if fmt is Format.json:
+        print_json(render.simulate_json(sims, failures))
+    elif fmt is Format.markdown:
+        print_text("\n".join(render.markdown_simulation(s) for s in sims))
+    else:
+        console = stdout_console()
+        for s in sims:
+            render.rich_simulation(console, s)
+    for _, exc in failures:
+        typer.echo(error_line(exc), err=True)
+    if failures:
+        raise typer.Exit(failures[0][1].exit_code)

@@ -9,17 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import HfmemError, UsageError
-from .errors import error_boundary
-from .options import (Attn, Format, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt, OptimizerImpl,
+from .. import vocab
+from ..errors import HfmemError, SettingsError, UsageError
+from .options import (Attn, CudaContextOpt, Format, FragmentationOpt, Fsdp, Method, NcclOpt, Optimizer, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt, OptimizerImpl,
                       RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
 from .output import finish, hint
-
-
-class Method(str, Enum):
-    full = "full"
-    lora = "lora"
-    qlora = "qlora"
 
 
 class Precision(str, Enum):
@@ -31,23 +25,6 @@ class Precision(str, Enum):
     deepspeed_bf16 = "deepspeed-bf16"
     deepspeed_fp16 = "deepspeed-fp16"
     deepspeed_mixed = "deepspeed-mixed"
-
-
-class Optimizer(str, Enum):
-    adamw = "adamw"
-    adamw_8bit = "adamw-8bit"
-    paged_adamw_8bit = "paged-adamw-8bit"
-    sgd = "sgd"
-    sgd_momentum = "sgd-momentum"
-    adafactor = "adafactor"
-    lion = "lion"
-    lion_8bit = "lion-8bit"
-
-
-class Fsdp(str, Enum):
-    full_shard = "full_shard"
-    shard_grad_op = "shard_grad_op"
-    hybrid_shard = "hybrid_shard"
 
 
 class Rlhf(str, Enum):
@@ -63,8 +40,8 @@ class Emit(str, Enum):
 
 
 def _targets(value: str | None):
-    if value is None or value.lower() == "all-linear":
-        return "all-linear"
+    if value is None or value.lower() == vocab.LORA_TARGETS:
+        return vocab.LORA_TARGETS
     if value.lower() in ("default", "none"):
         return None
     return [t.strip() for t in value.split(",") if t.strip()]
@@ -92,13 +69,13 @@ def train(
     attn: Annotated[Optional[Attn], typer.Option("--attn",
         help="Attention implementation (default: transformers' own, sdpa, or eager for models without "
              "SDPA such as Gemma 2 and gpt-oss).")] = None,
-    lora_rank: Annotated[int, typer.Option("--lora-rank", help="LoRA rank r.")] = 16,
+    lora_rank: Annotated[int, typer.Option("--lora-rank", help="LoRA rank r.")] = vocab.LORA_RANK,
     lora_targets: Annotated[Optional[str], typer.Option("--lora-targets",
         help="all-linear (default), default (PEFT's per model), or names: q_proj,v_proj.")] = None,
     dora: Annotated[bool, typer.Option("--dora",
         help="DoRA: LoRA + a magnitude vector per adapted layer.")] = False,
     qlora_format: Annotated[str, typer.Option("--qlora-format",
-        help="QLoRA base format: nf4-dq, nf4, fp4-dq, fp4.")] = "nf4-dq",
+        help=f"QLoRA base format: {', '.join(vocab.QLORA_FORMATS)}.")] = vocab.QLORA_FORMATS[0],
     zero: Annotated[Optional[int], typer.Option("--zero",
         help="DeepSpeed ZeRO stage 0-3 (with fp32 or a deepspeed-* precision; deepspeed-bf16 unless --precision "
              "says otherwise).")] = None,
@@ -127,12 +104,9 @@ def train(
         help="An evaluation that generates between steps: BATCHxTOKENS, e.g. 50x800.")] = None,
     full_logits_metrics: Annotated[bool, typer.Option("--full-logits-metrics",
         help="Evaluation keeps every logit for compute_metrics (b x s x vocab fp32).")] = False,
-    cuda_context: Annotated[Optional[str], typer.Option("--cuda-context",
-        help="CUDA context per process (default 512MiB).")] = None,
-    nccl: Annotated[Optional[str], typer.Option("--nccl",
-        help="NCCL memory per process with --gpus > 1 (default 768MiB).")] = None,
-    fragmentation: Annotated[Optional[float], typer.Option("--fragmentation",
-        help="Allocator reserve as a fraction of activations, gradients and step temporaries (default 0.10).")] = None,
+    cuda_context: CudaContextOpt = None,
+    nccl: NcclOpt = None,
+    fragmentation: FragmentationOpt = None,
     emit: Annotated[Optional[Emit], typer.Option("--emit",
         help="Print a configuration consistent with the plan.")] = None,
     revision: RevisionOpt = None,
@@ -146,61 +120,60 @@ def train(
     """Fine-tuning memory per GPU: weights, fp32 master weights, gradients, optimizer states, activations and
     overheads, peak by phase; with --gpu whether it fits and the largest micro-batch / sequence that do;
     --advise quantifies each out-of-memory remedy; --rlhf ppo|grpo|dpo places several models."""
-    with error_boundary():
-        if not models:
-            raise UsageError("no model given", hint="e.g. hfmem train meta-llama/Llama-2-13b-hf --precision amp-bf16")
-        from ..api import train_many
-        from ..plan.gpus import parse_gpu
-        from ..scenarios.finetune import TrainSettings
+    if not models:
+        raise UsageError("no model given", hint="e.g. hfmem train meta-llama/Llama-2-13b-hf --precision amp-bf16")
+    from ..api import train_many
+    from ..plan.gpus import parse_gpu
+    from ..scenarios.finetune import TrainSettings
 
-        if group_size is not None and group_size < 1:
-            raise UsageError(f"--group-size {group_size} is out of range: at least 1 sample per prompt",
-                             hint="leave it out for the default (PPO 1, GRPO 8)")
-        prec = precision.value if precision else None  # None: hfmem.api.train picks one and says so
-        fsdp_value = fsdp.value if fsdp else None
-        assumed: list[str] = []
-        if rlhf and zero is None and fsdp_value is None:
-            # verl's defaults: FSDP full shard (with MixedPrecision when no --precision is given)
-            fsdp_value = "full_shard"
-            assumed.append("--rlhf without --fsdp or --zero: FSDP full_shard, as verl trains by default")
-            hint("note: --rlhf trains as verl does by default: --fsdp full_shard"
-                 + (" --precision amp-bf16" if prec is None else ""))
-        overheads = overheads_options(cuda_context, nccl, fragmentation)
-        eval_b = eval_t = 0
-        if eval_generate:
+    if group_size is not None and group_size < 1:
+        raise UsageError(f"--group-size {group_size} is out of range: at least 1 sample per prompt",
+                         hint="leave it out for the default (PPO 1, GRPO 8)")
+    prec = precision.value if precision else None  # None: hfmem.api.train picks one and says so
+    fsdp_value = fsdp.value if fsdp else None
+    assumed: list[str] = []
+    if rlhf and zero is None and fsdp_value is None:
+        # verl's defaults: FSDP full shard (with MixedPrecision when no --precision is given)
+        fsdp_value = "full_shard"
+        assumed.append("--rlhf without --fsdp or --zero: FSDP full_shard, as verl trains by default")
+        hint("note: --rlhf trains as verl does by default: --fsdp full_shard"
+             + (" --precision amp-bf16" if prec is None else ""))
+    overheads = overheads_options(cuda_context, nccl, fragmentation)
+    eval_b = eval_t = 0
+    if eval_generate:
+        try:
+            eval_b, eval_t = (int(x) for x in eval_generate.lower().split("x"))
+        except ValueError:
+            raise UsageError(f"--eval-generate {eval_generate!r} is not BATCHxTOKENS", hint="e.g. 50x800") from None
+    settings = TrainSettings(
+        method=method.value, precision=prec, optimizer=optimizer.value, adamw_impl=optimizer_impl.value,
+        batch=batch, seq=seq, grad_accum=grad_accum, grad_ckpt=grad_ckpt, attn=attn.value if attn else None,
+        lora_rank=lora_rank, lora_targets=_targets(lora_targets), dora=dora, qlora_format=qlora_format,
+        zero=zero, offload_optimizer=offload_optimizer, offload_param=offload_param,
+        fsdp=fsdp_value, gpus=gpus, tp=tp, pp=pp, gpus_per_node=gpus_per_node,
+        full_logits_metrics=full_logits_metrics, optimizer_in_backward=optimizer_in_backward,
+        eval_generate_batch=eval_b, eval_generate_tokens=eval_t,
+        overheads=overheads)
+    gpu_obj = parse_gpu(gpu) if gpu else None
+    opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
+    failures: list[tuple[str, HfmemError]] = []
+    reports = train_many(models, opts, settings=settings, gpu=gpu_obj, advise=advise,
+                         rlhf=rlhf.value if rlhf else None, assumed=assumed,
+                         rlhf_options={"group_size": group_size,
+                                       "rollout": None if rollout == "none" else rollout} if rlhf else None,
+                         on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
+    emits: dict[str, str] = {}
+    if emit is not None:
+        from ..plan import emit_train
+
+        fn = {"deepspeed": emit_train.deepspeed_config, "accelerate": emit_train.accelerate_config,
+              "peft": emit_train.peft_config}[emit.value]
+        for r in reports:
             try:
-                eval_b, eval_t = (int(x) for x in eval_generate.lower().split("x"))
-            except ValueError:
-                raise UsageError(f"--eval-generate {eval_generate!r} is not BATCHxTOKENS", hint="e.g. 50x800") from None
-        settings = TrainSettings(
-            method=method.value, precision=prec, optimizer=optimizer.value, adamw_impl=optimizer_impl.value,
-            batch=batch, seq=seq, grad_accum=grad_accum, grad_ckpt=grad_ckpt, attn=attn.value if attn else None,
-            lora_rank=lora_rank, lora_targets=_targets(lora_targets), dora=dora, qlora_format=qlora_format,
-            zero=zero, offload_optimizer=offload_optimizer, offload_param=offload_param,
-            fsdp=fsdp_value, gpus=gpus, tp=tp, pp=pp, gpus_per_node=gpus_per_node,
-            full_logits_metrics=full_logits_metrics, optimizer_in_backward=optimizer_in_backward,
-            eval_generate_batch=eval_b, eval_generate_tokens=eval_t,
-            overheads=overheads)
-        gpu_obj = parse_gpu(gpu) if gpu else None
-        opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
-        failures: list[tuple[str, HfmemError]] = []
-        reports = train_many(models, opts, settings=settings, gpu=gpu_obj, advise=advise,
-                             rlhf=rlhf.value if rlhf else None, assumed=assumed,
-                             rlhf_options={"group_size": group_size,
-                                           "rollout": None if rollout == "none" else rollout} if rlhf else None,
-                             on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
-        emits: dict[str, str] = {}
-        if emit is not None:
-            from ..plan import emit_train
+                emits[r.report.model] = fn(r.estimate.settings)
+            except SettingsError as exc:  # a setting the emitted format cannot express
+                raise UsageError(f"--emit {emit.value}: {exc}") from None
+    from ..render import train as render
 
-            fn = {"deepspeed": emit_train.deepspeed_config, "accelerate": emit_train.accelerate_config,
-                  "peft": emit_train.peft_config}[emit.value]
-            for r in reports:
-                try:
-                    emits[r.report.model] = fn(r.estimate.settings)
-                except ValueError as exc:
-                    raise UsageError(f"--emit {emit.value}: {exc}") from None
-        from ..render import train as render
-
-        finish(fmt, reports, failures, emits, json_doc=render.train_json, markdown=render.markdown_train,
-               rich=render.rich_train)
+    finish(fmt, reports, failures, emits, json_doc=render.train_json, markdown=render.markdown_train,
+           rich=render.rich_train)
