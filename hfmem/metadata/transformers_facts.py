@@ -13,6 +13,10 @@ that reading a config never imports transformers (whose configuration module imp
   transformers gives them eager attention by default and refuses ``attn_implementation="sdpa"``
   (``PreTrainedModel.get_correct_attn_implementation``). Attention-free models (Mamba, RWKV, xLSTM) are
   left out: the attention implementation does not apply to them.
+* ``tasks``: per model type, the tasks transformers has a class for (its ``MODEL_FOR_*_MAPPING_NAMES``:
+  ``causal_lm``, ``masked_lm``, ``ctc``, ``image_classification``, ...); ``class_tasks``: per model class name
+  (a config.json's ``architectures``), its task. ``hfmem.model`` reads a model's towers and head from them
+  instead of guessing from field names.
 
 Regenerate with ``python -m hfmem.metadata.transformers_facts`` after a transformers upgrade;
 tests/test_defaults.py checks the shipped data against the installed transformers.
@@ -55,6 +59,16 @@ def composite_text_type(model_type: str) -> str | None:
 
 def no_sdpa_types() -> frozenset[str]:
     return frozenset(load_facts().get("no_sdpa", ()))
+
+
+def model_tasks(model_type: str) -> frozenset[str]:
+    """The tasks transformers has a class for, for ``model_type`` ({} when it does not know the type)."""
+    return frozenset(load_facts().get("tasks", {}).get(str(model_type), ()))
+
+
+def class_task(class_name: str) -> str | None:
+    """The task of a transformers model class (``"LlamaForCausalLM"`` -> ``"causal_lm"``); None if unknown."""
+    return load_facts().get("class_tasks", {}).get(str(class_name))
 
 
 # -- generation (imports transformers; never called on the estimate path) ------------------------------------
@@ -104,6 +118,46 @@ def _lm_classes() -> dict[str, list[str]]:
     return classes
 
 
+# The auto-class mappings whose tasks decide a model's towers and head (hfmem.model.describe). Base models
+# (MODEL_MAPPING_NAMES) get the task "base"; later mappings do not overwrite a class's first task.
+TASK_MAPPINGS = {
+    "causal_lm": "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+    "image_text_to_text": "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+    "multimodal_lm": "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES",
+    "seq2seq_lm": "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
+    "speech_seq2seq": "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES",
+    "masked_lm": "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
+    "sequence_classification": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+    "token_classification": "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
+    "question_answering": "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
+    "multiple_choice": "MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES",
+    "text_encoding": "MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES",
+    "pretraining": "MODEL_FOR_PRETRAINING_MAPPING_NAMES",
+    "ctc": "MODEL_FOR_CTC_MAPPING_NAMES",
+    "audio_classification": "MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES",
+    "image_classification": "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+    "zero_shot_image_classification": "MODEL_FOR_ZERO_SHOT_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+    "object_detection": "MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES",
+    "semantic_segmentation": "MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES",
+    "backbone": "MODEL_FOR_BACKBONE_MAPPING_NAMES",
+    "base": "MODEL_MAPPING_NAMES",
+}
+
+
+def task_tables() -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(tasks per model type, task per class name) from transformers' auto-class mappings."""
+    from transformers.models.auto import modeling_auto as ma
+
+    tasks: dict[str, list[str]] = {}
+    classes: dict[str, str] = {}
+    for task, attr in TASK_MAPPINGS.items():
+        for model_type, names in getattr(ma, attr, {}).items():
+            tasks.setdefault(model_type, []).append(task)
+            for name in (names if isinstance(names, (list, tuple)) else [names]):
+                classes.setdefault(name, task)
+    return dict(sorted(tasks.items())), dict(sorted(classes.items()))
+
+
 def sdpa_flags() -> dict[str, bool]:
     """Per model type with a causal-LM or image-text-to-text class: whether every such class supports SDPA."""
     import transformers
@@ -150,12 +204,14 @@ def generate() -> dict:
         except Exception:  # noqa: BLE001 - a class without a usable default: no defaults for it
             continue
     no_sdpa = sorted(t for t, ok in sdpa_flags().items() if not ok and t not in ATTENTION_FREE)
-    return {"schema": 1, "transformers": transformers.__version__,
+    tasks, class_tasks = task_tables()
+    return {"schema": 2, "transformers": transformers.__version__,
             "what": "transformers' configuration-class defaults (independent fields), composite -> text_config "
-                    "model types, and the model types without SDPA attention; written by "
+                    "model types, the model types without SDPA attention, and the tasks of model types and classes; "
+                    "written by "
                     "python -m hfmem.metadata.transformers_facts",
             "text_defaults": defaults, "composite_text_types": dict(sorted(composite.items())),
-            "no_sdpa": no_sdpa}
+            "no_sdpa": no_sdpa, "tasks": tasks, "class_tasks": class_tasks}
 
 
 def main() -> int:
