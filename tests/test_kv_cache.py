@@ -343,5 +343,5 @@ def test_unmodelled_recurrent_models_are_refused():
         kv_layout({"model_type": "recurrent_gemma", "num_hidden_layers": 2, "num_attention_heads": 4,
                    "hidden_size": 64})
     with pytest.raises(NotImplementedError):      # an unknown model with linear-attention layers
-        kv_layout({"model_type": "somehybrid", "num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 64,
-                   "layer_types": ["linear_attention", "full_attention"]})
+        kv_layout({"model_type": "somehybrid", "architectures": ["SomehybridForCausalLM"], "num_hidden_layers": 2,
+                   "num_attention_heads": 4, "hidden_size": 64, "layer_types": ["linear_attention", "full_attention"]})

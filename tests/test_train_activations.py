@@ -150,8 +150,8 @@ def test_precision_amp_and_lora():
 # -- published values -----------------------------------------------------------------------------------
 def _unknown(hidden, heads, layers=4, vocab=51200) -> dict:
     """A config no family claims: Korthikanti's fallback."""
-    return {"model_type": "mystery-transformer", "hidden_size": hidden, "num_attention_heads": heads,
-            "num_hidden_layers": layers, "vocab_size": vocab}
+    return {"model_type": "mystery-transformer", "architectures": ["MysteryForCausalLM"], "hidden_size": hidden,
+            "num_attention_heads": heads, "num_hidden_layers": layers, "vocab_size": vocab}
 
 
 @pytest.mark.parametrize("heads,hidden,ratio", [(96, 12288, 80), (128, 20480, 64)])
@@ -225,10 +225,14 @@ def test_nearest_family_and_sources():
     v2 = T.activation_bytes(config("deepseek-ai/DeepSeek-V2-Lite-Chat"), batch=1, seq=512)
     assert v2.coefficients_source == "calibration.json: deepseek_v3/sdpa"
     assert any("nearest family of deepseek_v2" in a for a in v2.assumptions)
-    guessed = dict(_unknown(1024, 16), rms_norm_eps=1e-6, intermediate_size=2816)
-    g = T.activation_bytes(guessed, batch=1, seq=512)
-    assert g.coefficients_source == "calibration.json: llama/sdpa"
-    assert any("guessed" in a for a in g.assumptions)
+    # an unknown model_type with RMSNorm fields: no calibration and no family known to share its code, so the
+    # published generic form (Korthikanti et al. 2022: 34·s·b·h per layer), not a family guessed from field names
+    unknown = dict(_unknown(1024, 16), rms_norm_eps=1e-6, intermediate_size=2816)
+    g = T.activation_bytes(unknown, batch=1, seq=512)
+    assert g.coefficients_source == T.KORTHIKANTI
+    assert g.per_layer_bytes == 34 * 512 * 1 * 1024  # 34·s·b·h, s = 512, b = 1, h = 1024
+    assert any("no calibration for mystery-transformer: Korthikanti et al. 2022's generic 34·s·b·h per layer" in a
+               for a in g.assumptions)
     # gemma2 has no SDPA entry (transformers has no SDPA for it): eager's linear part, no s² term
     g2 = T.activation_bytes(config("google/gemma-2-2b-it"), batch=1, seq=512, attn="sdpa")
     assert g2.coefficients_source == "calibration.json: gemma2/eager"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hfmem import reference as R  # published formulas mirrored for comparison
 from hfmem.scenarios import sharding as S
 from hfmem.scenarios import training as T
 
@@ -214,7 +215,7 @@ def test_lora_trainable_and_frozen():
 # -- the ZeRO paper -----------------------------------------------------------------------------------------
 
 def test_zero_paper_figure1():
-    got = [S.zero_paper_states(7_500_000_000, st, 64).gpu_bytes / GB for st in range(4)]
+    got = [R.zero_paper_states(7_500_000_000, st, 64).gpu_bytes / GB for st in range(4)]
     assert got[0] == 120
     assert round(got[1], 1) == 31.4
     assert round(got[2], 1) == 16.6
@@ -231,13 +232,13 @@ def test_zero_paper_figure1():
     (1e12, 1024, 2, 2013, 0),
 ])
 def test_zero_paper_table1(psi, dp, stage, printed, decimals):
-    value = S.zero_paper_states(int(psi), stage, dp).gpu_bytes / GB
+    value = R.zero_paper_states(int(psi), stage, dp).gpu_bytes / GB
     assert truncates_to(value, printed, decimals), (value, printed)
 
 
 def test_zero_paper_table2_max_model_size():
     """32 GB V100s, MP 1, 64 GPUs: 2B / 7.6B / 14.4B / 128B."""
-    got = [S.zero_paper_max_params(32 * GB, st, 64) / 1e9 for st in range(4)]
+    got = [R.zero_paper_max_params(32 * GB, st, 64) / 1e9 for st in range(4)]
     assert [math.floor(x * 10) / 10 for x in got] == [2.0, 7.6, 14.4, 128.0]
 
 
@@ -247,11 +248,11 @@ def test_deepspeed_zero2_estimator_formulas():
     P = 2_851_598_336
     for gpus, nodes in [(1, 1), (8, 1), (8, 4)]:
         n = gpus * nodes
-        assert S.deepspeed_estimate_zero2(P, gpus, nodes, cpu_offload=False) == \
+        assert R.deepspeed_estimate_zero2(P, gpus, nodes, cpu_offload=False) == \
             (int(P * 4 * gpus * 1.5), 4 * P + int(16 * P / n))
-        assert S.deepspeed_estimate_zero2(P, gpus, nodes, cpu_offload=True) == \
+        assert R.deepspeed_estimate_zero2(P, gpus, nodes, cpu_offload=True) == \
             (int(P * max(4 * n, 16) * 1.5), 2 * P)
-    rows = S.deepspeed_zero2_table(P, 8)
+    rows = R.deepspeed_zero2_table(P, 8)
     assert [r.offload_optimizer for r in rows] == [True, False]
 
 
@@ -259,7 +260,7 @@ def test_deepspeed_zero3_estimator_formulas():
     P, LL = LLAMA2_7B, 32000 * 4096
     for gpus, nodes in [(1, 1), (8, 1), (8, 2)]:
         n = gpus * nodes
-        rows = S.deepspeed_zero3_table(P, LL, gpus, nodes)
+        rows = R.deepspeed_zero3_table(P, LL, gpus, nodes)
         want = [  # (cpu, gpu) in DeepSpeed's printing order
             (P * 18 / nodes * 1.5, 4 * LL),
             (P * max(4 * gpus, 18 / nodes) * 1.5, 4 * LL),
@@ -284,7 +285,7 @@ def test_deepspeed_zero3_published_output_t5_small():
     P = shared + enc + dec
     assert P == 60_506_624
     printed = [(1.52, 0.06), (1.52, 0.06), (1.35, 0.17), (1.35, 0.17), (0.09, 1.08), (0.34, 1.08)]
-    rows = S.deepspeed_zero3_table(P, shared, 1, 1)
+    rows = R.deepspeed_zero3_table(P, shared, 1, 1)
     assert [(round(r.cpu_bytes / GIB, 2), round(r.gpu_bytes / GIB, 2)) for r in rows] == printed
 
 
@@ -299,10 +300,10 @@ def test_deepspeed_largest_layer_from_census(llama7b, bert):
 
 
 def test_eleuther_communication_buffers():
-    assert S.eleuther_communication_bytes(0, 8) == 0
-    assert S.eleuther_communication_bytes(1, 1) == 0
-    assert S.eleuther_communication_bytes(2, 8) == 5e8 * 2
-    assert S.eleuther_communication_bytes(3, 8) == 5e8 * 2 + 1e9 * 2
+    assert R.eleuther_communication_bytes(0, 8) == 0
+    assert R.eleuther_communication_bytes(1, 1) == 0
+    assert R.eleuther_communication_bytes(2, 8) == 5e8 * 2
+    assert R.eleuther_communication_bytes(3, 8) == 5e8 * 2 + 1e9 * 2
 
 
 def test_deepspeed_defaults():
@@ -328,7 +329,7 @@ def test_zero_states_reduce_to_the_paper(dp):
     census = _big_census()
     psi = 8 * 8192 * 8192
     ms = T.model_states(census, precision="deepspeed-mixed", optimizer="adamw")
-    paper = {st: S.zero_paper_states(psi, st, dp).gpu_bytes for st in range(4)}
+    paper = {st: R.zero_paper_states(psi, st, dp).gpu_bytes for st in range(4)}
     z1 = S.zero_states(ms, S.ZeroConfig(stage=1, data_parallel=dp)).gpu_components()
     assert z1["weights_bytes"] + z1["unsharded_gradients_bytes"] + z1["master_weights_bytes"] \
         + z1["optimizer_bytes"] == paper[1]                           # 4Ψ + 12Ψ/N

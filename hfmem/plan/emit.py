@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shlex
 
+from ..vocab import VLLM_BLOCK_SIZE
+
 # hfmem weight format -> vLLM's --quantization (only where loading a 16-bit checkpoint in that format is an
 # on-the-fly quantization vLLM offers; a checkpoint already stored quantized is detected by vLLM itself).
 _VLLM_QUANT = {"fp8": "fp8", "int8": "bitsandbytes", "nf4": "bitsandbytes", "nf4-dq": "bitsandbytes",
@@ -53,7 +55,7 @@ def vllm_serve(model: str, estimate, fit=None) -> tuple[str, list[str]]:
             args += ["--quantization", quant]
         elif fmt not in ("bf16", "fp16", "fp32"):
             caveats.append(f"vLLM cannot quantize to {fmt} on load: use a checkpoint stored in that format")
-    if s.block_size != 16:
+    if s.block_size != VLLM_BLOCK_SIZE:  # vLLM's own default: no flag needed
         args += ["--block-size", str(s.block_size)]
     if s.engine != "vllm":
         caveats.append("the estimate is for the transformers engine; rerun with --engine vllm for vLLM's numbers")

@@ -29,6 +29,7 @@ import json
 import math
 import re
 
+from ..errors import SettingsError
 from ..scenarios import sharding
 from ..scenarios.finetune import TrainSettings
 
@@ -131,7 +132,7 @@ def trainer_args(settings: TrainSettings, *, deepspeed_file: str | None = None) 
         args["optim_args"] = optim_args
     if deepspeed_file is not None:
         if s.zero is None:
-            raise ValueError("deepspeed_file given but the plan does not use DeepSpeed (no --zero)")
+            raise SettingsError("deepspeed_file given but the plan does not use DeepSpeed (no --zero)")
         args["deepspeed"] = deepspeed_file
     return args
 
@@ -151,7 +152,7 @@ def bnb_kwargs(settings: TrainSettings) -> dict:
     """``BitsAndBytesConfig`` keyword arguments for QLoRA (dtypes as torch dtype names)."""
     s = _validated(settings)
     if s.method != "qlora":
-        raise ValueError("BitsAndBytesConfig is for --method qlora")
+        raise SettingsError("BitsAndBytesConfig is for --method qlora")
     quant, double = _BNB_QUANT[s.qlora_format]
     dtype = _model_dtype(s)
     out = {"load_in_4bit": True, "bnb_4bit_quant_type": quant, "bnb_4bit_use_double_quant": double,
@@ -209,15 +210,15 @@ def caveats(settings: TrainSettings, kind: str) -> list[str]:
 
 def _check_deepspeed(s: TrainSettings) -> None:
     if s.fsdp:
-        raise ValueError("DeepSpeed cannot express FSDP (--fsdp): use --emit accelerate")
+        raise SettingsError("DeepSpeed cannot express FSDP (--fsdp): use --emit accelerate")
     if s.zero is None:
-        raise ValueError("the plan does not use DeepSpeed: set --zero 0-3")
+        raise SettingsError("the plan does not use DeepSpeed: set --zero 0-3")
     if s.pp > 1:
-        raise ValueError("DeepSpeed pipeline parallelism needs a PipelineModule, not a config key: plan with --pp 1")
+        raise SettingsError("DeepSpeed pipeline parallelism needs a PipelineModule, not a config key: plan with --pp 1")
     if s.tp > 1 and s.zero == 3:
-        raise ValueError("DeepSpeed AutoTP training supports ZeRO stages 0-2, not 3")
+        raise SettingsError("DeepSpeed AutoTP training supports ZeRO stages 0-2, not 3")
     if s.offload_optimizer and s.optimizer in _BNB_OPTIMIZERS:
-        raise ValueError(f"ZeRO-Offload steps the optimizer on the CPU; bitsandbytes {s.optimizer} runs on CUDA only")
+        raise SettingsError(f"ZeRO-Offload steps the optimizer on the CPU; bitsandbytes {s.optimizer} runs on CUDA only")
 
 
 def deepspeed_dict(settings: TrainSettings, *, for_trainer: bool = True) -> dict:
@@ -331,9 +332,9 @@ def accelerate_dict(settings: TrainSettings, *, fsdp_version: int | None = None,
     """The accelerate config as a dict (``accelerate_config`` renders it)."""
     s = _validated(settings)
     if s.pp > 1:
-        raise ValueError("accelerate has no pipeline parallelism for this plan (Megatron-LM only): plan with --pp 1")
+        raise SettingsError("accelerate has no pipeline parallelism for this plan (Megatron-LM only): plan with --pp 1")
     if s.tp > 1 and s.zero is None and not s.fsdp:
-        raise ValueError("accelerate expresses tensor parallelism with FSDP2 (--fsdp) or DeepSpeed AutoTP (--zero 0-2)")
+        raise SettingsError("accelerate expresses tensor parallelism with FSDP2 (--fsdp) or DeepSpeed AutoTP (--zero 0-2)")
     nodes = max(1, math.ceil(s.gpus / s.gpus_per_node))
     cfg: dict = {
         "compute_environment": "LOCAL_MACHINE",
@@ -378,9 +379,9 @@ def accelerate_dict(settings: TrainSettings, *, fsdp_version: int | None = None,
     elif s.fsdp:
         version = fsdp_version or (2 if s.tp > 1 else 1)
         if version not in (1, 2):
-            raise ValueError("fsdp_version must be 1 or 2")
+            raise SettingsError("fsdp_version must be 1 or 2")
         if s.tp > 1 and version == 1:
-            raise ValueError("tensor parallelism with FSDP needs fsdp_version 2 (parallelism_config)")
+            raise SettingsError("tensor parallelism with FSDP needs fsdp_version 2 (parallelism_config)")
         cfg["distributed_type"] = "FSDP"
         cfg["mixed_precision"] = mixed
         fs: dict = {
@@ -407,7 +408,7 @@ def accelerate_dict(settings: TrainSettings, *, fsdp_version: int | None = None,
             if s.fsdp == "hybrid_shard":
                 shard = min(dp, max(1, s.gpus_per_node // s.tp))
                 if dp % shard:
-                    raise ValueError(f"hybrid_shard: {dp} data-parallel ranks do not split into nodes of {shard}")
+                    raise SettingsError(f"hybrid_shard: {dp} data-parallel ranks do not split into nodes of {shard}")
                 replicate = dp // shard
             if s.tp > 1 or replicate > 1:
                 cfg["parallelism_config"] = {"parallelism_config_dp_replicate_size": replicate,
@@ -453,7 +454,7 @@ def peft_config(settings: TrainSettings) -> str:
     ValueError for a full fine-tune."""
     s = _validated(settings)
     if s.method == "full":
-        raise ValueError("a full fine-tune has no PEFT configuration (--method lora or qlora)")
+        raise SettingsError("a full fine-tune has no PEFT configuration (--method lora or qlora)")
     lines = [f"# PEFT configuration for the hfmem plan: {_describe(s)}"]
     lines += [f"# note: {c}" for c in caveats(s, "peft")]
     lines += ["import torch", "from peft import LoraConfig"]
@@ -497,7 +498,7 @@ def emit(kind: str, settings: TrainSettings) -> tuple[str, list[str]]:
     try:
         fn = EMITTERS[kind]
     except KeyError:
-        raise ValueError(f"--emit must be one of {', '.join(EMITTERS)}, not {kind!r}") from None
+        raise SettingsError(f"--emit must be one of {', '.join(EMITTERS)}, not {kind!r}") from None
     return fn(settings), caveats(settings, kind)
 
 

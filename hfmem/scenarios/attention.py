@@ -10,17 +10,13 @@ hfmem/metadata/transformers_facts.py), united with the calibrations' ``eager_onl
 
 from __future__ import annotations
 
-from ..metadata.config import text_config
+from ..model import describe
 from ..metadata.transformers_facts import ATTENTION_FREE, no_sdpa_types
 
 
 def model_types(config: dict) -> list[str]:
     """The config's model type and its text model's (a multimodal config), outer first."""
-    out = [str(config.get("model_type") or "")]
-    inner = str(text_config(config).get("model_type") or "")
-    if inner and inner not in out:
-        out.append(inner)
-    return [t for t in out if t]
+    return list(describe(config).model_types)
 
 
 def _eager_only_families() -> set[str]:

@@ -21,18 +21,21 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from .. import vocab
+from ..errors import SettingsError
+from ..model import describe
 from . import peft as peftmod
 from . import sharding, training
 from .overheads import Overheads, reserved_bytes
 
-METHODS = ("full", "lora", "qlora")
+METHODS = vocab.METHODS
 PRECISIONS = tuple(training.PRECISIONS)
-ATTNS = ("sdpa", "flash", "eager")
-FSDP = ("full_shard", "shard_grad_op", "hybrid_shard")
+ATTNS = vocab.ATTNS
+FSDP = vocab.TRAIN_FSDP_STRATEGIES
 
 
-class TrainSettingsError(ValueError):
-    """A setting out of range or a combination that does not exist; the message names it."""
+class TrainSettingsError(SettingsError):
+    """A setting out of range or a combination that does not exist; the message names it (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,8 @@ class TrainSettings:
     grad_accum: int = 1
     grad_ckpt: bool = False
     attn: str | None = None          # None: transformers' default (sdpa; eager where it has no SDPA)
-    lora_rank: int = 16
-    lora_targets: object = "all-linear"   # "all-linear", a list of names, a regex, or None (PEFT's default)
+    lora_rank: int = vocab.LORA_RANK
+    lora_targets: object = vocab.LORA_TARGETS   # "all-linear", a list of names, a regex, or None (PEFT's default)
     dora: bool = False
     qlora_format: str = "nf4-dq"
     zero: int | None = None
@@ -79,7 +82,8 @@ class TrainSettings:
             if int(getattr(self, name)) < 1:
                 raise TrainSettingsError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.gpus % (self.tp * self.pp):
-            raise TrainSettingsError(f"--gpus {self.gpus} is not a multiple of tp × pp = {self.tp * self.pp}")
+            raise TrainSettingsError(f"gpus={self.gpus} is not a multiple of tp × pp = {self.tp * self.pp}",
+                                     setting="gpus")
         if self.zero is not None and self.zero not in (0, 1, 2, 3):
             raise TrainSettingsError("zero must be 0, 1, 2 or 3")
         if self.zero is not None and self.fsdp:
@@ -87,13 +91,14 @@ class TrainSettings:
         if self.fsdp and self.fsdp not in FSDP:
             raise TrainSettingsError(f"fsdp must be one of {', '.join(FSDP)}")
         if (self.offload_optimizer or self.offload_param) and self.zero is None:
-            raise TrainSettingsError("offloading needs DeepSpeed ZeRO (--zero 1/2/3)")
+            raise TrainSettingsError("offloading needs DeepSpeed ZeRO (zero=1/2/3)", setting="zero")
         if self.offload_param and self.zero != 3:
             raise TrainSettingsError("parameter offload needs ZeRO stage 3")
         if self.offload_optimizer and self.zero == 0:
             raise TrainSettingsError("optimizer offload needs ZeRO stage 1, 2 or 3")
         if self.precision.startswith("deepspeed") and self.zero is None:
-            raise TrainSettingsError("deepspeed-* precisions need --zero (DeepSpeed runs them)")
+            raise TrainSettingsError("deepspeed-* precisions need a ZeRO stage, zero=0-3 (DeepSpeed runs them)",
+                                     setting="zero")
         if self.fsdp and self.precision.startswith("deepspeed"):
             raise TrainSettingsError("FSDP trains with torch precisions (fp32, amp-*, bf16, fp16)")
         if self.optimizer_in_backward and (self.zero is not None or self.fsdp or self.grad_accum > 1):
@@ -189,7 +194,8 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
     s, attn_notes = resolve_attn(settings.validate(), config)
     notes: list[str] = []
     assumptions: list[str] = list(attn_notes)
-    model_type = (config.get("text_config") or {}).get("model_type") or config.get("model_type")
+    types = describe(config).model_types
+    model_type = types[-1] if types else None  # the language model's type (PEFT's default targets follow it)
     census = list(tensors)
     if s.tp > 1:
         census = sharding.tensor_parallel_census(census, s.tp, vocab_parallel=True)

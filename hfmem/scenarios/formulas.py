@@ -16,6 +16,8 @@ L layers, v vocabulary size.
 
 from __future__ import annotations
 
+from ..errors import SettingsError
+
 # -- model states (weights, gradients, optimizer) -------------------------------------------------------
 
 # Bytes per parameter as (weights, gradients, optimizer states).
@@ -43,7 +45,7 @@ def model_state_bytes_per_param(regime: str) -> int:
     try:
         return sum(MODEL_STATE_BYTES_PER_PARAM[regime])
     except KeyError:
-        raise ValueError(f"unknown regime {regime!r} (use one of {', '.join(MODEL_STATE_BYTES_PER_PARAM)})") from None
+        raise SettingsError(f"unknown regime {regime!r} (use one of {', '.join(MODEL_STATE_BYTES_PER_PARAM)})") from None
 
 
 def model_state_bytes(num_params: int, regime: str) -> int:
@@ -64,7 +66,7 @@ def zero_model_state_bytes_per_device(num_params: int, stage: int, data_parallel
         return 2 * p + (2 + k_bytes) * p / n
     if stage == 3:
         return (4 + k_bytes) * p / n
-    raise ValueError("ZeRO stage must be 0, 1, 2 or 3")
+    raise SettingsError("ZeRO stage must be 0, 1, 2 or 3")
 
 
 def adamw_step_temporary_bytes(trainable_param_bytes: int, impl: str = "foreach") -> int:
@@ -81,7 +83,7 @@ def adamw_step_temporary_bytes(trainable_param_bytes: int, impl: str = "foreach"
         return int(trainable_param_bytes)
     if impl in ("fused", "forloop"):
         return 0
-    raise ValueError(f"unknown AdamW implementation {impl!r} (foreach, fused or forloop)")
+    raise SettingsError(f"unknown AdamW implementation {impl!r} (foreach, fused or forloop)")
 
 
 # -- activations (Korthikanti et al. 2022, arXiv 2205.05198) ----------------------------------------------

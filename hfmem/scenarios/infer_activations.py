@@ -75,13 +75,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from ..metadata.config import first_of as _first
-from ..metadata.config import text_config
+from ..model import ModelDescription, describe
+from ..model.description import TEXT_ENCODER, Tower
+from ..errors import UnsupportedArchitectureError
+from .. import vocab as _vocab
+from ..vocab import ATTNS
 from .kv_cache import SLIDING, KVLayoutError, kv_layout
 
 CALIBRATION_PATH = Path(__file__).resolve().parents[1] / "data" / "infer_calibration.json"
-ATTNS = ("sdpa", "eager", "flash")
-DTYPE_BYTES = (2, 4)
+DTYPE_BYTES = tuple(sorted(set(_vocab.DTYPE_BYTES.values())))  # the widths calibrated: 2 (bf16/fp16), 4 (fp32)
 FP32_BYTES = 4
 
 # Regions. A layer region is "<kind>_<role>": the last layer of that kind in the calibration model.
@@ -104,8 +106,9 @@ REGION_NAMES = {
 FALLBACK_DENSE, FALLBACK_MOE, FALLBACK_MLA = "llama", "qwen3_moe", "deepseek_v3"
 
 
-class InferActivationError(ValueError):
-    """A setting the closed form does not cover (unknown attention, dtype width, missing dimensions)."""
+class InferActivationError(UnsupportedArchitectureError, ValueError):
+    """A model or setting the closed form does not cover (unknown attention, dtype width, missing dimensions):
+    hfmem cannot estimate it (exit 6; ``hfmem simulate`` runs the model code instead)."""
 
 
 # -- shape ------------------------------------------------------------------------------------------------
@@ -178,77 +181,45 @@ class InferShape:
         return int(batch) * int(tokens) * int(dtype_bytes) * sum(self.kv_elems_per_layer[layer + 1:])
 
 
-# Encoder-only models run one forward over the whole input with no KV cache and (masked-LM heads) logits for
-# every position: not what these closed forms describe.
-_ENCODER_SUFFIXES = ("ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",
-                     "ForMultipleChoice", "ForPreTraining")
-_ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "deberta", "deberta-v2", "electra", "albert",
-                  "modernbert", "mpnet", "nomic_bert", "camembert", "xlm_roberta"}
-
-
-def _text(config: dict) -> dict:
-    """The decoder's config: a multimodal config's text_config (with transformers' defaults for the fields
-    it omits, as kv_cache does), else the config itself."""
-    if config.get("is_encoder_decoder"):
-        raise InferActivationError(f"encoder-decoder models ({config.get('model_type')}) are not covered")
-    try:
-        return text_config(config)
-    except NotImplementedError as exc:
-        raise InferActivationError(str(exc)) from None
-
-
-def infer_shape(config: dict) -> InferShape:
-    cfg = _text(config)
-    model_type = str(cfg.get("model_type", ""))
-    archs = [str(a) for a in (config.get("architectures") or [])]
-    if model_type in _ENCODER_TYPES or (archs and all(a.endswith(_ENCODER_SUFFIXES) for a in archs)):
-        raise InferActivationError(f"{model_type}: encoder-only model (no KV cache, every position's outputs): "
-                                   f"not covered by the decoder prefill/decode forms")
-    hidden = _first(cfg, "hidden_size", "n_embd", "d_model")
-    heads = _first(cfg, "num_attention_heads", "n_head", "num_heads")
-    layers = _first(cfg, "num_hidden_layers", "n_layer", "num_layers")
-    vocab = _first(cfg, "vocab_size")
-    if None in (hidden, heads, layers, vocab):
-        raise InferActivationError(f"config ({model_type or 'unknown'}) lacks hidden size, heads, layers or vocabulary")
-    hidden, heads, layers, vocab = int(hidden), int(heads), int(layers), int(vocab)
-    latent = q_lora = 0
-    if cfg.get("kv_lora_rank"):
-        rope, nope = int(cfg["qk_rope_head_dim"]), int(cfg["qk_nope_head_dim"])
-        head_dim, v_head_dim, rope_dim = rope + nope, int(cfg.get("v_head_dim") or nope), rope
-        latent, q_lora = int(cfg["kv_lora_rank"]) + rope, int(cfg.get("q_lora_rank") or 0)
-        kv_heads = heads
+def infer_shape(config: dict | ModelDescription) -> InferShape:
+    """The widths the prefill/decode forms need: a view of the model description's text decoder. Encoder-only
+    and encoder-decoder models, and models without a text decoder, get one line saying so."""
+    desc = describe(config)
+    if desc.is_encoder_decoder:
+        raise InferActivationError(f"encoder-decoder models ({desc.model_type}) are not covered")
+    if desc.roles == (TEXT_ENCODER,):  # a text encoder alone; with other towers require_decoder names them all
+        raise InferActivationError(f"{desc.text.model_type}: encoder-only model (no KV cache, every position's "
+                                   "outputs): not covered by the decoder prefill/decode forms")
+    if desc.text is None and not desc.roles:
+        raise InferActivationError(f"config ({desc.model_type or 'unknown'}) lacks hidden size, heads, layers or "
+                                   "vocabulary")
+    t = desc.require_decoder("serving memory")
+    if not (t.hidden and t.heads and t.num_layers and t.vocab):
+        raise InferActivationError(f"config ({t.model_type or 'unknown'}) lacks hidden size, heads, layers or "
+                                   "vocabulary")
+    mla, moe = t.mla, t.moe
+    if mla:
+        head_dim, v_head_dim, rope_dim = mla.qk_head_dim, mla.v_head_dim, mla.qk_rope_head_dim
     else:
-        head_dim = int(cfg.get("head_dim") or hidden // heads)
-        v_head_dim = rope_dim = head_dim
-        if cfg.get("multi_query") and not cfg.get("new_decoder_architecture"):
-            kv_heads = 1
-        else:
-            kv_heads = int(_first(cfg, "num_key_value_heads", "num_kv_heads", "n_head_kv") or heads)
-    intermediate = int(_first(cfg, "intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size") or 4 * hidden)
-    experts = int(_first(cfg, "num_experts", "num_local_experts", "n_routed_experts") or 0)
-    top_k = int(_first(cfg, "num_experts_per_tok", "num_experts_per_token", "moe_topk") or 0)
-    expert_inter = shared = dense = 0
-    if experts and top_k:
-        expert_inter = int(cfg.get("moe_intermediate_size") or intermediate)
-        if cfg.get("n_shared_experts"):
-            shared = int(cfg["n_shared_experts"]) * expert_inter
-        elif cfg.get("shared_expert_intermediate_size"):
-            shared = int(cfg["shared_expert_intermediate_size"])
-        dense = min(layers, int(cfg.get("first_k_dense_replace") or 0))
+        head_dim = v_head_dim = rope_dim = t.head_dim
     try:
-        layout = kv_layout(config).layers
+        layout = kv_layout(desc).layers
         kv_elems = tuple(layer.elems_per_token for layer in layout)
         sliding = [layer.kind == SLIDING for layer in layout]
         windows = [layer.window for layer in layout if layer.kind == SLIDING]
-    except (KVLayoutError, NotImplementedError):
-        kv_elems, sliding, windows = (), [False] * layers, []
-    kinds = tuple("dense" if i < dense else "sliding" if sliding[i] else "full" for i in range(len(sliding)))
+    except (KVLayoutError, NotImplementedError, UnsupportedArchitectureError):
+        kv_elems, sliding, windows = (), [False] * t.num_layers, []
+    mlps = [layer.mlp for layer in t.layers] or ["dense"] * t.num_layers
+    kinds = tuple("dense" if (moe and i < len(mlps) and mlps[i] == "dense") else "sliding" if sliding[i] else "full"
+                  for i in range(len(sliding)))
     return InferShape(
-        model_type=model_type, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-        v_head_dim=v_head_dim, rope_dim=rope_dim, intermediate=intermediate, vocab=vocab, experts=experts,
-        top_k=top_k, expert_intermediate=expert_inter, shared_intermediate=shared, dense_layers=dense,
-        mla_latent=latent, q_lora_rank=q_lora, layer_kinds=kinds, kv_elems_per_layer=kv_elems,
-        sliding_window=min(windows) if windows else None)
+        model_type=t.model_type, layers=t.num_layers, hidden=t.hidden, heads=t.heads, kv_heads=t.kv_heads,
+        head_dim=head_dim, v_head_dim=v_head_dim, rope_dim=rope_dim, intermediate=t.intermediate, vocab=t.vocab,
+        experts=moe.experts if moe else 0, top_k=moe.top_k if moe else 0,
+        expert_intermediate=moe.expert_intermediate if moe else 0,
+        shared_intermediate=moe.shared_intermediate if moe else 0, dense_layers=t.dense_layers,
+        mla_latent=mla.latent if mla else 0, q_lora_rank=mla.q_lora_rank if mla else 0, layer_kinds=kinds,
+        kv_elems_per_layer=kv_elems, sliding_window=min(windows) if windows else None)
 
 
 # -- features ---------------------------------------------------------------------------------------------
@@ -586,37 +557,35 @@ _SSM_COEF = {
 }
 
 
-def _ssm_family(config: dict) -> str | None:
-    return SSM_TYPES.get(str(config.get("model_type", "")))
+def _ssm_family(config: dict | ModelDescription) -> str | None:
+    """"mamba" or "mamba2" for a pure state-space decoder (its Mamba mixer's kind), else None."""
+    desc = describe(config)
+    return SSM_TYPES.get(desc.decoder.model_type if desc.decoder is not None else desc.model_type)
 
 
-def _ssm_dims(config: dict, family: str) -> dict[str, int]:
-    hidden = _first(config, "hidden_size", "d_model")
-    vocab = config.get("vocab_size")
-    if hidden is None or vocab is None:
-        raise InferActivationError(f"config ({config.get('model_type')}) lacks hidden size or vocabulary")
-    h, V = int(hidden), int(vocab)
-    expand = float(config.get("expand") or 2)
-    N = int(config.get("state_size") or (16 if family == "mamba" else 128))
+def _ssm_dims(t: Tower | None, model_type: str, family: str) -> dict[str, int]:
+    """The widths of the structural form: the decoder tower's sizes and its Mamba mixer (``Tower.ssm``)."""
+    if t is None or not (t.hidden and t.vocab) or t.ssm is None:
+        raise InferActivationError(f"config ({model_type}) lacks hidden size or vocabulary")
+    x, h, V = t.ssm, t.hidden, t.vocab
     if family == "mamba":
-        d = int(config.get("intermediate_size") or int(expand * h))
-        return {"h": h, "V": V, "d": d, "N": N}
-    P = int(config.get("head_dim") or 64)
-    H = int(config.get("num_heads") or int(expand * h) // P)
-    return {"h": h, "V": V, "d": H * P, "N": N, "H": H, "P": P, "L": int(config.get("chunk_size") or 256),
-            "G": int(config.get("n_groups") or 1)}
+        return {"h": h, "V": V, "d": x.inner, "N": x.state_size}
+    return {"h": h, "V": V, "d": x.heads * x.head_dim, "N": x.state_size, "H": x.heads, "P": x.head_dim,
+            "L": x.chunk_size, "G": x.groups}
 
 
 def ssm_activation_bytes(config: dict, *, phase: str, batch: int, tokens: int, dtype_bytes: int = 2,
                          fp32_logits_copy: bool = True) -> ActivationEstimate:
     """Structural estimate for a pure Mamba / Mamba-2 decoder (see the block comment above)."""
     family = _ssm_family(config)
+    t = describe(config).decoder
+    model_type = t.model_type if t is not None else describe(config).model_type
     if family is None:
-        raise InferActivationError(f"{config.get('model_type')} is not a pure state-space model")
+        raise InferActivationError(f"{model_type} is not a pure state-space model")
     if dtype_bytes != 2:
         raise InferActivationError(f"{family}: only bf16/fp16 is fitted for state-space models (dtype_bytes=2)")
     _check_positive(batch=batch, tokens=tokens)
-    x = _ssm_dims(config, family)
+    x = _ssm_dims(t, model_type, family)
     b, t = int(batch), int(tokens)
     c = _SSM_COEF[family][phase]
     h, V, d, N = x["h"], x["V"], x["d"], x["N"]
@@ -660,11 +629,11 @@ def ssm_activation_bytes(config: dict, *, phase: str, batch: int, tokens: int, d
     if family == "mamba2":
         notes.append("Mamba-2 prefill: the chunked scan pads the sequence to a multiple of chunk_size; fitted at "
                      "head_dim 64, state 128 (and one chunk-128/state-64 variant)")
-    if _ssm_family(config) != str(config.get("model_type")):
-        notes.append(f"{config.get('model_type')}: the {family} coefficients (same mixer structure)")
+    if family != model_type:
+        notes.append(f"{model_type}: the {family} coefficients (same mixer structure)")
     if fp32_logits_copy:
         notes.append("generate's fp32 copy of the last logits included")
-    return ActivationEstimate(bytes=max(totals[peak], 0), by_part=parts, source=f"structural:{config.get('model_type')}",
+    return ActivationEstimate(bytes=max(totals[peak], 0), by_part=parts, source=f"structural:{model_type}",
                               assumptions=notes, phase=phase, peak_region=peak, regions=totals)
 
 

@@ -26,26 +26,24 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from ..metadata.config import first_of as _first
-from ..metadata.config import defaults_assumption, text_config
+from ..metadata.config import defaults_assumption
+from ..errors import SettingsError
+from ..model import ModelDescription, Tower, describe
+from ..model.description import DECODER
+from ..vocab import ATTNS, DTYPE_ALIASES, ENGINES, FP8_ALIASES, KV_DTYPE_BYTES, VLLM_BLOCK_SIZE, canonical_dtype
 from . import kv_cache as kvc
 from .overheads import Overheads, reserved_bytes
 
-ENGINES = ("transformers", "vllm")
-ATTNS = ("sdpa", "flash", "eager")
-DTYPE_BYTES = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2,
-               "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "float8_e4m3fn": 1}
-_CANON = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
-          "fp16": "float16", "float16": "float16", "fp8": "fp8", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8",
-          "float8_e4m3fn": "fp8"}
+# Bytes per element and canonical name of every accepted dtype spelling (re-exported from hfmem.vocab).
+_CANON = {**DTYPE_ALIASES, **FP8_ALIASES}
+DTYPE_BYTES = {name: KV_DTYPE_BYTES[canon] for name, canon in _CANON.items()}
 # vLLM defaults (vllm/config: SchedulerConfig; V1 on a >= 70 GiB datacenter GPU for the OpenAI server):
 VLLM_MAX_NUM_BATCHED_TOKENS = 8192
 VLLM_MAX_NUM_SEQS = 256
-VLLM_BLOCK_SIZE = 16
 
 
-class InferenceSettingsError(ValueError):
-    """A setting out of range; the message names it (the CLI prints it as a usage error)."""
+class InferenceSettingsError(SettingsError):
+    """A setting out of range; the message names it (the CLI prints it as a usage error, exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -71,26 +69,30 @@ class InferenceSettings:
 
     def validate(self) -> "InferenceSettings":
         if self.engine not in ENGINES:
-            raise InferenceSettingsError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+            raise InferenceSettingsError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}",
+                                         setting="engine")
         for name in ("context", "batch", "tp", "block_size", "max_num_batched_tokens", "max_num_seqs"):
             if int(getattr(self, name)) < 1:
                 raise InferenceSettingsError(f"{name.replace('_', '-')} must be at least 1 "
-                                             f"(got {getattr(self, name)})")
+                                             f"(got {getattr(self, name)})", setting=name)
         if int(self.new_tokens) < 0:
-            raise InferenceSettingsError(f"new-tokens must be 0 or more (got {self.new_tokens})")
+            raise InferenceSettingsError(f"new-tokens must be 0 or more (got {self.new_tokens})", setting="new_tokens")
         if self.attn is not None and self.attn not in ATTNS:
-            raise InferenceSettingsError(f"attn must be one of {', '.join(ATTNS)}, not {self.attn!r}")
+            raise InferenceSettingsError(f"attn must be one of {', '.join(ATTNS)}, not {self.attn!r}", setting="attn")
         for name in ("compute_dtype", "kv_dtype"):
             value = getattr(self, name)
-            if value is not None and value not in DTYPE_BYTES:
-                raise InferenceSettingsError(f"{name.replace('_', '-')} {value!r} is not one of "
-                                             "fp32, bf16, fp16" + (", fp8" if name == "kv_dtype" else ""))
+            if value is not None and not (name == "compute_dtype" and str(value).lower() in FP8_ALIASES):
+                try:  # fp8 compute: its own message below
+                    canonical_dtype(value, setting=name, fp8=name == "kv_dtype")
+                except SettingsError as exc:
+                    raise InferenceSettingsError(str(exc), setting=name) from None
         if self.logits not in ("last", "all"):
-            raise InferenceSettingsError(f"logits must be 'last' or 'all', not {self.logits!r}")
-        if self.compute_dtype in ("fp8",):
-            raise InferenceSettingsError("compute dtype fp8 is not supported; use --weights fp8 for fp8 weights")
+            raise InferenceSettingsError(f"logits must be 'last' or 'all', not {self.logits!r}", setting="logits")
+        if self.compute_dtype is not None and canonical_dtype(self.compute_dtype, fp8=True) == "fp8":
+            raise InferenceSettingsError("compute dtype fp8 is not supported; use weights_format='fp8' for fp8 "
+                                         "weights", setting="compute_dtype")
         if not 0 < self.gpu_memory_utilization <= 1:
-            raise InferenceSettingsError("gpu-memory-utilization must be in (0, 1]")
+            raise InferenceSettingsError("gpu-memory-utilization must be in (0, 1]", setting="gpu_memory_utilization")
         return self
 
     def to_dict(self) -> dict:
@@ -137,42 +139,42 @@ class InferenceEstimate:
         return d
 
 
-# -- config helpers (text_config and _first come from metadata.config) ----------------------------------
+# -- views of the model description -------------------------------------------------------------------
 
 
-def attention_heads(config: dict) -> int | None:
-    v = _first(text_config(config), "num_attention_heads", "n_head", "num_heads")
-    return int(v) if v else None
+def language_tower(config: dict | ModelDescription) -> Tower | None:
+    """The tower serving is sized by: the description's language tower (the text decoder of a (multimodal)
+    LM, a text encoder, an encoder-decoder's encoder stack), else an encoder-decoder's decoder (Whisper,
+    whose generic size fields name no encoder heads); None for a model without one (ViT, wav2vec2)."""
+    desc = describe(config)
+    return desc.text or desc.tower(DECODER)
 
 
-def kv_heads(config: dict) -> int | None:
-    cfg = text_config(config)
-    if cfg.get("kv_lora_rank"):
-        return None  # MLA: one latent per token, no heads to shard
-    if cfg.get("multi_query"):
-        return 1
-    v = _first(cfg, "num_key_value_heads", "num_kv_heads", "n_head_kv")
-    return int(v) if v else attention_heads(config)
+def attention_heads(config: dict | ModelDescription) -> int | None:
+    """Query heads of the language tower; None without attention heads (Mamba) or without such a tower."""
+    tower = language_tower(config)
+    return (tower.heads or None) if tower else None
 
 
-def vocab_size(config: dict) -> int:
-    return int(_first(text_config(config), "vocab_size", "n_vocab", "padded_vocab_size") or 0)
+def kv_heads(config: dict | ModelDescription) -> int | None:
+    """KV heads of the language tower (Falcon/GPT-BigCode multi_query: 1, as the description reads them);
+    None for an MLA latent (one latent per token, no heads to shard) or a tower without attention."""
+    tower = language_tower(config)
+    if tower is None or tower.mla is not None:
+        return None
+    return tower.kv_heads or None
+
+
+def vocab_size(config: dict | ModelDescription) -> int:
+    """The language tower's vocabulary (0 without one)."""
+    tower = language_tower(config)
+    return tower.vocab if tower else 0
 
 
 def max_context(config: dict) -> int | None:
-    """The longest context the config declares: ``max_position_embeddings`` (or ``n_positions``,
-    ``seq_length``); YaRN/dynamic/linear rope scaling without ``original_max_position_embeddings``
-    multiplies it by its factor, as vLLM derives max_model_len."""
-    cfg = text_config(config)
-    base = _first(cfg, "max_position_embeddings", "n_positions", "seq_length", "max_sequence_length")
-    if not base:
-        return None
-    base = int(base)
-    rope = cfg.get("rope_scaling") or {}
-    kind = rope.get("rope_type") or rope.get("type")
-    if kind in ("yarn", "dynamic", "linear") and rope.get("factor") and "original_max_position_embeddings" not in rope:
-        return int(base * float(rope["factor"]))
-    return base
+    """The longest context the language model's config declares (``hfmem.model.describe.max_context``)."""
+    tower = describe(config).text
+    return tower.max_positions if tower else None
 
 
 # -- components --------------------------------------------------------------------------------------------
@@ -229,8 +231,7 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
     assumptions: list[str] = []
     fmt = s.weights_format or checkpoint_format
     quantized_ckpt = checkpoint_format not in ("fp32", "bf16", "fp16")
-    declared = text_config(config).get("torch_dtype") or text_config(config).get("dtype") \
-        or config.get("torch_dtype") or config.get("dtype")
+    declared = describe(config).declared_dtype
     # quantized weights compute in the config's 16-bit dtype (GPTQ/AWQ checkpoints declare float16), else bf16
     low_bit_compute = declared if declared in ("float16", "bfloat16") else "bfloat16"
     default_compute = low_bit_compute if quantized_ckpt or fmt not in ("fp32", "bf16", "fp16") else _CANON[fmt]
@@ -241,12 +242,12 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
         # (vLLM engine arguments, --dtype): an fp32 checkpoint is served in fp16
         default_compute = "float16"
         notes.append("vLLM serves an fp32 checkpoint in float16 (its --dtype auto); pass --dtype fp32 to keep fp32")
-    compute = _CANON[s.compute_dtype] if s.compute_dtype else default_compute
+    compute = canonical_dtype(s.compute_dtype, setting="compute_dtype") if s.compute_dtype else default_compute
     if fmt in ("fp32", "bf16", "fp16") and s.weights_format is None and (s.compute_dtype or compute != _CANON[fmt]):
         fmt = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[compute]  # load in the asked dtype
-    kv_dtype = _CANON[s.kv_dtype] if s.kv_dtype else compute
-    kv_bpe = DTYPE_BYTES[kv_dtype]
-    dtype_bytes = DTYPE_BYTES[compute]
+    kv_dtype = canonical_dtype(s.kv_dtype, setting="kv_dtype", fp8=True) if s.kv_dtype else compute
+    kv_bpe = KV_DTYPE_BYTES[kv_dtype]
+    dtype_bytes = KV_DTYPE_BYTES[compute]
     # vLLM's default backend is flash attention, which has no fp32 kernel: vLLM falls back to another
     # backend for fp32 models (no s×s scores either), estimated as sdpa. transformers: its own default,
     # sdpa, or eager for the architectures it has no SDPA for (an explicit sdpa for those is refused, as

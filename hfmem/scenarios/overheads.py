@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..errors import SettingsError
 from ..units import MiB
 
 # CUDA context: stas00/ml-engineering training/performance/README.md measured total − free after a 4-byte
@@ -48,9 +49,9 @@ class Overheads:
     def __post_init__(self):
         for name in ("cuda_context_bytes", "nccl_bytes", "cuda_graphs_bytes"):
             if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be 0 or more")
+                raise SettingsError(f"{name} must be 0 or more")
         if not 0 <= self.allocator_fragmentation < 10:
-            raise ValueError("allocator_fragmentation must be a fraction between 0 and 10")
+            raise SettingsError("allocator_fragmentation must be a fraction between 0 and 10")
 
     def to_dict(self) -> dict:
         return {k: {"value": v, "source": SOURCES[k]} for k, v in asdict(self).items()}

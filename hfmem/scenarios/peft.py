@@ -1,11 +1,15 @@
 """LoRA / DoRA adapter parameters, exactly as PEFT would create them, without running PEFT.
 
 Pure: the input is the parameter census of a model (``Inventory.tensors``, see
-``hfmem.inventory.meta_model.census``); no torch, no peft import. The rules below are those of peft 0.21.2
-with transformers 5.24, read in their source and checked against ``get_peft_model`` +
-``get_nb_trainable_parameters`` in tests/test_peft.py.
+``hfmem.inventory.meta_model.census``), as dicts or typed ``hfmem.model.CensusEntry`` (read typed inside); no
+torch, no peft import. The rules below are those of peft 0.21.2 with transformers 5.24, read in their source and
+checked against ``get_peft_model`` + ``get_nb_trainable_parameters`` in tests/test_peft.py, and
+``check_target_module_exists`` in tests/test_train_split.py.
 
-Matching (peft/tuners/tuners_utils.py ``check_target_module_exists``, ``_maybe_include_all_linear_layers``):
+Matching (peft/tuners/tuners_utils.py ``check_target_module_exists``, ``_maybe_include_all_linear_layers``) is
+decided in one place, ``target_matches`` (on a module's name); ``known_path_matcher`` applies it to names known
+only by their end (the census's leaf names here, the layer-relative Linear names of the training-activation
+forms in ``hfmem.scenarios.lora_activations``), so adapter counts and activations adapt the same modules:
 
 * a list of names matches a module whose full name equals an entry or ends with ``"." + entry``;
 * a string is a regex that must *fully* match the full module name;
@@ -63,6 +67,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from ..model import CensusEntry, census_of
 
 ALL_LINEAR = "all-linear"
 
@@ -158,16 +163,36 @@ class AdapterPlan:
 # ----------------------------------------------------------------------------------------------- matching
 
 
-def _is_module(t: dict) -> bool:
-    """A census entry for a whole Linear / Conv1D (it has in/out features)."""
-    return "in_features" in t
+def is_all_linear(targets) -> bool:
+    """PEFT's ``"all-linear"`` shorthand: a string equal to it in any case (peft/tuners/tuners_utils.py
+    ``_maybe_include_all_linear_layers``: ``target_modules.lower() == INCLUDE_LINEAR_LAYERS_SHORTHAND``)."""
+    return isinstance(targets, str) and targets.lower() == ALL_LINEAR
 
 
-def _module_leaf(t: dict) -> str:
+def target_matches(targets, module_name: str, *, output_layer: bool = False) -> bool:
+    """Whether PEFT's ``target_modules=targets`` adapts the module called ``module_name`` (its full dotted name
+    in ``model.named_modules()``), as peft 0.21.2's ``check_target_module_exists`` decides it:
+
+    * a list (any iterable of names): ``module_name`` equals an entry or ends with ``"." + entry``;
+    * a string: a regex that must match the *whole* name (``re.fullmatch``, peft/utils/other.py
+      ``match_target_against_key``) -- ``"q_proj"`` alone matches only a top-level module so named;
+    * ``"all-linear"`` (any case): every Linear / Conv1D except the output layer (``get_output_embeddings()``);
+      the caller asks only about Linear / Conv1D modules and says which one is the output layer.
+
+    ``layers_to_transform``/``layers_pattern`` and the exclusions (``exclude_modules``, ``modules_to_save``)
+    are not part of this rule; ``lora_adapters`` applies them."""
+    if isinstance(targets, str):
+        if is_all_linear(targets):
+            return not output_layer
+        return re.fullmatch(targets, module_name) is not None
+    return any(module_name == key or module_name.endswith("." + key) for key in targets)
+
+
+def _module_leaf(t: CensusEntry) -> str:
     """Leaf name of the module holding this entry's parameter(s)."""
-    if _is_module(t) or t["role"] == "embedding":
-        return t["name"]
-    return t["name"].rpartition(".")[0]
+    if t.is_module or t.role == "embedding":
+        return t.name
+    return t.name.rpartition(".")[0]
 
 
 def _leaf_regex(pattern: str, notes: list[str]):
@@ -178,23 +203,28 @@ def _leaf_regex(pattern: str, notes: list[str]):
     if not n and "." not in stripped:
         notes.append(f"regex {pattern!r} has no leading '.*': like PEFT, hfmem matches it only against top-level "
                      "modules (the LM head)")
-        rx = re.compile(stripped)
-        return lambda leaf, top=False: top and bool(rx.fullmatch(leaf))
+        re.compile(stripped)  # a bad pattern fails here, as before any module is tested
+        return lambda leaf, top=False: top and target_matches(stripped, leaf)
     notes.append(f"regex {pattern!r} was matched on leaf names (PEFT matches the full module path)")
-    rx = re.compile(stripped)
+    re.compile(stripped)
+    adapted = stripped
     if "\\." in stripped:
         notes.append(f"regex {pattern!r}: the path inside the pattern is not checked (the census has leaf names only)")
         tail = stripped.rpartition("\\.")[2]
+        either = f"(?:{stripped})|(?:{tail})"
         try:
-            rx = re.compile(f"(?:{stripped})|(?:{tail})")
+            re.compile(either)
+            adapted = either
         except re.error:
             pass
-    return lambda leaf, top=False: bool(rx.fullmatch(leaf))
+    return lambda leaf, top=False: target_matches(adapted, leaf)
 
 
 def _list_match(targets, leaf: str, notes: list[str]) -> bool:
+    """PEFT's list rule (``target_matches``) on a name known only by its end; a dotted entry whose path the
+    name does not reach (``attn.c_proj`` against the census leaf ``c_proj``) is matched on its last component."""
     for key in targets:
-        if key == leaf:
+        if target_matches([key], leaf):
             return True
         if "." in key and key.rpartition(".")[2] == leaf:
             note = f"target {key!r} matched on its last component {leaf!r} (the census has no module paths)"
@@ -202,6 +232,23 @@ def _list_match(targets, leaf: str, notes: list[str]) -> bool:
                 notes.append(note)
             return True
     return False
+
+
+def known_path_matcher(targets, notes: list[str]):
+    """``match(name, output_layer=False) -> bool``: ``target_matches`` for modules known only by the end of
+    their path -- a census leaf name (``q_proj``), or a layer-relative name (``mlp.c_proj``,
+    ``attention.output.dense``). Lists follow PEFT's rule on what is known, a dotted entry reaching beyond it
+    is matched on its last component; a regex is matched with its leading "any path" dropped, on the name and on
+    its last component (see the module docstring's limits); ``"all-linear"`` as in PEFT. What was approximated
+    goes to ``notes``."""
+    if is_all_linear(targets):
+        return lambda name, output_layer=False: target_matches(targets, name, output_layer=output_layer)
+    if isinstance(targets, str):
+        rx = _leaf_regex(targets, notes)
+        return lambda name, output_layer=False: (rx(name, output_layer)
+                                                 or ("." in name and rx(name.rpartition(".")[2], output_layer)))
+    targets = list(targets)
+    return lambda name, output_layer=False: _list_match(targets, name, notes)
 
 
 def _saved_match(m: str, leaf: str, notes: list[str]) -> bool:
@@ -227,24 +274,25 @@ def _excluded(leaf: str, top: bool, exclude, modules_to_save, notes: list[str]) 
     return any(re.match(rf"(^|.*\.){m}($|\..*)", leaf) for m in modules_to_save or ())
 
 
-def _param_keys(t: dict) -> list[tuple[str, list[int]]]:
+def _param_keys(t: CensusEntry) -> list[tuple[str, list[int]]]:
     """(census-level parameter key, shape) for the parameters an entry stands for."""
-    if _is_module(t):
-        shape = [t["out_features"], t["in_features"]]
-        if t.get("conv1d"):
+    if t.is_module:
+        shape = [t.out_features, t.in_features]
+        if t.conv1d:
             shape = shape[::-1]
-        keys = [(f"{t['name']}.weight", shape)]
-        if t.get("bias"):
-            keys.append((f"{t['name']}.bias", [t["bias"]]))
+        keys = [(f"{t.name}.weight", shape)]
+        if t.bias:
+            keys.append((f"{t.name}.bias", [t.bias]))
         return keys
-    if t["role"] == "embedding":
-        return [(f"{t['name']}.weight", list(t["shape"]))]
-    return [(t["name"], list(t["shape"]))]
+    if t.role == "embedding":
+        return [(f"{t.name}.weight", list(t.shape))]
+    return [(t.name, list(t.shape))]
 
 
 def _param_match(targets, key: str, notes: list[str]) -> bool:
+    """``target_parameters``: PEFT applies the list rule of ``target_matches`` to parameter names."""
     for tp in targets:
-        if key == tp or key.endswith("." + tp):
+        if target_matches([tp], key):
             return True
         if tp.endswith("." + key):
             note = f"target parameter {tp!r} matched as {key!r} (the census has no module paths)"
@@ -254,17 +302,18 @@ def _param_match(targets, key: str, notes: list[str]) -> bool:
     return False
 
 
-def _convert_v5_moe(family: str, targets, tensors, notes: list[str]) -> tuple[set, set, dict]:
+def _convert_v5_moe(family: str, targets, tensors: tuple[CensusEntry, ...],
+                    notes: list[str]) -> tuple[set, set, dict]:
     """peft's ``_convert_peft_config_moe``: (module targets, parameter targets, rank multipliers)."""
     mapping = _MOE_V4_TO_V5[family]
     if isinstance(targets, str):
-        if targets.lower() == ALL_LINEAR:
-            resolved = {t["name"] for t in tensors if _is_module(t) and t["role"] != "lm_head"} | set(mapping)
+        if is_all_linear(targets):
+            resolved = {t.name for t in tensors if t.is_module and t.role != "lm_head"} | set(mapping)
         else:
             rx = _leaf_regex(targets, notes)
             leaves = {_module_leaf(t) for t in tensors} | {k.rpartition(".")[2] for t in tensors
                                                            for k, _ in _param_keys(t)}
-            tops = {t["name"] for t in tensors if t["role"] == "lm_head"}
+            tops = {t.name for t in tensors if t.role == "lm_head"}
             resolved = {leaf for leaf in leaves if leaf and rx(leaf, leaf in tops)}
             resolved |= {old for old, new in mapping.items() if rx(old)
                          and any(k.rpartition(".")[2] == new.rpartition(".")[2]
@@ -302,17 +351,17 @@ def _entry(of: str, suffix: str, shape: list[int], count: int) -> dict:
             "params": count * math.prod(shape)}
 
 
-def _module_adapters(t: dict, r: int, dora: bool, lora_bias: bool) -> list[dict]:
-    n, leaf = t["count"], t["name"]
-    if _is_module(t):
-        fan_in, fan_out = t["in_features"], t["out_features"]
+def _module_adapters(t: CensusEntry, r: int, dora: bool, lora_bias: bool) -> list[dict]:
+    n, leaf = t.count, t.name
+    if t.is_module:
+        fan_in, fan_out = t.in_features, t.out_features
         out = [_entry(leaf, "lora_A", [r, fan_in], n), _entry(leaf, "lora_B", [fan_out, r], n)]
         if lora_bias:
             out.append(_entry(leaf, "lora_B.bias", [fan_out], n))
         if dora:
             out.append(_entry(leaf, "lora_magnitude_vector", [fan_out], n))
         return out
-    num, dim = t["shape"]
+    num, dim = t.shape
     if lora_bias:
         raise UsageError("PEFT does not support lora_bias=True for Embedding layers")
     out = [_entry(leaf, "lora_embedding_A", [r, num], n), _entry(leaf, "lora_embedding_B", [dim, r], n)]
@@ -353,7 +402,10 @@ def lora_adapters(tensors: list[dict], *, rank: int, targets: str | list[str] | 
     """The adapters ``get_peft_model(model, LoraConfig(r=rank, target_modules=targets, use_dora=dora, ...))``
     creates on the model whose census is ``tensors``. ``model_type`` (config.json) selects PEFT's default
     targets when ``targets`` is None and the transformers-v5 MoE conversion. ``use_rslora`` changes only the
-    scaling, not the tensors. Raises UsageError where PEFT would raise."""
+    scaling, not the tensors. ``tensors``: census dicts (or ``CensusEntry``). Raises UsageError where PEFT would
+    raise."""
+    given = list(tensors)
+    tensors = census_of(given)
     if rank <= 0:
         raise UsageError(f"LoRA rank must be a positive integer, got {rank}")
     if bias not in ("none", "all", "lora_only"):
@@ -378,8 +430,8 @@ def lora_adapters(tensors: list[dict], *, rank: int, targets: str | list[str] | 
                              hint="name the target modules")
         targets = DEFAULT_TARGETS[model_type]
 
-    all_linear = isinstance(targets, str) and targets.lower() == ALL_LINEAR
-    regex = None if all_linear or not isinstance(targets, str) else _leaf_regex(targets, notes)
+    all_linear = is_all_linear(targets)
+    match = known_path_matcher(targets, notes)
 
     adapters: list[dict] = []
     matched: dict[tuple, dict] = {}
@@ -387,29 +439,26 @@ def lora_adapters(tensors: list[dict], *, rank: int, targets: str | list[str] | 
     module_hit: set[int] = set()
     for i, t in enumerate(tensors):
         leaf = _module_leaf(t)
-        top = t["role"] == "lm_head"
+        top = t.role == "lm_head"
         if not leaf or _excluded(leaf, top, exclude_modules, modules_to_save, notes):
             continue
-        if all_linear:
-            hit = _is_module(t) and t["role"] != "lm_head"
-        elif regex is not None:
-            hit = regex(leaf, top)
-        else:
-            hit = _list_match(targets, leaf, notes)
-        if not hit:
+        if all_linear and not t.is_module:  # all-linear asks about Linear / Conv1D modules only
             continue
-        if not (_is_module(t) or t["role"] == "embedding"):
-            raise UsageError(f"PEFT cannot put LoRA on module {leaf!r} (it holds {t['name']}, shape {t['shape']}): "
+        if not match(leaf, top):
+            continue
+        if not (t.is_module or t.role == "embedding"):
+            shape = list(t.shape) if t.shape is not None else None
+            raise UsageError(f"PEFT cannot put LoRA on module {leaf!r} (it holds {t.name}, shape {shape}): "
                              "hfmem models LoRA on Linear, Conv1D and Embedding modules only (PEFT also on Conv)",
                              hint="target its parameters with target_parameters, or drop it")
         r = rank * ranks.get(leaf, 1)
         module_hit.add(i)
         adapters += _module_adapters(t, r, dora, lora_bias)
-        kind = "embedding" if t["role"] == "embedding" else "conv1d" if t.get("conv1d") else "linear"
+        kind = "embedding" if t.role == "embedding" else "conv1d" if t.conv1d else "linear"
         m = matched.setdefault((leaf, kind, r), {"name": leaf, "count": 0, "kind": kind, "rank": r})
-        m["count"] += t["count"]
-        if bias == "lora_only" and _is_module(t):
-            trainable_bias += t["count"] * t.get("bias", 0)
+        m["count"] += t.count
+        if bias == "lora_only" and t.is_module:
+            trainable_bias += t.count * t.bias
 
     if param_targets:
         if dora:
@@ -426,10 +475,10 @@ def lora_adapters(tensors: list[dict], *, rank: int, targets: str | list[str] | 
                     raise UsageError(f"PEFT cannot target parameter {key} of a module that target_modules "
                                      "already adapts")
                 r = rank * ranks.get(key.rpartition(".")[2], 1)
-                adapters += _param_adapters(key, shape, t["count"], r)
+                adapters += _param_adapters(key, shape, t.count, r)
                 m = matched.setdefault((key, "parameter", r), {"name": key, "count": 0, "kind": "parameter",
                                                                "rank": r})
-                m["count"] += t["count"]
+                m["count"] += t.count
 
     if not matched:
         raise UsageError(f"no module of this model matches the LoRA targets {targets!r}"
@@ -448,7 +497,7 @@ def lora_adapters(tensors: list[dict], *, rank: int, targets: str | list[str] | 
             saved_ids.add(i)
             for key, shape in _param_keys(t):  # a tied weight's copy is a new tensor: full size
                 saved.append({"role": "modules_to_save", "name": key, "of": leaf, "shape": shape,
-                              "count": t["count"], "params": t["count"] * math.prod(shape)})
+                              "count": t.count, "params": t.count * math.prod(shape)})
         if not found:
             notes.append(f"modules_to_save {m!r}: no module holding parameters matches (containers are not "
                          "counted)")
@@ -457,15 +506,15 @@ def lora_adapters(tensors: list[dict], *, rank: int, targets: str | list[str] | 
         for i, t in enumerate(tensors):
             if i in saved_ids:
                 continue
-            if _is_module(t):
-                trainable_bias += t["count"] * t.get("bias", 0) if t["params"] else 0
-            elif t["name"] == "bias" or t["name"].endswith(".bias"):
-                trainable_bias += t["params"]
+            if t.is_module:
+                trainable_bias += t.count * t.bias if t.params else 0
+            elif t.name == "bias" or t.name.endswith(".bias"):
+                trainable_bias += t.params
 
     return AdapterPlan(
         adapters=_merge(adapters),
         matched_modules=tuple(sorted(matched.values(), key=lambda m: (m["kind"], m["name"], m["rank"]))),
-        frozen=tuple(dict(t) for t in tensors),
+        frozen=tuple(dict(t) for t in given),
         saved=_merge(saved),
         rank=rank,
         dora=dora,

@@ -53,9 +53,11 @@ import copy
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from ..errors import SettingsError
 from . import kv_cache as kvc
 from . import sharding, training
 from .finetune import TrainSettings, estimate_training, resolve_attn
+from .inference import kv_share_per_gpu, language_tower, vocab_size
 from .overheads import reserved_bytes
 
 ALGOS = ("ppo", "grpo", "dpo")
@@ -69,8 +71,8 @@ VALUE_HEAD_NAMES = ("score", "v_head", "value_head", "summary", "score.weight", 
 SHARDED_ROLES = ("linear", "experts", "embedding", "lm_head")  # vLLM column/row/vocab-parallel layers
 
 
-class RLHFSettingsError(ValueError):
-    """An RLHF option out of range or a combination that does not exist; the message names it."""
+class RLHFSettingsError(SettingsError):
+    """An RLHF option out of range or a combination that does not exist; the message names it (exit 2)."""
 
 
 @dataclass
@@ -145,17 +147,12 @@ class RLHFEstimate:
 
 # -- censuses ------------------------------------------------------------------------------------------------
 
-def _text(config: dict) -> dict:
-    text = config.get("text_config")
-    return text if isinstance(text, dict) and text else config
-
-
 def _hidden(config: dict) -> int:
-    cfg = _text(config)
-    for k in ("hidden_size", "n_embd", "d_model", "dim"):
-        if cfg.get(k):
-            return int(cfg[k])
-    raise RLHFSettingsError("config lacks hidden_size: cannot size a value head")
+    """The language tower's width (``hfmem.model.describe``): what a value head reads."""
+    tower = language_tower(config)
+    if tower is None or not tower.hidden:
+        raise RLHFSettingsError("config lacks hidden_size: cannot size a value head")
+    return tower.hidden
 
 
 def census_params(tensors) -> int:
@@ -177,18 +174,16 @@ def value_model_census(tensors: list[dict], config: dict) -> list[dict]:
 
 def value_model_config(config: dict) -> dict:
     """The config the activation forms see for a value model: a vocabulary of 1 (its output is b × s × 1,
-    there are no vocabulary logits) and no tied head."""
+    there are no vocabulary logits) and no tied head. A config dict is rewritten (not read): the forms
+    describe it again with ``hfmem.model.describe``."""
     cfg = copy.deepcopy(config)
-    text = _text(cfg)
+    text = cfg.get("text_config")
+    text = text if isinstance(text, dict) and text else cfg
     text["vocab_size"] = 1
     text["tie_word_embeddings"] = False
     if text is not cfg and "vocab_size" in cfg:
         cfg["vocab_size"] = 1
     return cfg
-
-
-def _vocab(config: dict) -> int:
-    return int(_text(config).get("vocab_size") or 0)
 
 
 def _rank_census(census: list[dict], s: TrainSettings) -> list[dict]:
@@ -342,7 +337,7 @@ def _forward_bytes(config: dict, s: TrainSettings, batch: int, *, lm: bool) -> t
         act = kept + math.ceil((act - kept) / s.tp)
     parts = {"forward_activations_bytes": act}
     if lm:
-        V = _vocab(config)
+        V = vocab_size(config)
         parts["logits_bytes"] = math.ceil(batch * s.seq * V * (dtype + 4) / s.tp)
     return sum(parts.values()), parts
 
@@ -357,11 +352,8 @@ def _tp_weights(census: list[dict], tp: int) -> int:
 
 
 def _kv_share(config: dict, tp: int) -> float:
-    cfg = _text(config)
-    n_kv = cfg.get("num_key_value_heads") or cfg.get("num_attention_heads")
-    if not n_kv or tp == 1:
-        return 1.0
-    return max(int(n_kv) // tp, 1) / int(n_kv)
+    """The rollout engine's KV share per GPU: vLLM's rule, as for serving (``inference.kv_share_per_gpu``)."""
+    return kv_share_per_gpu(config, tp)
 
 
 def _vllm_rollout(census, config, s: TrainSettings, *, tp: int, seqs: int, tokens: int,
@@ -380,7 +372,7 @@ def _vllm_rollout(census, config, s: TrainSettings, *, tp: int, seqs: int, token
         dtype_bytes=2, engine="vllm")
     parts = prof.by_part
     kept = int(parts.get("residual_bytes", 0)) + int(parts.get("logits_bytes", 0))
-    acts = kept + math.ceil((prof.bytes - kept) / tp) + VERL_MAX_NUM_SEQS * _vocab(config) * 4
+    acts = kept + math.ceil((prof.bytes - kept) / tp) + VERL_MAX_NUM_SEQS * vocab_size(config) * 4
     info = {"engine": "vllm", "tensor_parallel": tp, "engines": s.gpus // tp, "sequences_per_engine": seqs,
             "tokens_per_sequence": tokens, "weights_bytes": weights, "kv_cache_bytes_engine": kv_engine,
             "kv_cache_bytes": kv_gpu, "kv_bytes_per_sequence": kv_seq_gpu,
@@ -417,20 +409,9 @@ def _hf_rollout(census, config, s: TrainSettings, *, seqs: int, tokens: int, act
 
 # -- the estimate --------------------------------------------------------------------------------------------
 
-def seed_static_bytes(actor_params: int, gpus: int, *, critic_params: int | None = None, weight_bytes: int = 2,
-                      gradient_bytes: int = 2, optimizer_bytes: int = 8) -> dict[str, int]:
-    """The common back-of-envelope PPO accounting (``PPO 显存预估``): actor, critic and reference weights at
-    ``weight_bytes``, actor and critic gradients at ``gradient_bytes`` and Adam moments at
-    ``optimizer_bytes`` per parameter, everything sharded over ``gpus``; no activations, no rollout, no
-    fp32 master copy. Per GPU."""
-    c = actor_params if critic_params is None else critic_params
-    per = lambda p, b: math.ceil(p * b / gpus)  # noqa: E731
-    parts = {"actor_weights": per(actor_params, weight_bytes), "critic_weights": per(c, weight_bytes),
-             "reference_weights": per(actor_params, weight_bytes),
-             "actor_optimizer": per(actor_params, optimizer_bytes), "critic_optimizer": per(c, optimizer_bytes),
-             "actor_gradients": per(actor_params, gradient_bytes), "critic_gradients": per(c, gradient_bytes)}
-    parts["total"] = sum(parts.values())
-    return parts
+# The PPO back-of-envelope (no activations, no rollout) is a published rule of thumb mirrored for
+# comparison in hfmem.reference; re-exported so ``rlhf.seed_static_bytes`` keeps working.
+from ..reference.rlhf import seed_static_bytes  # noqa: E402,F401
 
 
 def verl_settings(gpus: int, **changes) -> TrainSettings:

@@ -1,13 +1,10 @@
 """Model states per GPU (and CPU RAM per node) under ZeRO, FSDP, DDP, tensor and pipeline parallelism.
 Pure functions: no torch, no I/O.
 
-Four kinds of function:
+Two kinds of function (the published formulas this accounting is compared with — the ZeRO paper's closed
+forms, DeepSpeed's own estimators, the EleutherAI cookbook — live in ``hfmem.reference``; estimates never
+call them):
 
-* the ZeRO paper's closed forms (``zero_paper_states``, ``zero_paper_max_params``): Figure 1 / Tables 1–2
-  of Rajbhandari et al. (arXiv 1910.02054);
-* DeepSpeed's own estimators, mirrored operation for operation (``deepspeed_estimate_zero2`` /
-  ``deepspeed_estimate_zero3`` and the ``*_table`` versions), so users can compare with what DeepSpeed
-  prints (its GiB, its 1.5 ``additional_buffer_factor`` on CPU, its ``4·largest_layer``);
 * hfmem's own, more exact accounting (``zero_states``, ``fsdp_states``, ``ddp_states``): named
   components per rank, following what DeepSpeed / torch allocate (cited per component), with the phase in
   which each one exists;
@@ -24,8 +21,10 @@ belong with the backward phase (callers add them there).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..errors import SettingsError
+from ..model.census import CensusEntry, census_of
 from .training import (DTYPE_BYTES, ModelStates, ParamTensor, largest_module_params, largest_tensor_numel,
                        precision_of)
 
@@ -47,8 +46,6 @@ DS_SUB_GROUP_SIZE = 1_000_000_000
 # deepspeed/runtime/engine.py: MEMORY_OPT_ALLREDUCE_SIZE = 500000000 elements, the flat bucket of the
 # ZeRO-0 gradient all-reduce (allreduce_gradients -> buffered_allreduce_fallback).
 DS_ALLREDUCE_BUCKET_SIZE = 500_000_000
-# DeepSpeed's estimators (stage_1_and_2.py / stage3.py): additional_buffer_factor=1.5 on CPU.
-DS_ADDITIONAL_BUFFER_FACTOR = 1.5
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -109,143 +106,6 @@ class ShardedStates:
         return out
 
 
-# -- the ZeRO paper -----------------------------------------------------------------------------------------
-
-def zero_paper_states(num_params: int, stage: int, data_parallel: int, k_bytes: int = 12) -> ShardedStates:
-    """ZeRO §5 / Figure 1 per device: baseline (2 + 2 + K)Ψ; P_os 4Ψ + KΨ/N_d; P_os+g 2Ψ + (2 + K)Ψ/N_d;
-    P_os+g+p (2 + 2 + K)Ψ/N_d (fp16 parameters 2Ψ, fp16 gradients 2Ψ, K = 12 of fp32 master, momentum and
-    variance). Ψ = 7.5B, N_d = 64: 120 / 31.4 / 16.6 / 1.9 GB (decimal)."""
-    if stage not in (0, 1, 2, 3):
-        raise ValueError("ZeRO stage must be 0, 1, 2 or 3")
-    p, n = int(num_params), int(data_parallel)
-    params = 2 * p if stage < 3 else 2 * p / n
-    grads = 2 * p if stage < 2 else 2 * p / n
-    opt = k_bytes * p if stage < 1 else k_bytes * p / n
-    names = {0: "baseline", 1: "P_os", 2: "P_os+g", 3: "P_os+g+p"}
-    return ShardedStates(
-        scheme=f"ZeRO paper {names[stage]}, N_d={n}",
-        gpu=(Component("weights_bytes", round(params), note="fp16 parameters"),
-             Component("gradients_bytes", round(grads), note="fp16 gradients"),
-             Component("optimizer_bytes", round(opt), note=f"K={k_bytes}: fp32 master, momentum, variance")),
-        assumptions=("mixed-precision Adam, K = 12; no buffers, no activations (ZeRO §3.1, §5)",))
-
-
-def zero_paper_max_params(memory_bytes: float, stage: int, data_parallel: int, model_parallel: int = 1,
-                          k_bytes: int = 12) -> float:
-    """ZeRO Table 2's theoretical maximum model size: device memory / model-state bytes per parameter per
-    device, times the model-parallel degree. 32 GB, 64 GPUs, MP 1: 2B / 7.6B / 14.4B / 128B."""
-    n = float(data_parallel)
-    per = {0: 4 + k_bytes, 1: 4 + k_bytes / n, 2: 2 + (2 + k_bytes) / n, 3: (4 + k_bytes) / n}[stage]
-    return float(memory_bytes) * model_parallel / per
-
-
-# -- DeepSpeed's estimators, mirrored -----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DeepSpeedEstimate:
-    """One row of DeepSpeed's estimator output: bytes (DeepSpeed prints them /2**30 labelled "GB")."""
-
-    cpu_bytes: int
-    gpu_bytes: int
-    offload_optimizer: bool
-    offload_param: bool = False
-    zero_init: bool = True
-    largest_layer_bytes: int = 0
-
-
-def deepspeed_estimate_zero2(total_params: int, num_gpus_per_node: int = 1, num_nodes: int = 1,
-                             cpu_offload: bool = True,
-                             additional_buffer_factor: float = DS_ADDITIONAL_BUFFER_FACTOR) -> tuple[int, int]:
-    """``deepspeed.runtime.zero.stage_1_and_2.estimate_zero2_model_states_mem_needs``, operation for
-    operation: returns (cpu_mem, gpu_mem). Offload: gpu 2·P, cpu P·max(4·N, 16)·1.5; else gpu
-    4·P + int(16·P/N), cpu P·4·gpus_per_node·1.5 (N = all GPUs)."""
-    total_gpus = num_nodes * num_gpus_per_node
-    if cpu_offload:
-        gpu_mem = 2 * total_params
-        cpu_mem = total_params * max(4 * total_gpus, 16) * additional_buffer_factor
-    else:
-        gpu_mem = 4 * total_params + int(16 * total_params / total_gpus)
-        cpu_mem = total_params * 4 * num_gpus_per_node * additional_buffer_factor
-    return int(cpu_mem), int(gpu_mem)
-
-
-def deepspeed_estimate_zero3(total_params: int, largest_layer_params: int, num_gpus_per_node: int = 1,
-                             num_nodes: int = 1, cpu_offload: bool = True, cpu_offload_params: bool = True,
-                             zero_init: bool = True,
-                             additional_buffer_factor: float = DS_ADDITIONAL_BUFFER_FACTOR) -> tuple[int, int, int]:
-    """``deepspeed.runtime.zero.stage3.estimate_zero3_model_states_mem_needs``, operation for operation:
-    returns (cpu_mem, gpu_mem, largest_layer_memory). largest_layer_memory = 4·LL; GPU: params+optimizer
-    offloaded 4·LL, optimizer offloaded 4·LL + int(2·P/N), none 4·LL + int(18·P/N). CPU (zero_init): 18·P·1.5
-    and 16·P·1.5 per node share (/num_nodes), LL·4·gpus_per_node·1.5 without offload; without zero_init the
-    per-node max with 4·gpus_per_node·P."""
-    total_gpus = num_nodes * num_gpus_per_node
-    gpus_factor = 1 / num_nodes
-    largest_layer_memory = 4 * largest_layer_params
-    if cpu_offload:
-        if cpu_offload_params:
-            gpu_mem = largest_layer_memory
-            if zero_init:
-                cpu_mem = total_params * 18 * gpus_factor * additional_buffer_factor
-            else:
-                cpu_mem = total_params * max(4 * num_gpus_per_node, 18 * gpus_factor) * additional_buffer_factor
-        else:
-            gpu_mem = largest_layer_memory + int(2 * total_params / total_gpus)
-            if zero_init:
-                cpu_mem = total_params * 16 * gpus_factor * additional_buffer_factor
-            else:
-                cpu_mem = total_params * max(4 * num_gpus_per_node, 16 * gpus_factor) * additional_buffer_factor
-    else:
-        gpu_mem = largest_layer_memory + int(18 * total_params / total_gpus)
-        if zero_init:
-            cpu_mem = largest_layer_params * 4 * num_gpus_per_node * additional_buffer_factor
-        else:
-            cpu_mem = total_params * 4 * num_gpus_per_node * additional_buffer_factor
-    return int(cpu_mem), int(gpu_mem), largest_layer_memory
-
-
-def deepspeed_zero2_table(total_params: int, num_gpus_per_node: int = 1, num_nodes: int = 1,
-                          additional_buffer_factor: float = DS_ADDITIONAL_BUFFER_FACTOR) -> tuple[DeepSpeedEstimate, ...]:
-    """The rows ``estimate_zero2_model_states_mem_needs_all_cold`` prints, in its order (offload, none)."""
-    rows = []
-    for offload in (True, False):
-        cpu, gpu = deepspeed_estimate_zero2(total_params, num_gpus_per_node, num_nodes, offload,
-                                            additional_buffer_factor)
-        rows.append(DeepSpeedEstimate(cpu, gpu, offload_optimizer=offload))
-    return tuple(rows)
-
-
-def deepspeed_zero3_table(total_params: int, largest_layer_params: int, num_gpus_per_node: int = 1,
-                          num_nodes: int = 1,
-                          additional_buffer_factor: float = DS_ADDITIONAL_BUFFER_FACTOR) -> tuple[DeepSpeedEstimate, ...]:
-    """The six rows ``estimate_zero3_model_states_mem_needs_all_cold`` prints, in its order
-    (offload_optimizer in (cpu, none) × offload_param in (cpu, none) × zero_init in (1, 0), skipping
-    params offloaded without the optimizer)."""
-    rows = []
-    for cpu_offload in (True, False):
-        for cpu_offload_params in (True, False):
-            if not cpu_offload and cpu_offload_params:
-                continue
-            for zero_init in (True, False):
-                cpu, gpu, ll = deepspeed_estimate_zero3(total_params, largest_layer_params, num_gpus_per_node,
-                                                        num_nodes, cpu_offload, cpu_offload_params, zero_init,
-                                                        additional_buffer_factor)
-                rows.append(DeepSpeedEstimate(cpu, gpu, cpu_offload, cpu_offload_params, zero_init, ll))
-    return tuple(rows)
-
-
-def eleuther_communication_bytes(zero_stage: int, num_gpus: int, bytes_per_param: int = 2,
-                                 allgather_bucket_size: float = DS_ALLGATHER_BUCKET_SIZE,
-                                 zero3_max_live_params: float = DS_MAX_LIVE_PARAMETERS) -> float:
-    """The EleutherAI cookbook's communication memory (calc/calc_transformer_mem.py): ZeRO ≥ 1 on more than
-    one GPU adds allgather_bucket_size × bytes; ZeRO-3 adds zero3_max_live_params × bytes."""
-    mem = 0.0
-    if zero_stage >= 1 and num_gpus > 1:
-        mem += allgather_bucket_size * bytes_per_param
-    if zero_stage == 3 and num_gpus > 1:
-        mem += zero3_max_live_params * bytes_per_param
-    return mem
-
-
 # -- hfmem: DeepSpeed ZeRO, component by component ----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -274,13 +134,14 @@ class ZeroConfig:
 
     def __post_init__(self):
         if self.stage not in (0, 1, 2, 3):
-            raise ValueError("ZeRO stage must be 0, 1, 2 or 3")
+            raise SettingsError("ZeRO stage must be 0, 1, 2 or 3", setting="zero")
         if self.data_parallel < 1:
-            raise ValueError("data_parallel must be >= 1")
+            raise SettingsError("data_parallel must be >= 1", setting="data_parallel")
         if self.offload_param and self.stage != 3:
-            raise ValueError("offload_param needs ZeRO stage 3 (DeepSpeedZeroConfig.offload_param)")
+            raise SettingsError("offload_param needs ZeRO stage 3 (DeepSpeedZeroConfig.offload_param)",
+                                setting="offload_param")
         if self.offload_optimizer and self.stage == 0:
-            raise ValueError("offload_optimizer needs ZeRO stage 1, 2 or 3")
+            raise SettingsError("offload_optimizer needs ZeRO stage 1, 2 or 3", setting="offload_optimizer")
 
     @property
     def overlap(self) -> bool:
@@ -326,8 +187,8 @@ def zero_states(states: ModelStates, config: ZeroConfig, *, largest_layer_params
     """
     prec = precision_of(states.precision)
     if prec.library != "DeepSpeed" and prec.name != "fp32":
-        raise ValueError(f"DeepSpeed trains in its own fp16/bf16 modes: use deepspeed-bf16/deepspeed-fp16 or fp32, "
-                         f"not {prec.name!r}")
+        raise SettingsError(f"DeepSpeed trains in its own fp16/bf16 modes: use deepspeed-bf16/deepspeed-fp16 or fp32, "
+                            f"not {prec.name!r}", setting="precision")
     n, st = config.data_parallel, config.stage
     T, F = states.trainable_params, states.frozen_params
     w_t, w_f = states.trainable_weight_bytes_per_param, states.frozen_weight_bytes_per_param
@@ -428,7 +289,7 @@ def zero_states(states: ModelStates, config: ZeroConfig, *, largest_layer_params
 
 # -- FSDP and DDP -------------------------------------------------------------------------------------------
 
-FSDP_STRATEGIES = ("full_shard", "shard_grad_op", "no_shard", "hybrid_shard")
+from ..vocab import FSDP_STRATEGIES  # noqa: E402  (re-exported: the strategies fsdp_states takes)
 
 
 def fsdp_states(states: ModelStates, world_size: int, *, largest_unit_params: int, root_unit_params: int = 0,
@@ -452,10 +313,11 @@ def fsdp_states(states: ModelStates, world_size: int, *, largest_unit_params: in
     CPU; the GPU keeps the gathered units.
     """
     if strategy not in FSDP_STRATEGIES:
-        raise ValueError(f"unknown FSDP strategy {strategy!r} ({', '.join(FSDP_STRATEGIES)})")
+        raise SettingsError(f"unknown FSDP strategy {strategy!r} ({', '.join(FSDP_STRATEGIES)})")
     prec = precision_of(states.precision)
     if prec.library == "DeepSpeed":
-        raise ValueError("FSDP trains with torch precisions (fp32, amp-*, bf16, fp16), not DeepSpeed's")
+        raise SettingsError("FSDP trains with torch precisions (fp32, amp-*, bf16, fp16), not DeepSpeed's",
+                            setting="precision")
     rpn = min(world_size, gpus_per_node or world_size)
     n = {"full_shard": world_size, "shard_grad_op": world_size, "no_shard": 1, "hybrid_shard": rpn}[strategy]
     T, F = states.trainable_params, states.frozen_params
@@ -536,8 +398,9 @@ ROW_PARALLEL_NAMES = frozenset({"o_proj", "down_proj", "out_proj", "c_proj", "wo
                                 "proj", "w_out"})
 
 
-def tensor_parallel_census(census: list[dict], tp: int, *, vocab_parallel: bool = False) -> list[dict]:
-    """The census one tensor-parallel rank holds (same format, ``params`` recomputed).
+def tensor_parallel_census(census, tp: int, *, vocab_parallel: bool = False) -> list[CensusEntry]:
+    """The census one tensor-parallel rank holds (typed entries, ``params`` recomputed; the input may be the
+    inventory's dicts or CensusEntry objects). Entries that were split have ``tp_sharded`` set.
 
     Assumptions (Megatron-LM layout): ``linear`` and ``experts`` tensors are split t ways — column-parallel
     layers split out_features and their bias, row-parallel ones (ROW_PARALLEL_NAMES) split in_features and
@@ -545,45 +408,42 @@ def tensor_parallel_census(census: list[dict], tp: int, *, vocab_parallel: bool 
     and other small tensors are replicated. Embeddings and the LM head are replicated unless
     ``vocab_parallel`` (VocabParallelEmbedding / a column-parallel head: vocabulary split t ways)."""
     if tp < 1:
-        raise ValueError("tensor parallel degree must be >= 1")
-    out = []
-    for e in census:
-        e = dict(e)
-        count = int(e.get("count", 1)) or 1
-        role = e.get("role", "other")
+        raise SettingsError("tensor parallel degree must be >= 1", setting="tp")
+    out: list[CensusEntry] = []
+    for e in census_of(census):
+        count = e.count or 1
+        role = e.role
         split = role in ("linear", "experts") or (vocab_parallel and role in ("embedding", "lm_head"))
-        if tp > 1 and split and "in_features" in e and "out_features" in e:
-            fin, fout, bias = int(e["in_features"]), int(e["out_features"]), int(e.get("bias") or 0)
-            per = int(e.get("params", 0)) // count
-            w = 0 if e.get("tied") else fin * fout
+        if tp > 1 and split and e.is_module:
+            fin, fout, bias = int(e.in_features), int(e.out_features), e.bias
+            per = e.params // count
+            w = 0 if e.tied else fin * fout
             counted_bias = per - w
-            if role == "linear" and e.get("name") in ROW_PARALLEL_NAMES:
-                e["in_features"] = _cdiv(fin, tp)
+            if role == "linear" and e.name in ROW_PARALLEL_NAMES:
+                fin = _cdiv(fin, tp)
             else:
-                e["out_features"] = _cdiv(fout, tp)
+                fout = _cdiv(fout, tp)
                 if counted_bias:
                     counted_bias = _cdiv(counted_bias, tp)
-                    e["bias"] = _cdiv(bias, tp)
-            w = 0 if e.get("tied") else int(e["in_features"]) * int(e["out_features"])
-            e["params"] = (w + counted_bias) * count
-        elif tp > 1 and split and e.get("shape"):
-            shape = [int(d) for d in e["shape"]]
+                    bias = _cdiv(bias, tp)
+            w = 0 if e.tied else fin * fout
+            e = replace(e, in_features=fin, out_features=fout, bias=bias, params=(w + counted_bias) * count)
+        elif tp > 1 and split and e.shape:
+            shape = list(e.shape)
             dims = range(1, len(shape)) if role == "experts" and len(shape) > 1 else range(len(shape))
             if role == "embedding":
                 dims = range(1)  # vocabulary rows
             k = max(dims, key=lambda i: shape[i])
             shape[k] = _cdiv(shape[k], tp)
-            e["shape"] = shape
-            e["params"] = math.prod(shape) * count
-        e["tp_sharded"] = bool(split and tp > 1)
-        out.append(e)
+            e = replace(e, shape=tuple(shape), params=math.prod(shape) * count)
+        out.append(replace(e, tp_sharded=bool(split and tp > 1)))
     return out
 
 
 # -- pipeline parallelism -----------------------------------------------------------------------------------
 
-def _layer_count(census: list[dict]) -> int:
-    counts = [int(e.get("count", 1)) for e in census if e.get("role") in ("linear", "experts") and e.get("count")]
+def _layer_count(census: tuple[CensusEntry, ...]) -> int:
+    counts = [e.count for e in census if e.role in ("linear", "experts") and e.count]
     if not counts:
         return 1
     return max(set(counts), key=lambda c: (sum(1 for x in counts if x == c), c))
@@ -593,39 +453,41 @@ def pipeline_layers(num_layers: int, pp: int, stage: int) -> int:
     """Layers of ``stage`` when L layers are split evenly over p stages (the first L mod p stages take one
     more), as Megatron (which requires L divisible by p) and DeepSpeed's PipelineModule 'uniform' do."""
     if not 0 <= stage < pp:
-        raise ValueError("stage must be in [0, pp)")
+        raise SettingsError("stage must be in [0, pp)")
     return num_layers // pp + (1 if stage < num_layers % pp else 0)
 
 
-def pipeline_stage_census(census: list[dict], pp: int, stage: int, *, num_layers: int | None = None) -> list[dict]:
-    """The census of pipeline stage ``stage`` of ``pp``: the repeated-layer tensors (census entries whose
-    count is a multiple of the layer count) scaled to the stage's layers; embeddings on the first stage; the
-    LM head and the remaining non-layer tensors (final norm, pooler) on the last. A tied LM head gets the
-    embedding's weight on the last stage when pp > 1 (Megatron keeps a copy of the word embeddings there to
-    compute the logits and all-reduces their gradients between the two stages)."""
+def pipeline_stage_census(census, pp: int, stage: int, *, num_layers: int | None = None) -> list[CensusEntry]:
+    """The census of pipeline stage ``stage`` of ``pp`` (typed entries; the input may be the inventory's dicts
+    or CensusEntry objects): the repeated-layer tensors (census entries whose count is a multiple of the layer
+    count) scaled to the stage's layers; embeddings on the first stage; the LM head and the remaining
+    non-layer tensors (final norm, pooler) on the last. A tied LM head gets the embedding's weight on the last
+    stage when pp > 1 (Megatron keeps a copy of the word embeddings there to compute the logits and
+    all-reduces their gradients between the two stages)."""
+    census = census_of(census)
     L = num_layers or _layer_count(census)
     layers = pipeline_layers(L, pp, stage)
     first, last = stage == 0, stage == pp - 1
-    out = []
+    out: list[CensusEntry] = []
     for e in census:
-        count = int(e.get("count", 1)) or 1
-        role = e.get("role", "other")
+        count = e.count or 1
+        role = e.role
         if count >= L and count % L == 0 and role != "embedding":
             new = count // L * layers
             if new:
-                out.append(dict(e, count=new, params=int(e.get("params", 0)) // count * new))
+                out.append(replace(e, count=new, params=e.params // count * new))
         elif role == "embedding":
             if first:
-                out.append(dict(e))
+                out.append(e)
         elif role == "lm_head":
             if last:
-                if e.get("tied") and pp > 1:
-                    w = int(e["in_features"]) * int(e["out_features"])
-                    out.append(dict(e, tied=False, params=int(e.get("params", 0)) + w * count))
+                if e.tied and pp > 1:
+                    w = int(e.in_features) * int(e.out_features)
+                    out.append(replace(e, tied=False, params=e.params + w * count))
                 else:
-                    out.append(dict(e))
+                    out.append(e)
         elif last:
-            out.append(dict(e))
+            out.append(e)
     return out
 
 
@@ -640,7 +502,7 @@ def pipeline_activation_layers(num_layers: int, pp: int, *, microbatches: int | 
     schedule (v model chunks per stage) multiplies that by (1 + (p − 1)/(p·v)). Stage s of 1F1B has
     p − s micro-batches in flight; fewer micro-batches than that cap it. GPipe keeps all micro-batches."""
     if schedule not in PIPELINE_SCHEDULES:
-        raise ValueError(f"unknown pipeline schedule {schedule!r} ({', '.join(PIPELINE_SCHEDULES)})")
+        raise SettingsError(f"unknown pipeline schedule {schedule!r} ({', '.join(PIPELINE_SCHEDULES)})")
     per_stage = num_layers / pp
     if schedule == "gpipe":
         return per_stage * (microbatches or pp)
@@ -652,9 +514,7 @@ def pipeline_activation_layers(num_layers: int, pp: int, *, microbatches: int | 
 
 
 __all__ = [
-    "Component", "ShardedStates", "ZeroConfig", "DeepSpeedEstimate", "zero_paper_states", "zero_paper_max_params",
-    "deepspeed_estimate_zero2", "deepspeed_estimate_zero3", "deepspeed_zero2_table", "deepspeed_zero3_table",
-    "eleuther_communication_bytes", "zero_states", "fsdp_states", "fsdp_units", "ddp_states",
+    "Component", "ShardedStates", "ZeroConfig", "zero_states", "fsdp_states", "fsdp_units", "ddp_states",
     "single_device_states",
     "tensor_parallel_census", "pipeline_stage_census", "pipeline_layers", "pipeline_activation_layers",
 ]

@@ -1,7 +1,15 @@
-"""Activation memory of a training step, and the step's peak by phase.
+"""Activation memory of a training step, and the step's peak by phase: the public entry.
 
 Pure closed forms over a config dict: no torch, no transformers, no I/O except the packaged
-``hfmem/data/calibration.json`` (read once, lazily, through importlib.resources).
+``hfmem/data/calibration.json``. The parts live in their own modules, re-exported here:
+
+* ``activation_shape``: the widths these forms read (``train_shape``, a view of ``hfmem.model.describe``);
+* ``activation_calibration``: calibration.json (what it holds, the reference models it was measured on);
+* ``train_structures``: per-family layer structures that move a calibrated coefficient to another shape,
+  and which family a model uses (its own calibration, ``NEAREST_FAMILY``, or the generic published form);
+* ``lora_activations``: what LoRA / DoRA adapters change in a layer's saved activations;
+* here: the per-token coefficients of a model, the non-layer terms, precision, checkpointing, parallelism,
+  and the step's peak by phase.
 
 What the numbers are. ``activation_bytes`` returns what a training forward pass leaves alive for the
 backward pass (``saved_bytes``: the ``activations`` category at the end of ``forward`` in
@@ -10,25 +18,10 @@ backward pass (``saved_bytes``: the ``activations`` category at the end of ``for
 optimizer step's temporaries) the way the simulator's phases show them: the peak is *not* the sum of all
 parts (gradients do not exist during the forward; activations are freed while gradients appear).
 
-Per decoder layer (bytes per token, 16-bit activations), the calibrated per-architecture coefficient of
-calibration.json (Korthikanti's ``c`` of ``sbh·c``, measured by simulation of the real transformers code
-for one reference model per ``model_type``) is exact for the reference shape only: ``c`` depends on the
-MLP width, the number of KV heads, MoE routing, ... So the coefficient is *anchored* at the reference and
-moved to another shape with a structural form whose derivatives were measured by simulation (varying one
-config field at a time, 2 and 4 layers, by difference; benchmarks/calibrate.py's method):
-
-    bytes/token/layer = c_h·h + S(shape) [+ attention·a·s for eager attention]
-    S = c_q·(heads·head_dim) + c_kv·(kv_heads·head_dim) + c_a·heads + c_0 + MLP
-    MLP (dense)  = c_I·I                (gated SiLU/GeLU MLPs: 8 = gate, act, up, product in 16 bit)
-    MLP (MoE)    = c_e·k·I_moe + (4h + 38)·k + 4·E + 8·I_shared
-                   (top-k routed rows: the expert MLP per routed row, the gathered hidden state per row,
-                    routing weights/indices; the router logits per expert; the shared expert(s))
-    c_h          = (linear_ref·h_ref − S(ref)) / h_ref   (so the reference model is reproduced exactly)
-
-For example Llama (SDPA): c_q = 4 (RoPE'd q, attention output), c_kv = 4 (RoPE'd k, v), c_I = 8,
-c_a = 4 (the fp32 logsumexp of flash attention per head), c_0 = 12 (RMSNorm rsqrt), c_h = 16 (two RMSNorms:
-fp32 upcast 4h + weighted bf16 2h + output 2h each). Eager attention saves repeated K/V (c_q 8, c_kv 0) and
-the s×s scores: ``attention``·a·s per token (6 for Llama: fp32 softmax output 4 + bf16 copy 2).
+Per decoder layer (bytes per token, 16-bit activations): the calibrated coefficient of the model's family
+moved to its shape (``train_structures``), or -- for a model with no calibration and no entry in
+``NEAREST_FAMILY`` -- Korthikanti et al. 2022's generic 34·s·b·h per layer (+ 5·a·s²·b with eager attention)
+with 4·b·s·V fp32 logits. ``coefficients_source`` and the first assumption say which.
 
 Non-layer terms (per token): the loss's log-probabilities, ``bytes_per_token_per_vocab``·V (4 when the
 loss upcasts the logits to fp32 — transformers' ForCausalLMLoss; 2 for BERT's bf16 cross entropy; 6 with
@@ -51,30 +44,13 @@ residual stream and the norms stay fp32), plus the 16-bit copies of every Linear
 and autograd keeps until the backward (2 bytes × the linear parameters, MoE experts included) — unless
 gradient checkpointing drops them (then one layer's copies return during its recompute).
 
-LoRA (PEFT, adapters in fp32 on a 16-bit base — PEFT's autocast_adapter_dtype): the frozen base no
-longer saves what only weight gradients need (RMSNorm weighted outputs and the Linear inputs: 8h + 2I per
-layer for RMSNorm families, 4h + 2I for LayerNorm ones), but each adapted Linear saves an fp32 copy of its
-input (4·d_in, one per adapted module, q/k/v each their own) and the fp32 low-rank activation (4·r);
-lora_dropout > 0 adds the 1-byte dropout mask (1·d_in). Measured on Llama: exact to the byte.
-DoRA (``use_dora=True``, PEFT 0.21 ``DoraLinearLayer.forward``): the result is
-base + (m/‖W+ΔW‖ − 1)·base_result + (m/‖W+ΔW‖)·lora_B(lora_A(x))·scaling with the norm detached, so each
-adapted Linear also keeps, for the magnitude's gradient, the base output it multiplies (the 16-bit
-base-layer output, 2·d_out; with lora_dropout > 0 PEFT recomputes it as F.linear(dropout(x), W) in fp32:
-4·d_out) and the fp32 LoRA branch output (4·d_out) — 6·d_out per token (8·d_out with dropout); with
-dropout that F.linear also keeps the fp32 copy of W it was given (4·d_in·d_out per adapted Linear, not per
-token). The weight-norm path (x_eye = eye(d_in), lora_B(lora_A(x_eye)), ‖W + s·ΔW‖) is detached from the
-output and freed within the forward of each layer: a transient, not saved. Simulated on Llama-3.2-1B /
-Qwen3: the per-token terms exact; the per-layer constants (≈10·d_out) are left out.
+LoRA / DoRA: ``lora_activations``.
 
 Parallelism (Korthikanti et al. 2022, arXiv 2205.05198, Table 2 and Eq. 5): tensor parallel t without
 sequence parallel splits 24 of the 34 (the rest — LayerNorm inputs, dropout masks, residuals — is
 replicated); with sequence parallel everything is split by t; the s² attention term is split by t.
 Pipeline 1F1B: the first stage holds L layers' worth whatever p (L/p layers × min(p, micro-batches) in
 flight); the interleaved schedule multiplies by 1 + (p − 1)/(p·m), m model chunks per device.
-
-Architectures absent from calibration.json use the nearest structural family (``NEAREST_FAMILY`` or, for
-an unknown model_type, a guess from the config's fields), and Korthikanti's 34 + 5as/h (eager) / 34
-(flash, SDPA) with 4·b·s·V fp32 logits otherwise. ``coefficients_source`` says which.
 
 The step's peak (``peak_by_phase``) follows the simulator's phases: the backward's peak is the largest of a
 few moments — at the loss (all activations + 8·b·s·V), after the lm_head, at the first and at the last layer
@@ -87,11 +63,9 @@ Accuracy against fresh ``simulate_train`` runs at batches/lengths calibration.js
 (tests/test_train_activations.py and a wider sweep, 2–5 layers of the real widths): saved activations and the
 overall step peak within 0.1% for every calibrated family in bf16 (llama, mistral, qwen2, qwen3, phi3,
 gemma, gemma2, gemma3, gpt_neox, gpt2, bert, starcoder2, mixtral, qwen2_moe, qwen3_moe, deepseek_v3,
-gpt_oss), SDPA and eager, with and without checkpointing, except gemma3 eager (−0.6%); DeepSeek-V2-Lite via
-the V3 family 0.0%; fp32 within 1% (gemma3 +5%); AMP within 1.1% (+ checkpointing: activations exact,
-forward-phase peak −4%); LoRA within 1.4%. Nearest-family approximations are looser: Cohere −0.6%,
-Starcoder (gpt_bigcode via gpt2) +4.6%, StableLM (via llama) +5.8%, GPT-J (via gpt_neox) +7.5% on the
-activations. Phi-3 at s ≥ its 2047 window (masked SDPA) +2.8%.
+gpt_oss), SDPA and eager, with and without checkpointing, except gemma3 eager (−0.6%); fp32 within 1%
+(gemma3 +5%); AMP within 1.1% (+ checkpointing: activations exact, forward-phase peak −4%); LoRA within
+1.4%. Nearest families: ``train_structures``. Phi-3 at s ≥ its 2047 window (masked SDPA) +2.8%.
 
 Not modelled: padding / attention masks (the simulator runs unpadded), packed sequences, fused or chunked
 cross-entropy (Liger, Cut-Cross-Entropy), activation offloading, selective recompute other than per-layer
@@ -101,374 +75,23 @@ fragmentation and kernel workspaces.
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass, field, replace
-from importlib import resources
 
-from ..metadata.config import first_of as _first
-from ..metadata.config import text_config
-from .kv_cache import _PATTERN_DEFAULTS
+from ..model.describe import DEFAULT_ACT, TIED_BY_DEFAULT  # noqa: F401 - kept importable here
+from ..vocab import ATTNS
+# the parts: what the forms below use, re-exported so that ``train_activations.<name>`` keeps working
+from .activation_calibration import (CALIBRATION_FILE, CALIBRATION_PACKAGE, _fit, _ref_shape,  # noqa: F401
+                                     _REF_EXTRA, _reference, calibration_entry, load_calibration)
+from .activation_shape import TrainActivationError, TrainShape, train_shape  # noqa: F401
+from .lora_activations import (_dora_weight_copy_bytes, _lora_dims, _lora_layer_delta,  # noqa: F401
+                               _lora_settings)
+from .train_structures import (COMPOSITE_ACT_BYTES, NEAREST_FAMILY, STRUCTURES, Structure,  # noqa: F401
+                               _LLAMA, _mla_terms, _mlp_coefficient, _mlp_terms, _structural, family_for)
 
-CALIBRATION_PACKAGE = "hfmem.data"
-CALIBRATION_FILE = "calibration.json"
-ATTNS = ("sdpa", "eager", "flash")
 KORTHIKANTI = "Korthikanti 2022 (fallback)"
 
 
-class TrainActivationError(ValueError):
-    """A setting this closed form cannot estimate (an unknown attention, a bad parallel layout, ...)."""
-
-
-# -- calibration ----------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def load_calibration() -> dict:
-    """The packaged calibration.json (cached); an empty document if it is missing."""
-    try:
-        text = resources.files(CALIBRATION_PACKAGE).joinpath(CALIBRATION_FILE).read_text()
-    except (FileNotFoundError, ModuleNotFoundError):
-        return {"architectures": {}}
-    return json.loads(text)
-
-
-def calibration_entry(model_type: str, attn: str) -> dict | None:
-    """calibration.json's entry for (model_type, attn); flash uses the SDPA entry (SDPA runs the flash op)."""
-    arch = load_calibration().get("architectures", {}).get(model_type) or {}
-    key = "sdpa" if attn == "flash" else attn
-    return arch.get(key)
-
-
-# -- the config --------------------------------------------------------------------------------------------
-# Defaults transformers fills in when a multimodal config's text_config omits them (llava-1.5 lists only
-# model_type, rms_norm_eps and vocab_size): LlamaConfig's defaults.
-
-
-def _text(config: dict) -> dict:
-    """The language model's config: ``text_config`` of a multimodal config (completed with transformers'
-    defaults), else the config itself; vocabulary and tying may sit at the top level."""
-    merged = text_config(config)
-    if merged is not config:
-        merged.setdefault("vocab_size", config.get("vocab_size"))
-        merged.setdefault("tie_word_embeddings", config.get("tie_word_embeddings"))
-    return merged
-
-
-@dataclass(frozen=True)
-class TrainShape:
-    """What the activation forms need, read from a config dict (Hugging Face field names and aliases)."""
-
-    model_type: str
-    layers: int
-    hidden: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    vocab: int
-    tied: bool
-    experts: int = 0  # routed experts (0: dense)
-    top_k: int = 0
-    moe_intermediate: int = 0
-    shared_intermediate: int = 0  # shared expert(s) width in all (qwen2_moe, DeepSeek n_shared × moe width)
-    dense_layers: int = 0  # layers with a dense MLP in a MoE model (DeepSeek first_k_dense_replace, ...)
-    q_lora_rank: int = 0  # MLA (DeepSeek-V2/V3)
-    kv_lora_rank: int = 0
-    mla_head_dims: int = 0  # qk_nope + qk_rope + v head dims
-    mla_rope_dim: int = 0
-    mla_v_dim: int = 0
-    window: int | None = None
-    sliding_layers: int = 0
-    rotary: bool = True
-    hidden_act: str = ""
-
-    @property
-    def q_dim(self) -> int:
-        return self.heads * self.head_dim
-
-    @property
-    def kv_dim(self) -> int:
-        return self.kv_heads * self.head_dim
-
-    @property
-    def moe_layers(self) -> int:
-        return self.layers - self.dense_layers if self.experts else 0
-
-
-# transformers' configuration classes: tie_word_embeddings when a config.json does not say (checked with
-# AutoConfig.for_model in transformers 5.24), and the activation when it names none.
-TIED_BY_DEFAULT = frozenset({
-    "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_bigcode", "bert", "roberta", "xlm-roberta", "camembert",
-    "electra", "distilbert", "modernbert", "starcoder2", "cohere", "cohere2", "smollm3", "opt", "falcon", "bloom"})
-DEFAULT_ACT = {"gpt2": "gelu_new", "phi": "gelu_new", "gptj": "gelu_new", "gpt_bigcode": "gelu_pytorch_tanh",
-               "gemma": "gelu_pytorch_tanh", "gemma2": "gelu_pytorch_tanh", "gemma3_text": "gelu_pytorch_tanh",
-               "starcoder2": "gelu_pytorch_tanh", "bert": "gelu", "gpt_neox": "gelu", "opt": "relu"}
-# Non-gated MLPs: bytes per intermediate unit by activation. A fused activation kernel saves its input only
-# (fc1 output 2 + activation output 2, kept by fc2); GPT-2's "gelu_new" is Python arithmetic
-# (0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))), whose intermediates autograd keeps: 10 (measured).
-COMPOSITE_ACT_BYTES = {"gelu_new": 10.0, "gelu_fast": 10.0}
-
-
-def _sliding_layers(cfg: dict, layers: int, model_type: str) -> tuple[int | None, int]:
-    window = cfg.get("sliding_window")
-    types = cfg.get("layer_types")
-    if isinstance(types, list) and types:
-        n = sum(t == "sliding_attention" for t in types[:layers])
-    elif not window:
-        n = 0
-    elif cfg.get("use_sliding_window") is False:
-        n = 0
-    elif model_type == "gemma2":
-        n = (layers + 1) // 2  # transformers' default: even layers slide
-    elif cfg.get("sliding_window_pattern") or _PATTERN_DEFAULTS.get(model_type):
-        # the config's pattern, else its configuration class's (Gemma 3: 5 sliding layers in every 6)
-        p = int(cfg.get("sliding_window_pattern") or _PATTERN_DEFAULTS[model_type])
-        n = sum(bool((i + 1) % p) for i in range(layers))
-    else:
-        n = layers  # Mistral-7B-v0.1, Phi-3, Starcoder2: every layer
-    return (int(window) if window and n else None), n
-
-
-def train_shape(config: dict) -> TrainShape:
-    cfg = _text(config)
-    model_type = str(cfg.get("model_type") or config.get("model_type") or "unknown")
-    hidden = int(_first(cfg, "hidden_size", "n_embd", "d_model", "dim", default=0))
-    heads = int(_first(cfg, "num_attention_heads", "n_head", "num_heads", "n_heads", default=0))
-    layers = int(_first(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers", default=0))
-    vocab = int(_first(cfg, "vocab_size", "padded_vocab_size", default=0))
-    if not (hidden and heads and layers and vocab):
-        raise TrainActivationError(f"{model_type}: config lacks hidden size, heads, layers or vocabulary")
-    kv = int(_first(cfg, "num_key_value_heads", "n_head_kv", "num_kv_heads", default=heads))
-    if cfg.get("multi_query") is True:  # gpt_bigcode
-        kv = 1
-    head_dim = int(cfg.get("head_dim") or hidden // heads)
-    inter = int(_first(cfg, "intermediate_size", "n_inner", "ffn_dim", default=0) or 4 * hidden)
-    experts = int(_first(cfg, "n_routed_experts", "num_local_experts", "num_experts", "moe_num_experts", default=0) or 0)
-    top_k = int(_first(cfg, "num_experts_per_tok", "moe_top_k", "top_k", default=0) or 0) if experts else 0
-    moe_inter = shared = dense = 0
-    if experts and top_k:
-        moe_inter = int(cfg.get("moe_intermediate_size") or inter)
-        if cfg.get("shared_expert_intermediate_size"):
-            shared = int(cfg["shared_expert_intermediate_size"])
-        elif cfg.get("n_shared_experts"):
-            shared = int(cfg["n_shared_experts"]) * moe_inter
-        dense = min(layers, int(cfg.get("first_k_dense_replace") or 0))
-        only = cfg.get("mlp_only_layers") or []
-        step = int(cfg.get("decoder_sparse_step") or 1)
-        if not dense:
-            dense = sum(1 for i in range(layers) if i in only or (step > 1 and (i + 1) % step))
-    else:
-        experts = top_k = 0
-    mla = int(cfg.get("kv_lora_rank") or 0)
-    mla_dims = mla_rope = mla_v = 0
-    if mla:
-        mla_rope, mla_v = int(cfg.get("qk_rope_head_dim") or 64), int(cfg.get("v_head_dim") or 128)
-        mla_dims = int(cfg.get("qk_nope_head_dim") or 128) + mla_rope + mla_v
-    window, sliding = _sliding_layers(cfg, layers, model_type)
-    tied = cfg.get("tie_word_embeddings")
-    if tied is None:
-        tied = model_type in TIED_BY_DEFAULT
-    act = str(_first(cfg, "hidden_act", "hidden_activation", "activation_function",
-                     default=DEFAULT_ACT.get(model_type, "silu")))
-    rotary = model_type not in ("gpt2", "gpt_bigcode", "bert", "roberta", "xlm-roberta", "opt", "bloom")
-    return TrainShape(model_type=model_type, layers=layers, hidden=hidden, heads=heads, kv_heads=kv,
-                      head_dim=head_dim, intermediate=inter, vocab=vocab, tied=bool(tied),
-                      experts=experts, top_k=top_k, moe_intermediate=moe_inter, shared_intermediate=shared,
-                      dense_layers=dense, q_lora_rank=int(cfg.get("q_lora_rank") or 0), kv_lora_rank=mla,
-                      mla_head_dims=mla_dims, mla_rope_dim=mla_rope, mla_v_dim=mla_v, window=window, sliding_layers=sliding, rotary=rotary,
-                      hidden_act=act)
-
-
-# -- structural forms (bytes per token per layer, 16-bit activations), measured by simulation ----------
-@dataclass(frozen=True)
-class Structure:
-    """Derivatives of a layer's saved bytes per token with respect to the shape (see the module docstring).
-    ``sdpa`` / ``eager``: (c_q, c_kv, c_a, c_0); ``mlp``: bytes per intermediate unit (dense MLP);
-    ``expert``: bytes per routed row per expert-intermediate unit; ``norm``: "rms" or "ln";
-    ``fp32_h``/``amp_h``: the per-layer change (×h) of fp32 training beyond 2× / of autocast;
-    ``linears``: (name, input-dim kind, output-dim kind) of the layer's Linear modules, for LoRA and AMP."""
-
-    sdpa: tuple[float, float, float, float]
-    eager: tuple[float, float, float, float]
-    mlp: float = 8.0
-    expert: float = 8.0
-    norm: str = "rms"
-    fp32_h: float = 0.0
-    amp_h: float = 10.0
-    gated: bool = True
-    expands_kv_with_mask: bool = True  # SDPA with a mask: repeat_kv'd K/V saved (Mistral); not Gemma 3
-    eager_position_h: float = 0.0  # eager: per-layer bytes per position per h that do not scale with the
-    # batch (GPT-2: 8 — calibrated at batch 1, so inside ``linear``; measured with batch 1 vs 2)
-    softmax_fp32: bool = True  # eager: fp32 softmax + 16-bit copy (Llama: 6 → 4 in fp32 training); else a
-    # 16-bit softmax + dropout (GPT-2/BERT: 5 = 2 + mask 1 + 2 → 9 in fp32)
-    fp32_qk: float = 0.0  # fp32 training: per (q_dim + kv_dim) change (Qwen3's q/k RMSNorm upcasts vanish)
-    amp_nl_h: float = 2.0  # AMP: extra fp32 bytes per h outside the layers (embedding output; BERT's head)
-    amp_attention: float = 0.0  # AMP, eager: extra bytes per a·s² (GPT-2: fp32 softmax output kept, 5 → 7)
-    linears: tuple[tuple[str, str, str], ...] = (
-        ("q_proj", "h", "q"), ("k_proj", "h", "kv"), ("v_proj", "h", "kv"), ("o_proj", "q", "h"),
-        ("gate_proj", "h", "I"), ("up_proj", "h", "I"), ("down_proj", "I", "h"))
-
-
-_LLAMA = Structure(sdpa=(4, 4, 4, 12), eager=(8, 0, 0, 8), fp32_h=-8.0)
-_QWEN3 = Structure(sdpa=(10, 10, 9, 12), eager=(14, 6, 5, 8), fp32_h=-8.0, fp32_qk=-4.0)
-_GEMMA = Structure(sdpa=(4, 4, 4, 12), eager=(8, 0, 0, 8), expands_kv_with_mask=False, fp32_h=-8.0)
-_GEMMA2 = Structure(sdpa=(8, 0, 0, 16), eager=(8, 0, 0, 16), expands_kv_with_mask=False, fp32_h=-16.0)
-_GEMMA3 = Structure(sdpa=(12, 12, 5, 28), eager=(12, 12, 0, 8), expands_kv_with_mask=False, fp32_h=-16.0,
-                    fp32_qk=-4.0)
-_NEOX = Structure(sdpa=(4, 4, 4, 12), eager=(8, 0, 0, 8), mlp=4, norm="ln", amp_h=4.0, gated=False, fp32_h=-2.0,
-                  linears=(("query_key_value", "h", "qkv"), ("dense", "q", "h"),
-                           ("dense_h_to_4h", "h", "I"), ("dense_4h_to_h", "I", "h")))
-_GPT2 = Structure(sdpa=(4, 4, 4, 12), eager=(4, 4, 0, 8), mlp=10, norm="ln", fp32_h=-2.0, amp_h=4.0,
-                  gated=False, eager_position_h=8.0, softmax_fp32=False, amp_attention=2.0, linears=(("c_attn", "h", "qkv"), ("c_proj", "q", "h"), ("c_fc", "h", "I"),
-                                        ("mlp.c_proj", "I", "h")))
-_BERT = Structure(sdpa=(4, 4, 4, 12), eager=(4, 4, 0, 8), mlp=4, norm="ln", amp_h=8.0, gated=False,
-                  fp32_h=-2.0, softmax_fp32=False, amp_nl_h=8.0,
-                  linears=(("query", "h", "q"), ("key", "h", "kv"), ("value", "h", "kv"),
-                           ("attention.output.dense", "q", "h"), ("intermediate.dense", "h", "I"),
-                           ("output.dense", "I", "h")))
-_STARCODER2 = Structure(sdpa=(4, 4, 4, 12), eager=(8, 0, 0, 8), mlp=4, norm="ln", amp_h=4.0, gated=False,
-                        fp32_h=-2.0,
-                        linears=(("q_proj", "h", "q"), ("k_proj", "h", "kv"), ("v_proj", "h", "kv"),
-                                 ("o_proj", "q", "h"), ("c_fc", "h", "I"), ("c_proj", "I", "h")))
-_GPT_OSS = Structure(sdpa=(8, 0, 0, 8), eager=(8, 0, 0, 8), expert=14)
-# MLA: attention terms come from _mla_terms, not (c_q, c_kv)
-_MLA = Structure(sdpa=(0, 0, 0, 12), eager=(0, 0, 0, 8))
-
-STRUCTURES: dict[str, Structure] = {
-    "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "phi3": _LLAMA, "mixtral": _LLAMA,
-    "qwen2_moe": _LLAMA, "qwen3": _QWEN3, "qwen3_moe": _QWEN3, "gemma": _GEMMA, "gemma2": _GEMMA2,
-    "gemma3_text": _GEMMA3, "gpt_neox": _NEOX, "gpt2": _GPT2, "bert": _BERT, "starcoder2": _STARCODER2,
-    "deepseek_v3": _MLA, "gpt_oss": _GPT_OSS,
-}
-
-# model types without a calibration entry -> the calibrated family whose code they share most.
-NEAREST_FAMILY: dict[str, str] = {
-    "mistral3": "mistral", "ministral": "mistral", "qwen2_vl": "qwen2", "qwen2_5_vl": "qwen2",
-    "qwen2_audio": "qwen2", "olmo": "llama", "olmo2": "qwen3", "olmo3": "qwen3", "granite": "llama",
-    "internlm2": "llama", "internlm": "llama", "baichuan": "llama", "yi": "llama", "minicpm": "llama",
-    "aquila": "llama", "deepseek": "qwen2_moe", "cohere": "llama", "cohere2": "llama", "helium": "llama",
-    "smollm3": "llama", "llava": "llama", "llava_next": "llama", "mllama": "llama", "exaone": "llama",
-    "phi": "gpt_neox", "gptj": "gpt_neox", "stablelm": "llama", "gpt_bigcode": "gpt2", "opt": "gpt2",
-    "roberta": "bert", "xlm-roberta": "bert", "camembert": "bert", "electra": "bert", "distilbert": "bert",
-    "modernbert": "bert", "deepseek_v2": "deepseek_v3", "kimi_k2": "deepseek_v3", "glm4_moe": "qwen3_moe",
-    "granitemoe": "mixtral", "phimoe": "mixtral", "olmoe": "qwen3_moe", "qwen3_next": "qwen3_moe",
-    "gemma3": "gemma3_text", "recurrent_gemma": "gemma", "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe",
-    "phi4_multimodal": "phi3", "nemotron": "gpt_neox", "falcon": "gpt_neox", "bloom": "gpt2",
-}
-
-
-def _guess_family(cfg: dict, shape: TrainShape) -> str | None:
-    """A calibrated family for an unknown model_type from what its config says, or None."""
-    if shape.kv_lora_rank:
-        return "deepseek_v3"
-    if shape.experts:
-        return "qwen2_moe" if shape.shared_intermediate else "mixtral"
-    if "rms_norm_eps" in cfg:
-        return "llama"
-    if "n_embd" in cfg and "n_head" in cfg:
-        return "gpt2"
-    if "layer_norm_eps" in cfg and cfg.get("hidden_act") in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
-        return "gpt_neox"
-    return None
-
-
-def _family(config: dict, shape: TrainShape) -> tuple[str | None, str]:
-    """(calibrated family or None, how it was chosen)."""
-    cal = load_calibration().get("architectures", {})
-    mt = shape.model_type
-    if mt in cal and mt in STRUCTURES:
-        return mt, "calibrated"
-    near = NEAREST_FAMILY.get(mt)
-    if near in cal:
-        return near, f"nearest family of {mt}"
-    guess = _guess_family(_text(config), shape)
-    if guess in cal:
-        return guess, f"family guessed from {mt}'s config fields"
-    return None, f"{mt} has no calibrated family"
-
-
-def _mlp_coefficient(shape: TrainShape, st: Structure) -> float:
-    if st.gated:
-        return st.mlp
-    return COMPOSITE_ACT_BYTES.get(shape.hidden_act, 4.0)
-
-
-def _mlp_terms(shape: TrainShape, st: Structure, moe: bool) -> float:
-    if moe:
-        return (st.expert * shape.top_k * shape.moe_intermediate + (4 * shape.hidden + 38) * shape.top_k
-                + 4 * shape.experts + 8 * shape.shared_intermediate)
-    return _mlp_coefficient(shape, st) * shape.intermediate
-
-
-def _mla_terms(shape: TrainShape) -> float:
-    # measured on DeepSeek-V3 (128 heads, nope 128 + rope 64 + v 128): 1540 B per head per token,
-    # 8 per q_lora_rank and kv_lora_rank unit (their RMSNorm upcast, weighted output and output)
-    # without q compression (DeepSeek-V2-Lite: q_lora_rank null) measured +6h instead of the q_lora terms
-    q_path = 8 * shape.q_lora_rank if shape.q_lora_rank else 6 * shape.hidden
-    return 1540.0 * shape.heads * shape.mla_head_dims / 320 + 8 * shape.kv_lora_rank + q_path
-
-
-def _structural(shape: TrainShape, st: Structure, attn: str, moe: bool, batch: int = 1) -> float:
-    cq, ckv, ca, c0 = st.eager if attn == "eager" else st.sdpa
-    if attn == "eager" and ckv == 0 and shape.kv_heads == 1 and batch == 1 and shape.heads > 1:
-        # repeat_kv of a single KV head with batch 1 is a view (expand + reshape of size-1 dims): the
-        # unexpanded K and V are what is saved (measured: Gemma MQA, batch 1 vs 2)
-        cq, ckv = cq - 4, ckv + 4
-    if shape.kv_lora_rank:
-        att = _mla_terms(shape)
-    else:
-        att = cq * shape.q_dim + ckv * shape.kv_dim + ca * shape.heads
-    return att + c0 + _mlp_terms(shape, st, moe)
-
-
-def _fit(entry: dict, attn: str) -> tuple[float, float]:
-    """(linear, attention) of a calibration entry. For SDPA the attention term is 0 by construction (no s×s
-    tensor); a non-zero fitted value means the longer calibration length reached a sliding window (mask
-    path), so the shorter length's coefficient is the unmasked one."""
-    fit = entry["fit"]
-    if attn == "eager":
-        return float(fit["linear"]), float(fit["attention"])
-    per_seq = entry.get("activation_bytes_per_token_per_hidden_per_layer") or {}
-    if abs(fit.get("attention", 0.0)) > 0.05 and per_seq:
-        first = min(per_seq, key=int)
-        return float(per_seq[first]), 0.0
-    return float(fit["linear"]), 0.0
-
-
-def _ref_shape(entry: dict) -> TrainShape:
-    s = entry["shape"]
-    experts_per_token = s.get("experts_per_token") or 0
-    return TrainShape(model_type=entry["model_type"], layers=s["layers_in_model"], hidden=s["hidden"],
-                      heads=s["heads"], kv_heads=s["kv_heads"], head_dim=s["head_dim"],
-                      intermediate=s["intermediate"], vocab=s["vocab"], tied=False,
-                      experts=1 if experts_per_token else 0, top_k=experts_per_token,
-                      moe_intermediate=s.get("moe_intermediate") or 0,
-                      hidden_act=DEFAULT_ACT.get(entry["model_type"], "silu"))
-
-
-# Reference-model fields calibration.json does not record (experts, shared experts, MLA dims): from the
-# reference configs (benchmarks/calibrate.py's ARCHITECTURES).
-_REF_EXTRA: dict[str, dict] = {
-    "mixtral": {"experts": 8},
-    "qwen2_moe": {"experts": 60, "shared_intermediate": 5632},
-    "qwen3_moe": {"experts": 128},
-    "deepseek_v3": {"experts": 256, "shared_intermediate": 2048, "q_lora_rank": 1536, "kv_lora_rank": 512,
-                    "mla_head_dims": 320},
-    "gpt_oss": {"experts": 32},
-}
-
-
-def _reference(family: str, attn: str) -> tuple[dict, TrainShape]:
-    entry = calibration_entry(family, attn)
-    if entry is None:  # e.g. Gemma 2 / gpt-oss have no SDPA entry: eager's linear part, no s² term
-        entry = calibration_entry(family, "eager" if attn != "eager" else "sdpa")
-    ref = _ref_shape(entry)
-    extra = _REF_EXTRA.get(family, {})
-    if extra:
-        ref = replace(ref, **{k: v for k, v in extra.items() if k != "experts"},
-                      experts=extra.get("experts", ref.experts))
-    return entry, ref
-
-
+# -- the per-token coefficients of one layer ----------------------------------------------------------------
 @dataclass(frozen=True)
 class LayerCoefficients:
     """Bytes per token of one layer at 16 bit: ``linear`` + ``attention``·a·s (eager's s² term)."""
@@ -491,13 +114,15 @@ def layer_coefficients(config: dict, attn: str = "sdpa", batch: int = 1) -> Laye
     if attn not in ATTNS:
         raise TrainActivationError(f"unknown attention {attn!r} (use sdpa, eager or flash)")
     shape = train_shape(config)
-    family, how = _family(config, shape)
-    if family is None:
+    family, how = family_for(shape.model_type)
+    if family is None:  # no calibration, no family sharing its code: the published generic form, not a guess
         h = shape.hidden
+        note = (f"{how}: Korthikanti et al. 2022's generic 34·s·b·h per layer"
+                + (" + 5·a·s²·b (eager attention)" if attn == "eager" else ""))
         return LayerCoefficients(moe_layer=34.0 * h, dense_layer=34.0 * h, attention=5.0 if attn == "eager" else 0.0,
                                  gc_per_h=2.0, logits_per_vocab=4.0, non_layer_per_h=2.0,
                                  fwd_transient_per_vocab=6.0, fwd_transient_per_h=0.0,
-                                 source=KORTHIKANTI, note=how)
+                                 source=KORTHIKANTI, note=note)
     entry, ref = _reference(family, attn)
     used_attn = entry["attn"]
     st = STRUCTURES[family]
@@ -640,63 +265,6 @@ def _linear_params(shape: TrainShape, st: Structure) -> tuple[int, int]:
     return moe, dense
 
 
-def _lora_settings(lora) -> dict | None:
-    if lora is None or lora is False:
-        return None
-    if lora is True:
-        return {"r": 16, "targets": "all-linear", "dropout": 0.0, "dora": False}
-    if isinstance(lora, dict):
-        return {"r": int(lora.get("r", 16)), "targets": lora.get("targets", "all-linear"),
-                "dropout": float(lora.get("dropout", 0.0)), "dora": bool(lora.get("dora", False))}
-    raise TrainActivationError("lora must be False, True or a dict {r, targets, dropout, dora}")
-
-
-def _lora_dims(shape: TrainShape, moe: bool) -> dict:
-    h = shape.hidden
-    inter = shape.top_k * shape.moe_intermediate + shape.shared_intermediate if moe else shape.intermediate
-    return {"h": h, "q": shape.q_dim, "kv": shape.kv_dim, "I": inter, "qkv": shape.q_dim + 2 * shape.kv_dim}
-
-
-def _dora_weight_copy_bytes(shape: TrainShape, st: Structure, lora: dict, moe: bool) -> float:
-    """DoRA with lora_dropout > 0: per layer, the fp32 copies of the adapted Linears' weights that PEFT's
-    F.linear(dropout(x), W.to(fp32)) keeps for the backward (not per token)."""
-    if not lora.get("dora") or lora["dropout"] <= 0:
-        return 0.0
-    dims = _lora_dims(shape, moe)
-    return float(sum(4 * dims[d_in] * dims[d_out] for _, d_in, d_out in _lora_layer_delta(shape, st, lora, moe)[2]))
-
-
-def _lora_layer_delta(shape: TrainShape, st: Structure, lora: dict, moe: bool) -> tuple[float, list[str], list]:
-    """Change of one layer's saved bytes per token under LoRA (16-bit base, fp32 adapters); the notes; the
-    adapted Linears (name, d_in kind, d_out kind)."""
-    h = shape.hidden
-    dims = _lora_dims(shape, moe)
-    inter = dims["I"]
-    frozen = (8 * h if st.norm == "rms" else 4 * h) + 2 * inter
-    targets = lora["targets"]
-    names = [n for n, _, _ in st.linears]
-    if targets == "all-linear":
-        chosen = list(st.linears)
-    else:
-        wanted = [targets] if isinstance(targets, str) else list(targets)
-        chosen = [lin for lin in st.linears if any(lin[0] == w or lin[0].endswith("." + w) or w == lin[0].split(".")[-1]
-                                                   for w in wanted)]
-    notes = []
-    if moe and targets == "all-linear":
-        notes.append("LoRA all-linear on a MoE model: experts are fused parameters in transformers 5, not "
-                     "nn.Linear, so only attention (and shared/dense) Linears get adapters")
-        chosen = [lin for lin in chosen if lin[1] != "I" and lin[2] != "I"]
-    per_target = sum(4 * dims[d_in] + 4 * lora["r"] + (dims[d_in] if lora["dropout"] > 0 else 0)
-                     for _, d_in, _ in chosen)
-    if lora.get("dora"):  # the base output (16-bit, or fp32 recomputed under dropout) + the fp32 LoRA output
-        per_target += sum((8 if lora["dropout"] > 0 else 6) * dims[d_out] for _, _, d_out in chosen)
-    unknown = [] if targets == "all-linear" else [w for w in ([targets] if isinstance(targets, str) else targets)
-                                                  if not any(w == n.split(".")[-1] or w == n for n in names)]
-    if unknown:
-        notes.append(f"LoRA targets {unknown} not among {shape.model_type}'s Linear names {names}: not counted")
-    return per_target - frozen, notes, chosen
-
-
 def _check(**values) -> None:
     for k, v in values.items():
         if int(v) < 1:
@@ -726,7 +294,7 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
         raise TrainActivationError("flash attention runs in fp16/bf16 only")
     shape = train_shape(config)
     coef = layer_coefficients(config, attn, batch)
-    family, _ = _family(config, shape)
+    family, _ = family_for(shape.model_type)
     st = STRUCTURES.get(family or "", _LLAMA)
     lora_cfg = _lora_settings(lora)
     b, s, h, V, L = int(batch), int(seq), shape.hidden, shape.vocab, shape.layers

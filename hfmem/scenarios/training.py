@@ -1,8 +1,9 @@
 """Model-state memory for fine-tuning: weights, fp32 master weights, gradients and optimizer states, computed
 from the parameter census of a model. Pure functions: no torch, no I/O.
 
-Input is ``Inventory.tensors`` (hfmem.inventory.meta_model.census): a list of dicts with ``role``
-(linear / experts / embedding / lm_head / router / other), ``count``, ``params`` and shapes
+Input is the parameter census (hfmem.inventory.meta_model.census), read as typed
+``hfmem.model.census.CensusEntry`` objects (``Inventory.tensors``' dicts are accepted and converted on entry):
+``role`` (linear / experts / embedding / lm_head / router / other), ``count``, ``params`` and shapes
 (``in_features``/``out_features``/``bias``/``tied`` for Linear-like modules, ``shape`` otherwise). A full
 fine-tune passes the whole census as ``trainable``; LoRA passes the adapter tensors (same format) as
 ``trainable`` and the base model as ``frozen``.
@@ -19,10 +20,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from .. import vocab
+from ..errors import SettingsError
+from ..model.census import CensusEntry, entry_of
 from .formulas import adamw_step_temporary_bytes
 
 # Element sizes (bytes) of the dtypes training uses.
-DTYPE_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2, "float16": 2}
+DTYPE_BYTES: dict[str, int] = vocab.DTYPE_BYTES  # re-exported from hfmem.vocab
 
 
 # -- precision modes ----------------------------------------------------------------------------------------
@@ -105,7 +109,7 @@ def precision_of(name: str | Precision) -> Precision:
     try:
         return PRECISIONS[name]
     except KeyError:
-        raise ValueError(f"unknown precision {name!r} (use one of {', '.join(PRECISIONS)})") from None
+        raise SettingsError(f"unknown precision {name!r} (use one of {', '.join(PRECISIONS)})") from None
 
 
 # -- the census as parameter tensors ------------------------------------------------------------------------
@@ -130,20 +134,22 @@ class ParamTensor:
         return self.numel * self.count
 
 
-def param_tensors(census: list[dict] | tuple) -> tuple[ParamTensor, ...]:
-    """Expand census entries into parameter tensors. Accepts ParamTensor items as they are."""
+def param_tensors(census) -> tuple[ParamTensor, ...]:
+    """Expand census entries (CensusEntry, or the inventory's dicts) into parameter tensors. Accepts ParamTensor
+    items as they are."""
     out: list[ParamTensor] = []
-    for i, e in enumerate(census):
-        if isinstance(e, ParamTensor):
-            out.append(e)
+    for i, item in enumerate(census):
+        if isinstance(item, ParamTensor):
+            out.append(item)
             continue
-        count = int(e.get("count", 1)) or 1
-        params = int(e.get("params", 0))
-        role, name = e.get("role", "other"), str(e.get("name", ""))
-        if "in_features" in e and "out_features" in e:
-            fin, fout = int(e["in_features"]), int(e["out_features"])
-            wshape = (fin, fout) if e.get("conv1d") else (fout, fin)
-            w = 0 if e.get("tied") else fin * fout
+        e: CensusEntry = entry_of(item)
+        count = e.count or 1
+        params = e.params
+        role, name = e.role, e.name
+        if e.is_module:
+            fin, fout = int(e.in_features), int(e.out_features)
+            wshape = (fin, fout) if e.conv1d else (fout, fin)
+            w = 0 if e.tied else fin * fout
             module = f"{name}#{i}"
             if w:
                 out.append(ParamTensor(role, f"{name}.weight", wshape, count, module))
@@ -154,8 +160,8 @@ def param_tensors(census: list[dict] | tuple) -> tuple[ParamTensor, ...]:
         # a parameter held directly by a module: ``module.param`` (census names it so); tensors of one module
         # with the same multiplicity are taken to belong to the same module instances
         module = (name.rsplit(".", 1)[0] if "." in name else name) + f"@{count}"
-        if e.get("shape") is not None and math.prod(e["shape"]) * count == params:
-            out.append(ParamTensor(role, name, tuple(int(d) for d in e["shape"]), count, module))
+        if e.shape is not None and math.prod(e.shape) * count == params:
+            out.append(ParamTensor(role, name, e.shape, count, module))
         elif params:  # no usable shape: one 1-D tensor per instance
             out.append(ParamTensor(role, name, (params // count,), count, module))
     return tuple(out)
@@ -190,8 +196,8 @@ def largest_module_params(tensors) -> int:
 BNB_BLOCK_SIZE = 256
 BNB_MIN_8BIT_SIZE = 4096
 
-OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit", "sgd", "sgd-momentum", "adafactor", "lion", "lion-8bit")
-ADAMW_IMPLS = ("foreach", "fused", "forloop")
+OPTIMIZERS = vocab.OPTIMIZERS
+ADAMW_IMPLS = vocab.ADAMW_IMPLS
 
 
 @dataclass(frozen=True)
@@ -269,7 +275,7 @@ def optimizer_bytes(optimizer: str, trainable, precision: str | Precision = "bf1
     largest = max((t.numel for t in tensors), default=0)
     if optimizer == "adamw":
         if adamw_impl not in ADAMW_IMPLS:
-            raise ValueError(f"unknown AdamW implementation {adamw_impl!r} ({', '.join(ADAMW_IMPLS)})")
+            raise SettingsError(f"unknown AdamW implementation {adamw_impl!r} ({', '.join(ADAMW_IMPLS)})")
         impl = "fused" if prec.library == "DeepSpeed" else adamw_impl
         return OptimizerBytes("adamw", 2 * sb * n, adamw_step_temporary_bytes(sb * n, impl), 2,
                               f"torch AdamW ({impl}): exp_avg, exp_avg_sq in the stepped dtype ({sb} B)")
@@ -295,7 +301,7 @@ def optimizer_bytes(optimizer: str, trainable, precision: str | Precision = "bf1
     if optimizer == "lion-8bit":
         state = sum(bnb_8bit_state_bytes(t.numel, 1) * t.count for t in tensors)
         return OptimizerBytes("lion-8bit", state, 0, 1, "bitsandbytes Optimizer1State (Lion8bit)")
-    raise ValueError(f"unknown optimizer {optimizer!r} (use one of {', '.join(OPTIMIZERS)})")
+    raise SettingsError(f"unknown optimizer {optimizer!r} (use one of {', '.join(OPTIMIZERS)})")
 
 
 # -- per-parameter rates ------------------------------------------------------------------------------------
@@ -341,7 +347,7 @@ def per_param_bytes(precision: str | Precision, optimizer: str = "adamw") -> Per
     moments 8); bf16 + adamw = (2, 0, 2, 4): 8 B; amp-bf16 / fp32 + adamw = (4, 0, 4, 8): 16 B."""
     prec = precision_of(precision)
     if optimizer not in _STATE_RATE:
-        raise ValueError(f"unknown optimizer {optimizer!r} (use one of {', '.join(OPTIMIZERS)})")
+        raise SettingsError(f"unknown optimizer {optimizer!r} (use one of {', '.join(OPTIMIZERS)})")
     return PerParamBytes(prec.weight_bytes, prec.master_weight_bytes, prec.gradient_bytes,
                          _STATE_RATE[optimizer](prec.optimizer_param_bytes), prec.fp32_gradient_bytes)
 

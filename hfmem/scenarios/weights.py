@@ -1,6 +1,7 @@
 """Weights in real storage formats: the bytes a model's parameters take as a checkpoint stores them and as the
 loader keeps them on the device. Pure functions over the inventory's tensor census
-(``hfmem.inventory.meta_model.census``): no torch, no I/O.
+(``hfmem.inventory.meta_model.census``, read as typed ``hfmem.model.census.CensusEntry`` objects; the inventory's
+dicts are accepted and converted once): no torch, no I/O.
 
 Each format says which tensors it converts and what each converted matrix stores, down to its scales. The
 layouts, as the libraries define them:
@@ -47,7 +48,9 @@ import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from ..errors import HfmemError
+from .. import vocab as _vocab
+from ..errors import SettingsError
+from ..model.census import ROLES, CensusEntry, census_of  # ROLES re-exported: the census roles
 
 # --- constants, each from the layout it belongs to ---------------------------------------------------------
 FP8_BLOCK = (128, 128)          # DeepSeek-V3 config: quantization_config.weight_block_size
@@ -60,12 +63,9 @@ GPTQ_PACK_BITS = 32             # qweight/qzeros pack into int32
 GPTQ_BITS = (2, 3, 4, 8)        # QuantLinear: "Only 2,3,4,8 bits are supported."
 DEFAULT_GROUP_SIZE = 128        # GPTQ and AWQ's usual group size (TheBloke's main branches, AutoAWQ default)
 
-ROLES = ("linear", "experts", "embedding", "lm_head", "router", "other")
 
-_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-_DTYPE_ALIASES = {"fp32": "float32", "float32": "float32", "float": "float32",
-                  "bf16": "bfloat16", "bfloat16": "bfloat16",
-                  "fp16": "float16", "float16": "float16", "half": "float16"}
+_DTYPE_BYTES = _vocab.DTYPE_BYTES      # re-exported from hfmem.vocab
+_DTYPE_ALIASES = _vocab.DTYPE_ALIASES
 
 
 @dataclass(frozen=True)
@@ -120,10 +120,8 @@ FORMAT_ORDER: tuple[str, ...] = (
 )
 
 
-class WeightFormatError(HfmemError, ValueError):
-    """An unknown weight format or an option it does not take (one line for the CLI's error boundary)."""
-
-    exit_code = 2
+class WeightFormatError(SettingsError):
+    """An unknown weight format or an option it does not take (a settings error, exit 2; also a ValueError)."""
 
 
 @dataclass(frozen=True)
@@ -315,30 +313,32 @@ def _resolve(fmt: str, bits: int | None) -> tuple[WeightFormat, int]:
 
 
 def _compute_bytes(compute_dtype: str) -> tuple[str, int]:
-    name = _DTYPE_ALIASES.get(str(compute_dtype).lower().removeprefix("torch."))
-    if name is None:
-        raise WeightFormatError(f"unknown compute dtype {compute_dtype!r}; known: bfloat16, float16, float32")
+    if not _vocab.is_dtype(compute_dtype):
+        raise WeightFormatError(f"unknown compute dtype {compute_dtype!r}; known: bfloat16, float16, float32 "
+                                f"(any of {_vocab.accepted_dtype_names()})", setting="compute_dtype")
+    name = _vocab.canonical_dtype(compute_dtype, setting="compute_dtype")
     return name, _DTYPE_BYTES[name]
 
 
-def _matrices(entry: dict) -> tuple[int, int, int]:
+def _matrices(entry: CensusEntry) -> tuple[int, int, int]:
     """(number of matrices, out, in) of a linear or fused-experts census entry. Fused experts are [E, out, in]
     in transformers 5's default layout (``integrations/moe.py``: is_transposed=False); an entry marked
     ``transposed`` (gpt-oss: ``use_experts_implementation(is_transposed=True)``, [E, in, out]) is read the
     other way round."""
-    if entry["role"] == "experts":
-        experts, a, b = entry["shape"][-3:]
-        out, inn = (b, a) if entry.get("transposed") else (a, b)
-        return entry["count"] * experts, out, inn
-    return entry["count"], entry["out_features"], entry["in_features"]
+    if entry.role == "experts":
+        experts, a, b = entry.shape[-3:]
+        out, inn = (b, a) if entry.transposed else (a, b)
+        return entry.count * experts, out, inn
+    return entry.count, entry.out_features, entry.in_features
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def weights_bytes(tensors: Iterable[dict], fmt: str, *, compute_dtype: str = "bfloat16", bits: int | None = None,
-                  group_size: int | None = None, block_size: tuple[int, int] | list[int] | None = None,
+def weights_bytes(tensors: Iterable[CensusEntry | dict], fmt: str, *, compute_dtype: str = "bfloat16",
+                  bits: int | None = None, group_size: int | None = None,
+                  block_size: tuple[int, int] | list[int] | None = None,
                   quantize_experts: bool = True, skip_names: Collection[str] = ()) -> WeightsEstimate:
     """Bytes of every parameter in the census ``tensors`` stored in format ``fmt`` (a key of ``FORMATS``, or
     ``"gptq"`` with ``bits``).
@@ -352,7 +352,7 @@ def weights_bytes(tensors: Iterable[dict], fmt: str, *, compute_dtype: str = "bf
     ``modules_to_not_convert`` would.
     """
     spec, bits = _resolve(fmt, bits)
-    tensors = list(tensors)
+    tensors = census_of(tensors)
     if group_size is not None and spec.family not in ("gptq", "awq"):
         raise WeightFormatError(f"group_size applies to the gptq and awq formats, not {spec.name}")
     if block_size is not None and spec.name != "fp8-block":
@@ -372,28 +372,28 @@ def weights_bytes(tensors: Iterable[dict], fmt: str, *, compute_dtype: str = "bf
     not_convertible: dict[str, int] = {}
     skipped_experts = 0
     for e in tensors:
-        role, params = e["role"], int(e["params"])
+        role, params = e.role, e.params
         logical += params
         by_role.setdefault(role, 0)
-        converts = role in spec.converts and spec.family != "dense" and params > 0 and not e.get("tied")
+        converts = role in spec.converts and spec.family != "dense" and params > 0 and not e.tied
         if converts and role == "experts" and spec.family in ("bnb4", "bnb8") and not quantize_experts:
             converts = False
             skipped_experts += params
-        if converts and e.get("name") in skip_names:
+        if converts and e.name in skip_names:
             converts = False
         if converts:
             n_mat, out, inn = _matrices(e)
             if not _convertible(spec, out, inn, inn if group == -1 else group):
-                not_convertible[e["name"]] = not_convertible.get(e["name"], 0) + params
+                not_convertible[e.name] = not_convertible.get(e.name, 0) + params
                 converts = False
         if not converts:
             by_role[role] += params * hp
             if spec.family != "dense":
                 kept_params += params
             continue
-        bias = e.get("bias", 0) * e["count"] if role != "experts" else 0
+        bias = e.bias * e.count if role != "experts" else 0
         weight_params = params - bias
-        fused = role == "experts" and "gate_up" in e.get("name", "")
+        fused = role == "experts" and "gate_up" in e.name
         per = _matrix_bytes(spec, out, inn, bits=bits, group=group, block=block, fused_gate_up=fused)
         by_role[role] += n_mat * per + bias * bias_bytes
         quantized += weight_params
@@ -415,7 +415,7 @@ def weights_bytes(tensors: Iterable[dict], fmt: str, *, compute_dtype: str = "bf
     if spec.family == "bnb4":
         assumptions.append("not counted: the packed quant_state JSON bitsandbytes serializes with each 4-bit "
                            "weight (a few hundred bytes)")
-    has_experts = any(e["role"] == "experts" and e["params"] for e in tensors)
+    has_experts = any(e.role == "experts" and e.params for e in tensors)
     if spec.family in ("bnb4", "bnb8") and has_experts:
         if quantize_experts:
             assumptions.append("fused experts counted quantized, one quantized matrix per expert (vLLM, "
