@@ -5,15 +5,15 @@ The CLI is a thin layer over these functions; everything it prints is in the obj
 
 from __future__ import annotations
 
-import re
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from .errors import HfmemError, HubUnavailableError, OfflineMissError, UnsupportedArchitectureError, UsageError
+from .errors import HfmemError, SettingsError, UnsupportedArchitectureError, UsageError
 from .inventory.model import Inventory
-from .scenarios.calculator import CalculatorTable, calculator_table
+from .report import ModelReport, Options  # noqa: F401  (public here: hfmem.api.ModelReport, .Options)
+from .sources import FetchedMetadata, resolve
+from .sources.ids import REPO_ID_RULE, check_repo_id  # noqa: F401  (public here)
+from .sources.resolve import hub_cache_key  # noqa: F401  (public here)
 
 if TYPE_CHECKING:
     from .plan.fit import FitResult
@@ -21,59 +21,6 @@ if TYPE_CHECKING:
     from .scenarios.finetune import TrainEstimate, TrainSettings
     from .scenarios.inference import InferenceEstimate, InferenceSettings
     from .simulate import SimResult
-from .sources import FetchedMetadata, env_flag
-from .sources import resultcache, snapshot
-from .sources.local import load_local, looks_like_path
-
-# The Hub's own rule (huggingface_hub.utils.validate_repo_id, its REPO_ID_REGEX with re.ASCII): NAME or
-# ORG/NAME, each part 1-96 of A-Z a-z 0-9 - _ . starting and ending with a letter, digit or _; no -- or ..;
-# not ending in .git. Checked here without importing huggingface_hub (a cache hit never needs it), then by
-# validate_repo_id itself before huggingface_hub first sees the id.
-_PART = r"(?=[A-Za-z0-9_])[A-Za-z0-9_.\-]{0,95}[A-Za-z0-9_]|[A-Za-z0-9_]"
-_REPO_ID = re.compile(rf"(?:(?:{_PART})/)?(?:{_PART})", re.ASCII)
-REPO_ID_RULE = ("a Hub repo id is NAME or ORG/NAME, each 1 to 96 characters of A-Z a-z 0-9 - _ . that start and "
-                "end with a letter, digit or _, without -- or .., not ending in .git")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
-
-
-@dataclass
-class ModelReport:
-    """One analysed model: where its metadata came from and its exact inventory."""
-
-    model: str  # as given
-    source: str  # "hub", "local", "hf-cache", "snapshot"
-    revision: str | None  # commit sha, snapshot id, or None for a local folder
-    provenance: dict
-    inventory: Inventory
-    notes: list[str] = field(default_factory=list)  # about the source (offline, cache); inventory notes apart
-    from_result_cache: bool = False
-    config: dict | None = None  # config.json as read (simulate builds the model from it)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["inventory"] = self.inventory.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelReport":
-        d = dict(d)
-        d["inventory"] = Inventory.from_dict(d["inventory"])
-        return cls(**d)
-
-    def table(self, mode: str = "exact", adam_rule: str | None = None) -> CalculatorTable:
-        return calculator_table(self.inventory, mode, adam_rule, config=self.config)
-
-
-@dataclass
-class Options:
-    revision: str | None = None
-    token: str | None = None
-    offline: bool = False
-    trust_remote_code: bool = False
-    use_cache: bool = True  # read the result cache (a fresh analysis is always written)
-    headers_only: bool = False  # count from safetensors headers alone: no torch, no model code
-    progress: Callable[[str], None] | None = None  # told what slow step starts (the CLI prints it on a TTY)
-    verbose: bool = False  # let huggingface_hub's retry warnings through (hidden by default)
 
 
 def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
@@ -106,195 +53,16 @@ def remote_code_notes(config: dict) -> list[str]:
             "too, or drop the flag" for repo, c in sorted(others.items())]
 
 
-def _key(*parts: object) -> str:
-    return "|".join(str(p) for p in parts)
-
-
-def _variant(opts: Options) -> str:
-    """The options that change an inventory, for the cache key."""
-    return "headers" if opts.headers_only else ("remote-code" if opts.trust_remote_code else "default")
-
-
-def _cached(key: str, opts: Options, *, max_age_s: float | None) -> ModelReport | None:
-    if not opts.use_cache:
-        return None
-    entry = resultcache.get(key)  # None for an ill-formed entry too: recomputed and replaced
-    if entry is None or (max_age_s is not None and entry.age_s() > max_age_s):
-        return None
-    try:
-        report = ModelReport.from_dict(entry.report)
-    except (TypeError, ValueError, KeyError, AttributeError):  # resultcache checked the shape; belt and braces
-        return None
-    report.from_result_cache = True
-    return report
-
-
-def _store(key: str, report: ModelReport) -> None:
-    """Cache what the analysis found; how this run got it (fallback notes, cache hit) is not stored. A cache
-    that cannot be written (read-only, full) leaves the answer as it is, with a note that nothing was cached."""
-    data = report.to_dict()
-    data["from_result_cache"] = False
-    data["notes"] = [n for n in data["notes"] if not n.startswith("hfmem's cache at ")]
-    note = resultcache.put(key, data)
-    if note and note not in report.notes:
-        report.notes.append(note)
-
-
-def _analyze_local(ref: str, folder: Path, opts: Options) -> ModelReport:
-    from .sources.local import check_folder, fingerprint
-
-    check_folder(ref, folder)  # never raises but UsageError: unreadable parents, FIFOs and loops say what they are
-
-    key = _key("local", folder.resolve(), fingerprint(folder), _variant(opts))
-    hit = _cached(key, opts, max_age_s=None)
-    if hit:
-        return hit
-    meta = load_local(folder)
-    report = ModelReport(ref, "local", None, meta.provenance, _build(meta, opts), config=meta.config.raw)
-    _store(key, report)
-    return report
-
-
-def _from_snapshot(repo_id: str, opts: Options, reason: str) -> ModelReport | None:
-    entry = snapshot.lookup(repo_id)
-    if entry is None:
-        return None
-    if opts.revision and opts.revision not in ("main", entry.provenance.get("sha")):
-        return None  # the snapshot holds one revision; a different one is not there
-    if entry.inventory is None:
-        raise UnsupportedArchitectureError(
-            f"{repo_id}: {reason}, and the shipped snapshot has only its config — {entry.error}",
-            hint="connect to the Hub (safetensors headers) or pass --trust-remote-code with network access")
-    notes = [f"{reason}: answered from hfmem's shipped snapshot {entry.built_at} "
-             f"({entry.provenance.get('origin', 'snapshot')}); the Hub's current revision may differ"]
-    if _variant(opts) != "default":
-        notes.append("the snapshot's inventory was computed without --headers-only/--trust-remote-code")
-    return ModelReport(repo_id, "snapshot", entry.provenance.get("sha") or f"snapshot-{entry.snapshot_id}",
-                       entry.provenance, Inventory.from_dict(entry.inventory), notes, config=entry.config)
-
-
-def _analyze_offline(repo_id: str, opts: Options, reason: str, branch_key: str) -> ModelReport:
-    hit = _cached(branch_key, opts, max_age_s=None)
-    if hit:
-        hit.notes.append(f"{reason}: answered from hfmem's result cache")
-        return hit
-    from .sources.hub import load_hf_cache
-
-    meta = load_hf_cache(repo_id, opts.revision)
-    if meta is not None:
-        key = _key("hf-cache", repo_id, meta.revision, _variant(opts))
-        report = _cached(key, opts, max_age_s=None)
-        if report is None:
-            report = ModelReport(repo_id, "hf-cache", meta.revision, meta.provenance, _build(meta, opts),
-                                 config=meta.config.raw)
-            _store(key, report)
-        report.notes.append(f"{reason}: answered from the Hugging Face cache ({meta.provenance['path']})")
-        return report
-    report = _from_snapshot(repo_id, opts, reason)
-    if report is not None:
-        return report
-    from .sources.hub import hf_hub_cache_dir
-
-    raise OfflineMissError(
-        f"{repo_id} is not available offline ({reason}): it is in neither hfmem's result cache "
-        f"({resultcache.results_dir()}), the Hugging Face cache ({hf_hub_cache_dir()}), nor the shipped "
-        f"snapshot ({snapshot.describe_location()})",
-        hint="connect to the Hub once, or download its config.json (`hf download REPO config.json`)")
-
-
-def hub_cache_key(repo_id: str, revision: str | None = None, options: Options | None = None) -> str:
-    """The result-cache key of a Hub model at a branch, tag or sha (HF_ENDPOINT's credentials only hashed)."""
-    from .sources import endpoint_cache_id
-
-    return _key("hub", endpoint_cache_id(), repo_id, revision or "main", _variant(options or Options()))
-
-
-def _shown(model: str) -> str:
-    """The model as given, for a message: quoted, and cut when absurdly long."""
-    return repr(model) if len(model) <= 120 else f"{model[:100]!r}… ({len(model):,} characters)"
-
-
-def _bad_id(model: str, rule: str = REPO_ID_RULE) -> UsageError:
-    return UsageError(f"{_shown(model)} is neither a folder nor a Hub repo id: {rule}",
-                      hint="use ORG/NAME (e.g. baichuan-inc/Baichuan-7B) or a path to a model folder")
-
-
-def _is_path(model: str) -> bool:
-    try:
-        return looks_like_path(model)
-    except (OSError, ValueError):  # a name too long for the file system, a NUL byte: not a folder
-        return False
-
-
-def check_repo_id(repo_id: str) -> None:
-    """``UsageError`` unless ``repo_id`` follows the Hub's rules (huggingface_hub's ``validate_repo_id``)."""
-    if not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id) or "--" in repo_id or ".." in repo_id \
-            or repo_id.endswith(".git"):
-        raise _bad_id(repo_id if isinstance(repo_id, str) else repr(repo_id))
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as exc:
-        rule = str(exc).split(": '")[0].rstrip(".:")  # its rule, without the id it repeats
-        raise _bad_id(repo_id, rule) from None
-
-
 def analyze(model: str, options: Options | None = None, **kwargs) -> ModelReport:
-    """Analyse one model: a local folder or a Hub repo id. Keyword arguments are ``Options`` fields."""
+    """Analyse one model: a local folder or a Hub repo id. Keyword arguments are ``Options`` fields.
+
+    Which source answers (result cache, folder, Hub, Hugging Face cache, shipped snapshot) is
+    ``hfmem.sources.resolve``'s job; this builds the inventory when no cached answer exists."""
     opts = options or Options(**kwargs)
-    if not isinstance(model, str) or not model:
-        raise UsageError("no model given", hint="use ORG/NAME (e.g. baichuan-inc/Baichuan-7B) or a model folder")
-    if _is_path(model):
-        return _analyze_local(model, Path(model).expanduser(), opts)
-    repo_id = model
-    if not _REPO_ID.fullmatch(repo_id) or "--" in repo_id or ".." in repo_id or repo_id.endswith(".git"):
-        raise _bad_id(model)
-    from .sources import endpoint_cache_id
-
-    endpoint = endpoint_cache_id()
-    rev = opts.revision or "main"
-    branch_key = hub_cache_key(repo_id, rev, opts)
-    # A commit sha never changes; a branch is trusted for the cache TTL while online.
-    hit = _cached(branch_key, opts, max_age_s=None if _SHA.match(rev) else resultcache.ttl_s())
-    if hit:
-        return hit
-    check_repo_id(repo_id)  # huggingface_hub's own validator, before huggingface_hub is given the id
-    if opts.offline or env_flag("HF_HUB_OFFLINE"):
-        return _analyze_offline(repo_id, opts, "offline mode", branch_key)
-    from .sources import hub
-
-    age = hub.recently_unreachable()
-    if age is not None:
-        return _analyze_offline(repo_id, opts, f"the Hub was unreachable {age:.0f} s ago (rechecked after "
-                                f"HFMEM_HUB_RECHECK_S={hub.recheck_s():.0f} s)", branch_key)
-    started = time.monotonic()
-    deadline = hub.Deadline(verbose=opts.verbose)  # one HFMEM_HUB_DEADLINE for all of this model's requests
-    try:
-        with hub.quiet(opts.verbose):
-            info = hub.model_info(repo_id, opts.revision, opts.token, deadline)
-        hub.mark_unreachable(reachable=True)
-        sha_key = _key("hub", endpoint, repo_id, info.sha, _variant(opts))
-        hit = _cached(sha_key, opts, max_age_s=None)
-        if hit:
-            _store(branch_key, hit)  # refresh the branch entry's age: the sha did not move
-            return hit
-        with hub.quiet(opts.verbose):
-            meta = hub.fetch_hub(repo_id, info, opts.token, opts.revision, deadline)
-        fetch_notes = hub.take_notes()
-    except HubUnavailableError as exc:
-        if exc.network:
-            hub.mark_unreachable()
-        reason = (exc.message if getattr(exc, "deadline", False)
-                  else f"the Hub is unavailable ({exc.message}, after {time.monotonic() - started:.1f} s)")
-        return _analyze_offline(repo_id, opts, reason, branch_key)
-    report = ModelReport(repo_id, "hub", meta.revision, meta.provenance, _build(meta, opts), config=meta.config.raw)
-    if report.provenance.get("gated"):
-        report.notes.append("gated repository: read with your token")
-    _store(sha_key, report)
-    _store(branch_key, report)
-    report.notes.extend(n for n in fetch_notes if n not in report.notes)
-    return report
+    found = resolve.resolve(model, opts)
+    if found.report is not None:  # the result cache or the shipped snapshot answered
+        return found.report
+    return resolve.finish(found, _build(found.meta, opts))
 
 
 def analyze_many(models: list[str], options: Options | None = None, *,
@@ -425,15 +193,12 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
     from .plan import fit as fitmod
     from .plan.gpus import GPU, parse_gpu
     from .scenarios.infer_activations import InferActivationError
-    from .scenarios.inference import InferenceSettings, InferenceSettingsError
+    from .scenarios.inference import InferenceSettings
     from .scenarios.kv_cache import KVLayoutError
     from .scenarios.weights import FORMAT_ORDER, checkpoint_format
 
     opts = options or Options()
-    try:
-        s = (settings or InferenceSettings(**settings_kwargs)).validate()
-    except InferenceSettingsError as exc:
-        raise UsageError(str(exc)) from None
+    s = (settings or InferenceSettings(**settings_kwargs)).validate()  # SettingsError names the setting
     gpu_obj = parse_gpu(gpu) if isinstance(gpu, str) else gpu
     report = _with_config(model, opts)
     inv = report.inventory
@@ -457,8 +222,8 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
         raise UnsupportedArchitectureError(
             f"{model}: no activation model for it ({exc})",
             hint="`hfmem simulate MODEL --mode infer` runs the model code itself on fake tensors") from None
-    except (InferenceSettingsError, ValueError) as exc:
-        raise UsageError(f"{model}: {exc}") from None
+    except SettingsError as exc:  # a bad setting; any other ValueError is a bug and stays one (exit 70)
+        raise SettingsError(f"{model}: {exc.message}", hint=exc.hint, setting=exc.setting) from None
     except NotImplementedError as exc:
         raise UnsupportedArchitectureError(f"{model}: {exc}",
                                            hint="hfmem cannot lay out this model's cache yet") from None
@@ -555,7 +320,7 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
 
     from .plan.fit import largest_fitting
     from .plan.gpus import parse_gpu
-    from .scenarios.finetune import TrainSettings, TrainSettingsError, estimate_training
+    from .scenarios.finetune import TrainSettings, estimate_training
     from .scenarios.inference import max_context
     from .scenarios.train_activations import TrainActivationError
 
@@ -570,10 +335,7 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
         if why:
             filled.append(why)
     seq_given = s.seq is not None
-    try:
-        s = replace(s, seq=DEFAULT_TRAIN_SEQ if s.seq is None else s.seq).validate()
-    except TrainSettingsError as exc:
-        raise UsageError(str(exc)) from None
+    s = replace(s, seq=DEFAULT_TRAIN_SEQ if s.seq is None else s.seq).validate()  # SettingsError names it
     if s.zero is not None and not (s.precision.startswith("deepspeed") or s.precision == "fp32"):
         # DeepSpeed has no autocast or pure 16-bit mode: its bf16/fp16 keep an fp32 master copy (deepspeed-*)
         raise UsageError(f"--precision {s.precision} with --zero {s.zero}: DeepSpeed trains in fp32 or in its own "
@@ -619,6 +381,8 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
 
         return estimate_rlhf(inv.tensors, config, rlhf, st, largest_layer_params=largest, **extra)
 
+    from .plan.search import MAX_BATCH_SEARCH, MAX_SEQ_SEARCH  # the advisor's search bounds, defined once
+
     try:
         est = estimate(s)
         est.assumptions[:0] = filled
@@ -633,8 +397,8 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
             if out.rlhf is None:
                 ok_b = lambda b: estimate(replace(s, batch=b)).device_total_bytes <= cap  # noqa: E731
                 ok_s = lambda q: estimate(replace(s, seq=q)).device_total_bytes <= cap  # noqa: E731
-                out.max_batch = largest_fitting(ok_b, 1, 1 << 16) if ok_b(1) else 0
-                out.max_seq = largest_fitting(ok_s, 1, table or 1 << 22) if ok_s(1) else 0
+                out.max_batch = largest_fitting(ok_b, 1, MAX_BATCH_SEARCH) if ok_b(1) else 0
+                out.max_seq = largest_fitting(ok_s, 1, table or MAX_SEQ_SEARCH) if ok_s(1) else 0
                 out.max_seq_limited_by = "model" if table and out.max_seq == table else "memory"
             if advise:
                 from .plan.advisor import advise as run_advisor
@@ -648,10 +412,8 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
         raise UnsupportedArchitectureError(
             f"{model}: no activation model for it ({exc})",
             hint="`hfmem simulate MODEL --mode train` runs the model code itself on fake tensors") from None
-    except (TrainSettingsError, ValueError) as exc:
-        if isinstance(exc, HfmemError):
-            raise
-        raise UsageError(f"{model}: {exc}") from None
+    except SettingsError as exc:  # a bad setting; any other ValueError is a bug and stays one (exit 70)
+        raise SettingsError(f"{model}: {exc.message}", hint=exc.hint, setting=exc.setting) from None
     if gpu_obj is not None and gpu_obj.bf16 is False and "bf16" in s.precision:
         out.notes.append(f"{gpu_obj.name} has no bfloat16: use fp16 (amp-fp16 / deepspeed-fp16) instead")
     return out

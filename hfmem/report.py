@@ -1,0 +1,54 @@
+"""What ``hfmem.api.analyze`` takes and returns: the analysis ``Options`` and the ``ModelReport`` of one model.
+
+Apart from ``hfmem.api`` so that the source-resolution chain (``hfmem.sources.resolve``), which builds and
+caches these reports, and the public API, which returns them, share one definition without importing each
+other. ``hfmem.api`` re-exports both names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from .inventory.model import Inventory
+from .scenarios.calculator import CalculatorTable, calculator_table
+
+
+@dataclass
+class ModelReport:
+    """One analysed model: where its metadata came from and its exact inventory."""
+
+    model: str  # as given
+    source: str  # "hub", "local", "hf-cache", "snapshot"
+    revision: str | None  # commit sha, snapshot id, or None for a local folder
+    provenance: dict
+    inventory: Inventory
+    notes: list[str] = field(default_factory=list)  # about the source (offline, cache); inventory notes apart
+    from_result_cache: bool = False
+    config: dict | None = None  # config.json as read (simulate builds the model from it)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["inventory"] = self.inventory.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelReport":
+        d = dict(d)
+        d["inventory"] = Inventory.from_dict(d["inventory"])
+        return cls(**d)
+
+    def table(self, mode: str = "exact", adam_rule: str | None = None) -> CalculatorTable:
+        return calculator_table(self.inventory, mode, adam_rule, config=self.config)
+
+
+@dataclass
+class Options:
+    revision: str | None = None
+    token: str | None = None
+    offline: bool = False
+    trust_remote_code: bool = False
+    use_cache: bool = True  # read the result cache (a fresh analysis is always written)
+    headers_only: bool = False  # count from safetensors headers alone: no torch, no model code
+    progress: Callable[[str], None] | None = None  # told what slow step starts (the CLI prints it on a TTY)
+    verbose: bool = False  # let huggingface_hub's retry warnings through (hidden by default)
