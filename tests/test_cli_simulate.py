@@ -42,7 +42,7 @@ def test_train_json_and_api_agree(tiny):
     result = cli("simulate", str(tiny), "--mode", "train", "--seq", "64", "--batch", "2", "--format", "json")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["schema"] == "hfmem.simulate/1" and doc["errors"] == []
+    assert doc["schema"] == "hfmem.simulate/2" and doc["errors"] == []
     m = doc["models"][0]
     for key in ("peak_allocated_bytes", "phases", "predicts", "assumptions", "not_included", "inputs"):
         assert key in m

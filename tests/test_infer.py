@@ -11,6 +11,7 @@ import pytest
 
 import hfmem
 from hfmem.api import infer
+from hfmem.reference import measurements as M
 from hfmem.units import GiB, MiB
 from tests.conftest import json_out, run_hfmem
 
@@ -156,13 +157,9 @@ def test_vllm_concurrency_from_the_kv_budget():
 
 # -- measured GPU peaks (ground-truth.md §7e) -------------------------------------------------------------
 
-OPT_350M = {"architectures": ["OPTForCausalLM"], "model_type": "opt", "hidden_size": 1024, "word_embed_proj_dim": 512,
-            "ffn_dim": 4096, "num_hidden_layers": 24, "num_attention_heads": 16, "vocab_size": 50272,
-            "max_position_embeddings": 2048, "do_layer_norm_before": False, "torch_dtype": "float16"}
-PYTHIA_410M = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "hidden_size": 1024,
-               "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16, "vocab_size": 50304,
-               "max_position_embeddings": 2048, "rotary_pct": 0.25, "use_parallel_residual": True,
-               "tie_word_embeddings": False, "torch_dtype": "float16"}
+# the configs the transformers docs' benchmarks ran, and their numbers: hfmem/reference/measurements.py
+OPT_350M = M.OPT_350M_CONFIG
+PYTHIA_410M = M.PYTHIA_410M_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +172,7 @@ def small_models(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("batch, seq, measured_mb", [(1, 128, 717.67), (1, 1024, 895.54), (8, 1024, 2443.35)])
+@pytest.mark.parametrize("batch, seq, measured_mb", list(M.OPT_350M_GENERATE_MB))
 def test_opt_350m_measured_generate_peaks(small_models, batch, seq, measured_mb):
     """transformers docs (model_doc/opt.md), SDPA inference peak on an L40S, fp16. That benchmark ran a
     transformers of 2024 whose generate computed the logits of every prompt position: --logits all. Its MB
@@ -186,7 +183,7 @@ def test_opt_350m_measured_generate_peaks(small_models, batch, seq, measured_mb)
     assert r.estimate.peak_allocated_bytes == pytest.approx(measured_mb * 1e6, rel=0.07)
 
 
-@pytest.mark.parametrize("batch, seq, measured_mb", [(1, 128, 974.83), (1, 2048, 1734.51), (4, 2048, 4165.26)])
+@pytest.mark.parametrize("batch, seq, measured_mb", list(M.PYTHIA_410M_GENERATE_MB))
 def test_pythia_410m_measured_generate_peaks(small_models, batch, seq, measured_mb):
     """transformers docs (model_doc/gpt_neox.md), SDPA generate peak, RTX 3080 Ti, fp16, PyTorch 2.2.1. The
     GPT-NeoX code of that time differs from 5.24 by two terms, added here by hand: each attention layer
@@ -220,7 +217,7 @@ def test_cli_json_contract_and_side_by_side():
     proc = run_hfmem("infer", "meta-llama/Llama-3.1-8B", "Qwen/Qwen3-8B", "--context", "8192", "--gpu",
                      "H100-80GB", "--offline", "--format", "json")
     doc = json_out(proc)
-    assert doc["schema"] == "hfmem.infer/1" and len(doc["models"]) == 2
+    assert doc["schema"] == "hfmem.infer/2" and len(doc["models"]) == 2
     m = doc["models"][0]
     for key in ("weights_bytes", "kv_cache_bytes", "activations_bytes", "cuda_context_bytes"):
         assert key in m["components"]

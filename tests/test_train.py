@@ -9,6 +9,7 @@ import pytest
 
 import hfmem
 from hfmem.api import train
+from hfmem.reference import measurements as M
 from hfmem.units import GiB, MiB
 from tests.conftest import json_out, run_hfmem
 
@@ -62,12 +63,12 @@ def test_zero_stages_follow_the_paper_per_gpu():
 # -- measured GPU memory (ground-truth.md §4, §7) ----------------------------------------------------------
 
 @pytest.mark.parametrize("args, measured_gib, tol", [
-    (dict(method="full", adamw_impl="foreach"), 36.20, 0.05),
-    (dict(method="lora", lora_rank=32, lora_targets=["q_proj", "v_proj"]), 20.76, 0.05),
-    (dict(method="lora", lora_rank=64, lora_targets=["q_proj", "v_proj"]), 21.00, 0.05),
-    (dict(method="lora", lora_rank=10, lora_targets=["gate_proj", "up_proj", "down_proj"]), 23.00, 0.05),
+    (*M.PEFT_METAMATHQA_RESERVED_GIB["full fine-tune"], 0.05),
+    (*M.PEFT_METAMATHQA_RESERVED_GIB["LoRA r32 q,v"], 0.05),
+    (*M.PEFT_METAMATHQA_RESERVED_GIB["LoRA r64 q,v"], 0.05),
+    (*M.PEFT_METAMATHQA_RESERVED_GIB["LoRA r10 mlp"], 0.05),
     # DoRA keeps each adapted Linear's base output (bf16) and fp32 LoRA output: +0.4%
-    (dict(method="lora", lora_rank=32, lora_targets=["q_proj", "v_proj"], dora=True), 22.85, 0.05),
+    (*M.PEFT_METAMATHQA_RESERVED_GIB["DoRA r32 q,v"], 0.05),
 ])
 def test_peft_metamathqa_max_reserved(args, measured_gib, tol):
     """PEFT's MetaMathQA suite: Llama-3.2-3B, bf16, AdamW (torch), batch 4, max_seq_length 768, no
@@ -79,14 +80,8 @@ def test_peft_metamathqa_max_reserved(args, measured_gib, tol):
     assert 0 < r.estimate.phases["evaluation_generate"] < r.estimate.peak_allocated_bytes
 
 
-PYTHIA_410M = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "hidden_size": 1024,
-               "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16, "vocab_size": 50304,
-               "max_position_embeddings": 2048, "rotary_pct": 0.25, "use_parallel_residual": True,
-               "tie_word_embeddings": False, "torch_dtype": "float16"}
-PYTHIA_TRAIN_MB = {  # transformers docs model_doc/gpt_neox.md, fp16 training peak, eager / SDPA
-    (1, 128): (1789.95, 1789.95), (1, 512): (2278.38, 1953.76), (1, 1024): (4772.36, 2408.35),
-    (1, 2048): (13484.1, 3882.01), (2, 1024): (8707.55, 3878.86), (4, 512): (6290.58, 3877.29),
-}
+PYTHIA_410M = M.PYTHIA_410M_CONFIG
+PYTHIA_TRAIN_MB = M.PYTHIA_410M_TRAIN_MB  # transformers docs model_doc/gpt_neox.md, fp16 training peak, eager / SDPA
 
 
 @pytest.fixture(scope="module")
@@ -123,22 +118,14 @@ def test_pythia_410m_training_peaks(pythia, shape):
         assert est.peak_allocated_bytes + old_buffers == pytest.approx(measured * 1e6, rel=0.13)
 
 
-BERT_LARGE = {"architectures": ["BertForSequenceClassification"], "model_type": "bert", "hidden_size": 1024,
-              "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096, "vocab_size": 30522,
-              "max_position_embeddings": 512, "type_vocab_size": 2}
+BERT_LARGE = M.BERT_LARGE_CONFIG
+# tolerance per row of M.BERT_LARGE_ANATOMY_MIB (batch 4, grad_accum 4, +GC, amp, amp+GC, adafactor,
+# adafactor+amp+GC, 8-bit Adam, 8-bit Adam+amp+GC)
+BERT_TOLERANCES = (0.15, 0.05, 0.05, 0.21, 0.10, 0.15, 0.15, 0.15, 0.10)
 
 
-@pytest.mark.parametrize("args, measured_mib, tol", [
-    (dict(batch=4), 14949, 0.15),
-    (dict(batch=1, grad_accum=4), 8681, 0.05),
-    (dict(batch=1, grad_accum=4, grad_ckpt=True), 6775, 0.05),
-    (dict(batch=4, precision="amp-fp16"), 13939, 0.21),
-    (dict(batch=1, grad_accum=4, grad_ckpt=True, precision="amp-fp16"), 7275, 0.10),
-    (dict(batch=4, optimizer="adafactor"), 12295, 0.15),
-    (dict(batch=1, grad_accum=4, grad_ckpt=True, precision="amp-fp16", optimizer="adafactor"), 4847, 0.15),
-    (dict(batch=4, optimizer="adamw-8bit"), 13085, 0.15),
-    (dict(batch=1, grad_accum=4, grad_ckpt=True, precision="amp-fp16", optimizer="adamw-8bit"), 5363, 0.10),
-])
+@pytest.mark.parametrize("args, measured_mib, tol",
+                         [(args, mib, tol) for (args, mib), tol in zip(M.BERT_LARGE_ANATOMY_MIB, BERT_TOLERANCES)])
 def test_bert_large_training_anatomy(tmp_path, args, measured_mib, tol):
     """HF "model training anatomy" / perf_train_gpu_one (2022): bert-large-uncased classification, seq 512,
     V100, nvidia-smi MiB, Trainer defaults (fp32, transformers' for-loop AdamW), eager attention, and its
@@ -148,7 +135,7 @@ def test_bert_large_training_anatomy(tmp_path, args, measured_mib, tol):
 
     (tmp_path / "config.json").write_text(json.dumps(BERT_LARGE))
     settings = dict(precision="fp32", attn="eager", adamw_impl="forloop", seq=512,
-                    overheads=Overheads(cuda_context_bytes=1343 * MiB))
+                    overheads=Overheads(cuda_context_bytes=M.BERT_LARGE_CUDA_CONTEXT_MIB * MiB))
     settings.update(args)
     est = train(str(tmp_path), **settings).estimate
     assert est.device_total_bytes == pytest.approx(measured_mib * MiB, rel=tol)
@@ -174,7 +161,7 @@ def test_cli_json_contract():
     proc = run_hfmem("train", "meta-llama/Llama-2-13b-hf", "--precision", "amp-bf16", "--gpu", "A100-80GB",
                      "--offline", "--format", "json")
     doc = json_out(proc)
-    assert doc["schema"] == "hfmem.train/1"
+    assert doc["schema"] == "hfmem.train/2"
     m = doc["models"][0]
     for key in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes"):
         assert key in m["components"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..units import format_binary
-from .json import estimate_document
+from .json import estimate_document, fit_json
 
-SCHEMA = "hfmem.infer/1"
+SCHEMA = "hfmem.infer/2"
 PREDICTS = {
     "peak_allocated_bytes": "torch.cuda.max_memory_allocated() on the busiest GPU (rank 0)",
     "peak_reserved_bytes": "torch.cuda.max_memory_reserved() on that GPU (allocated + the caching allocator's "
@@ -21,8 +21,9 @@ def _model_json(r, emit: str | None = None) -> dict:
     inputs = {"engine": s.engine, "context": s.context, "batch": s.batch, "new_tokens": s.new_tokens,
               "weights_format": e.weights_format, "weights_format_requested": s.weights_format,
               "checkpoint_format": r.checkpoint_format, "compute_dtype": e.compute_dtype, "kv_dtype": e.kv_dtype,
-              "attn": e.attn, "gpus": s.tp, "gpu": r.fit.gpu if r.fit else None,
-              "block_size": s.block_size}
+              "attn": e.attn, "tp": s.tp, "tensor_parallel": s.tp, "world_size": s.tp,
+              "gpus": s.tp,  # deprecated (docs/json.md): the tensor-parallel degree; read tensor_parallel
+              "gpu": r.fit.gpu if r.fit else None, "logits": s.logits, "block_size": s.block_size}
     if s.engine == "vllm":
         inputs.update(gpu_memory_utilization=s.gpu_memory_utilization,
                       max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_num_seqs)
@@ -45,7 +46,8 @@ def _model_json(r, emit: str | None = None) -> dict:
         "peak_allocated_bytes": e.peak_allocated_bytes,
         "peak_reserved_bytes": e.peak_reserved_bytes,
         "device_total_bytes": e.device_total_bytes,
-        "per_gpu": {"gpus": s.tp, "peak_allocated_bytes": e.peak_allocated_bytes,
+        "fit": None,
+        "per_gpu": {"gpus": s.tp, "tensor_parallel": s.tp, "peak_allocated_bytes": e.peak_allocated_bytes,
                     "peak_reserved_bytes": e.peak_reserved_bytes, "device_total_bytes": e.device_total_bytes,
                     "all_gpus_device_total_bytes": e.device_total_bytes * s.tp},
         "max_position_embeddings": e.max_position_embeddings,
@@ -58,6 +60,13 @@ def _model_json(r, emit: str | None = None) -> dict:
         out["vllm"] = e.vllm
     if r.fit is not None:
         f = r.fit
+        out["fit"] = fit_json(gpu=f.gpu, fits=f.fits, gpu_memory_bytes=f.gpu_memory_bytes,
+                              gpu_usable_bytes=f.gpu_usable_bytes, gpu_capacity_basis=f.gpu_capacity_basis,
+                              capacity_bytes=f.capacity_bytes, needed_bytes=f.needed_bytes,
+                              max_context=f.max_context, max_context_limited_by=f.max_context_limited_by,
+                              max_batch=f.max_batch, min_gpus=f.min_gpus,
+                              weight_format_that_fits=f.weight_format_that_fits, weight_formats=f.weight_formats)
+        # deprecated top-level copies (docs/json.md, "Changes of meaning"): read fit.*
         out.update(fits=f.fits, gpu_memory_bytes=f.gpu_memory_bytes, gpu_usable_bytes=f.gpu_usable_bytes,
                    gpu_capacity_basis=f.gpu_capacity_basis, capacity_bytes=f.capacity_bytes,
                    headroom_bytes=f.headroom_bytes, max_context=f.max_context,

@@ -69,3 +69,20 @@ def calculator_json(reports, mode: str = "exact", adam_rule: str | None = None, 
         "models": models,
         "errors": errors_json(errors),
     }
+
+
+# -- the shared report shape of infer / train / simulate (hfmem.*/2, docs/json.md) ----------------------
+
+#: The keys every model entry of ``infer``, ``train`` and ``simulate`` carries, with the same meaning.
+SHARED_ENTRY_KEYS = ("inputs", "components", "phases", "peak_phase", "peak_allocated_bytes",
+                     "peak_reserved_bytes", "device_total_bytes", "fit", "assumptions", "notes")
+
+
+def fit_json(*, gpu: str, fits: bool, gpu_memory_bytes: int, gpu_usable_bytes: int, gpu_capacity_basis: str,
+             capacity_bytes: int, needed_bytes: int, **limits) -> dict:
+    """The ``fit`` object: the verdict against one GPU, the margin (capacity − needed; negative: short) and
+    the limits that fit (``max_context`` / ``max_batch`` / ``max_seq`` / ...), as given in ``limits``."""
+    return {"gpu": gpu, "fits": bool(fits), "gpu_memory_bytes": int(gpu_memory_bytes),
+            "gpu_usable_bytes": int(gpu_usable_bytes), "gpu_capacity_basis": gpu_capacity_basis,
+            "capacity_bytes": int(capacity_bytes), "needed_bytes": int(needed_bytes),
+            "margin_bytes": int(capacity_bytes) - int(needed_bytes), **limits}

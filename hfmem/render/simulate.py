@@ -7,7 +7,7 @@ from ..units import GiB as GIB
 from .json import errors_json
 from ..units import format_binary
 
-SCHEMA = "hfmem.simulate/1"
+SCHEMA = "hfmem.simulate/2"
 PREDICTS = ("peak allocated bytes: what torch.cuda.max_memory_allocated() would report for the same step on "
             "a GPU (allocator-level, 512-byte rounding); not max_memory_reserved, not the device total")
 COLUMNS = ("parameters", "buffers", "gradients", "optimizer_state", "kv_cache", "activations", "temporary")
@@ -16,18 +16,24 @@ COLUMNS = ("parameters", "buffers", "gradients", "optimizer_state", "kv_cache", 
 def _model_json(sim) -> dict:
     r, res = sim.report, sim.result
     d = res.to_dict()
+    phases = [{**p, "peak_allocated_bytes": p["peak_bytes"]} for p in d["phases"]]
     return {
         "model": r.model,
         "source": r.source,
         "revision": r.revision,
         "architecture": res.architecture,
+        "model_type": r.inventory.model_type,
         "mode": res.mode,
         "inputs": d["inputs"],
+        "components": {f"{k}_bytes": v for k, v in res.peak_by_category.items()},
         "peak_allocated_bytes": res.peak_allocated_bytes,
+        "peak_reserved_bytes": None,  # not simulated: no caching allocator (not_included)
+        "device_total_bytes": None,   # not simulated: no CUDA context (not_included)
         "peak_phase": res.peak_phase,
         "peak_by_category": res.peak_by_category,
         "kv_cache_bytes": res.kv_cache_bytes,
-        "phases": d["phases"],
+        "phases": phases,
+        "fit": None,
         "elapsed_s": d["elapsed_s"],
         "predicts": PREDICTS,
         "assumptions": res.assumptions,

@@ -5,19 +5,83 @@ from __future__ import annotations
 from ..units import format_count
 from .infer import PREDICTS
 from .infer import size_or_dash as _size
-from .json import estimate_document
+from .json import estimate_document, fit_json
 
-SCHEMA = "hfmem.train/1"
+SCHEMA = "hfmem.train/2"
 
 
 def _dict(obj):
     return obj.to_dict() if obj is not None and hasattr(obj, "to_dict") else obj
 
 
+def _phase_list(phases: dict) -> list[dict]:
+    """A training estimate's {phase: peak allocated} as the shared shape: [{name, peak_allocated_bytes}]."""
+    return [{"name": k, "peak_allocated_bytes": v} for k, v in phases.items()]
+
+
+def _rlhf_inputs(d: dict | None) -> dict:
+    if d is None:
+        return {"rlhf": None, "group_size": None, "rollout": None}
+    return {"rlhf": d.get("algo"), "group_size": d.get("group_size"), "rollout": d.get("rollout")}
+
+
+def _rlhf_components(d: dict, s) -> dict:
+    """The RLHF step per GPU at its peak phase, in parts that add up to the three totals: what each model
+    keeps resident (``<role>_resident_bytes``), the peak phase's own parts, the allocator reserve (peak
+    reserved − peak allocated), the CUDA context and NCCL."""
+    peak = next((p for p in d.get("phase_details", []) if p.get("name") == d.get("peak_phase")), None)
+    out: dict[str, int] = {}
+    if peak is not None:
+        out.update({f"{role}_resident_bytes": int(v) for role, v in peak.get("resident_bytes", {}).items()})
+        out.update({k if k.endswith("_bytes") else f"{k}_bytes": int(v)
+                    for k, v in peak.get("dynamic_bytes", {}).items()})
+    out["allocator_reserve_bytes"] = int(d["peak_reserved_bytes"]) - int(d["peak_allocated_bytes"])
+    context = int(d["device_total_bytes"]) - int(d["peak_reserved_bytes"])
+    nccl = int(s.overheads.nccl_bytes) if s.gpus > 1 else 0
+    out["cuda_context_bytes"] = context - nccl
+    if s.gpus > 1:
+        out["nccl_bytes"] = nccl
+    return out
+
+
+def _rlhf_phases(d: dict) -> list[dict]:
+    return [{"name": p["name"], "runs": p.get("runs"), "peak_allocated_bytes": p["allocated_bytes"],
+             "peak_reserved_bytes": p["reserved_bytes"], "resident_bytes": p.get("resident_bytes", {}),
+             "dynamic_bytes": p.get("dynamic_bytes", {})} for p in d.get("phase_details", [])]
+
+
+def _rlhf_roles(d: dict) -> list[dict]:
+    training = d.get("training") or {}
+    roles = []
+    for m in d.get("models", []):
+        t = training.get(m.get("role"))
+        roles.append({
+            "role": m.get("role"), "trained": bool(m.get("trained")), "parameters": int(m.get("params", 0)),
+            "weights_bytes": m.get("weights_bytes"), "gradients_bytes": m.get("gradients_bytes"),
+            "optimizer_bytes": m.get("optimizer_bytes"), "other_bytes": m.get("other_bytes"),
+            "cpu_bytes": m.get("cpu_bytes", 0), "placement": m.get("placement"), "precision": m.get("precision"),
+            "resident_bytes": m.get("resident", {}),
+            "training": None if t is None else {
+                "scheme": t.get("scheme"), "phases": _phase_list(t.get("phases", {})),
+                "peak_phase": t.get("peak_phase"), "peak_allocated_bytes": t.get("peak_allocated_bytes"),
+                "micro_batch": t.get("micro_batch"), "seq": t.get("seq")},
+            "notes": m.get("notes", []),
+        })
+    return roles
+
+
+def _alone(e) -> dict:
+    return {"components": e.components, "phases": _phase_list(e.phases), "peak_phase": e.peak_phase,
+            "peak_allocated_bytes": e.peak_allocated_bytes, "peak_reserved_bytes": e.peak_reserved_bytes,
+            "device_total_bytes": e.device_total_bytes, "cpu_bytes": e.cpu_bytes}
+
+
 def _model_json(r, emit: str | None = None) -> dict:
     e, rep = r.estimate, r.report
     s = e.settings
+    rl = _dict(r.rlhf)
     inputs = {k: v for k, v in s.to_dict().items() if k != "overheads"}
+    inputs.update(world_size=s.gpus, tensor_parallel=s.tp, pipeline_parallel=s.pp, **_rlhf_inputs(rl))
     inputs["gpu"] = r.gpu.name if r.gpu else None
     out = {
         "model": rep.model,
@@ -26,17 +90,19 @@ def _model_json(r, emit: str | None = None) -> dict:
         "architecture": rep.inventory.architecture,
         "model_type": rep.inventory.model_type,
         "inputs": inputs,
+        "totals_describe": "rlhf" if rl is not None else "training",
         "parameters": rep.inventory.num_params,
         "trainable_parameters": e.trainable_params,
         "frozen_parameters": e.frozen_params,
         "scheme": e.scheme,
         "components": e.components,
-        "phases": {f"{k}_bytes": v for k, v in e.phases.items()},
+        "phases": _phase_list(e.phases),
         "peak_phase": e.peak_phase,
         "peak_allocated_bytes": e.peak_allocated_bytes,
         "peak_reserved_bytes": e.peak_reserved_bytes,
         "device_total_bytes": e.device_total_bytes,
-        "per_gpu": {"gpus": s.gpus, "peak_allocated_bytes": e.peak_allocated_bytes,
+        "fit": None,
+        "per_gpu": {"gpus": s.gpus, "world_size": s.gpus, "peak_allocated_bytes": e.peak_allocated_bytes,
                     "peak_reserved_bytes": e.peak_reserved_bytes, "device_total_bytes": e.device_total_bytes},
         "cpu_bytes": e.cpu_bytes,
         "cpu_components": e.cpu_components,
@@ -47,11 +113,17 @@ def _model_json(r, emit: str | None = None) -> dict:
         "assumptions": e.assumptions,
         "notes": r.notes + e.notes + rep.inventory.notes,
     }
-    if r.gpu is not None:
-        out.update(gpu_memory_bytes=r.gpu.memory_bytes, gpu_usable_bytes=r.gpu.usable_bytes,
-                   gpu_capacity_basis=r.gpu.capacity_basis, fits=r.fits, max_batch=r.max_batch, max_seq=r.max_seq)
-        if r.max_seq_limited_by is not None:
-            out["max_seq_limited_by"] = r.max_seq_limited_by
+    if rl is not None:
+        # The whole RLHF step on one GPU: components, phases and the totals all describe it; the model's own
+        # training estimate moves to training_alone, each model's share to roles.
+        out["training_alone"] = _alone(e)
+        out.update(components=_rlhf_components(rl, s), phases=_rlhf_phases(rl), peak_phase=rl["peak_phase"],
+                   peak_allocated_bytes=rl["peak_allocated_bytes"], peak_reserved_bytes=rl["peak_reserved_bytes"],
+                   device_total_bytes=rl["device_total_bytes"], cpu_bytes=rl["cpu_bytes"],
+                   roles=_rlhf_roles(rl))
+        out["per_gpu"].update({k: out[k] for k in ("peak_allocated_bytes", "peak_reserved_bytes",
+                                                   "device_total_bytes")})
+        out["rlhf"] = rl  # deprecated (docs/json.md): read roles, phases, components and the totals
     if r.advice is not None:
         adv = _dict(r.advice)
         out["remedies"] = adv.get("remedies", [])
@@ -60,16 +132,20 @@ def _model_json(r, emit: str | None = None) -> dict:
         out["advice_device_total_bytes"] = adv.get("device_total_bytes")
         out["advice_judges"] = adv.get("judged")
         out["plan"] = adv.get("plan")
-        for key in ("max_batch", "max_seq"):
-            if out.get(key) is None and adv.get(key) is not None:
-                out[key] = adv[key]
-    if r.rlhf is not None:
-        out["rlhf"] = _dict(r.rlhf)
-        for key in ("peak_allocated_bytes", "peak_reserved_bytes", "device_total_bytes", "cpu_bytes"):
-            if key in out["rlhf"]:
-                out[key] = out["rlhf"][key]
-        out["per_gpu"].update({k: out[k] for k in ("peak_allocated_bytes", "peak_reserved_bytes",
-                                                   "device_total_bytes")})
+    if r.gpu is not None:
+        adv = _dict(r.advice) or {}
+        max_batch = r.max_batch if r.max_batch is not None else adv.get("max_batch")
+        max_seq = r.max_seq if r.max_seq is not None else adv.get("max_seq")
+        out["fit"] = fit_json(gpu=r.gpu.name, fits=r.fits, gpu_memory_bytes=r.gpu.memory_bytes,
+                              gpu_usable_bytes=r.gpu.usable_bytes, gpu_capacity_basis=r.gpu.capacity_basis,
+                              capacity_bytes=r.gpu.usable_bytes, needed_bytes=out["device_total_bytes"],
+                              max_batch=max_batch, max_seq=max_seq,
+                              max_seq_limited_by=r.max_seq_limited_by if max_seq is not None else None)
+        # deprecated top-level copies (docs/json.md, "Changes of meaning"): read fit.*
+        out.update(gpu_memory_bytes=r.gpu.memory_bytes, gpu_usable_bytes=r.gpu.usable_bytes,
+                   gpu_capacity_basis=r.gpu.capacity_basis, fits=r.fits, max_batch=max_batch, max_seq=max_seq)
+        if r.max_seq_limited_by is not None:
+            out["max_seq_limited_by"] = r.max_seq_limited_by
     if emit:
         out["emit"] = emit
     return out
