@@ -25,16 +25,12 @@ import hfmem  # noqa: E402
 from hfmem.scenarios.overheads import Overheads  # noqa: E402
 from hfmem.units import GiB, MiB  # noqa: E402
 
-OPT_350M = {"architectures": ["OPTForCausalLM"], "model_type": "opt", "hidden_size": 1024, "word_embed_proj_dim": 512,
-            "ffn_dim": 4096, "num_hidden_layers": 24, "num_attention_heads": 16, "vocab_size": 50272,
-            "max_position_embeddings": 2048, "do_layer_norm_before": False, "torch_dtype": "float16"}
-PYTHIA_410M = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "hidden_size": 1024,
-               "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16, "vocab_size": 50304,
-               "max_position_embeddings": 2048, "rotary_pct": 0.25, "use_parallel_residual": True,
-               "tie_word_embeddings": False, "torch_dtype": "float16"}
-BERT_LARGE = {"architectures": ["BertForSequenceClassification"], "model_type": "bert", "hidden_size": 1024,
-              "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096, "vocab_size": 30522,
-              "max_position_embeddings": 512, "type_vocab_size": 2}
+# The published numbers and the configs their sources ran: hfmem/reference/measurements.py (shared with the tests)
+from hfmem.reference.measurements import (BERT_LARGE_ANATOMY_MIB, BERT_LARGE_CONFIG, BERT_LARGE_CUDA_CONTEXT_MIB,  # noqa: E402
+                                          OPT_350M_CONFIG, OPT_350M_GENERATE_MB, PEFT_METAMATHQA_RESERVED_GIB,
+                                          PYTHIA_410M_CONFIG, PYTHIA_410M_GENERATE_MB, PYTHIA_410M_TRAIN_MB)
+
+PYTHIA_TRAIN_SHAPES = ((1, 512), (1, 1024), (1, 2048), (4, 512))  # the rows of PYTHIA_410M_TRAIN_MB reported here
 OFF = hfmem.Options(offline=True)
 
 
@@ -51,12 +47,12 @@ def rows() -> list[dict]:
         out.append({"case": case, "quantity": quantity, "measured": measured, "estimate": estimate,
                     "error": (estimate - measured) / measured, "note": note})
 
-    opt, pythia, bert = folder(OPT_350M), folder(PYTHIA_410M), folder(BERT_LARGE)
+    opt, pythia, bert = folder(OPT_350M_CONFIG), folder(PYTHIA_410M_CONFIG), folder(BERT_LARGE_CONFIG)
     # -- inference: transformers docs SDPA generate peaks (MB = 1e6 B), logits of every position (2024 code)
-    for b, s, mb in ((1, 128, 717.67), (1, 1024, 895.54), (8, 1024, 2443.35)):
+    for b, s, mb in OPT_350M_GENERATE_MB:
         e = hfmem.infer(opt, context=s, batch=b, new_tokens=1, compute_dtype="fp16", logits="all").estimate
         add(f"infer opt-350m fp16 sdpa {b}x{s}", "max_memory_allocated", mb * 1e6, e.peak_allocated_bytes)
-    for b, s, mb in ((1, 128, 974.83), (1, 2048, 1734.51), (4, 2048, 4165.26)):
+    for b, s, mb in PYTHIA_410M_GENERATE_MB:
         e = hfmem.infer(pythia, context=s, batch=b, new_tokens=1, compute_dtype="fp16", logits="all").estimate
         old = 24 * 2048 * 2048 + 4 * b * s * 50304
         add(f"infer pythia-410m fp16 sdpa {b}x{s}", "max_memory_allocated", mb * 1e6, e.peak_allocated_bytes + old,
@@ -69,35 +65,22 @@ def rows() -> list[dict]:
         pre = next(p for p in e.phases if p.name == "prefill").peak_allocated_bytes
         add(f"infer {model} bf16 {b}x{s} prefill", "simulated allocated", sim.result.phase("prefill").peak_bytes, pre)
     # -- training: PEFT MetaMathQA (max_memory_reserved, GiB)
-    for args, gib, name in (
-        (dict(method="full", adamw_impl="foreach"), 36.20, "full fine-tune"),
-        (dict(method="lora", lora_rank=32, lora_targets=["q_proj", "v_proj"]), 20.76, "LoRA r32 q,v"),
-        (dict(method="lora", lora_rank=64, lora_targets=["q_proj", "v_proj"]), 21.00, "LoRA r64 q,v"),
-        (dict(method="lora", lora_rank=32, lora_targets=["q_proj", "v_proj"], dora=True), 22.85, "DoRA r32 q,v"),
-        (dict(method="lora", lora_rank=10, lora_targets=["gate_proj", "up_proj", "down_proj"]), 23.00, "LoRA r10 mlp"),
-    ):
+    for name, (args, gib) in PEFT_METAMATHQA_RESERVED_GIB.items():
         e = hfmem.train("meta-llama/Llama-3.2-3B", OFF, precision="bf16", batch=4, seq=768, eval_generate_batch=50,
                         eval_generate_tokens=800, **args).estimate
         add(f"train Llama-3.2-3B {name} (PEFT MetaMathQA)", "max_memory_reserved", gib * GiB, e.peak_reserved_bytes,
             "eval generation 50x800 modelled as its own phase" if name == "full fine-tune" else
             "")
     # -- training: pythia-410m (transformers docs; fp16, no optimizer stated: a stateless step)
-    for (b, s), (eager, sdpa) in {(1, 512): (2278.38, 1953.76), (1, 1024): (4772.36, 2408.35),
-                                  (1, 2048): (13484.1, 3882.01), (4, 512): (6290.58, 3877.29)}.items():
+    for (b, s), (eager, sdpa) in ((shape, PYTHIA_410M_TRAIN_MB[shape]) for shape in PYTHIA_TRAIN_SHAPES):
         for attn, mb in (("eager", eager), ("sdpa", sdpa)):
             e = hfmem.train(pythia, precision="fp16", optimizer="sgd", attn=attn, batch=b, seq=s).estimate
             add(f"train pythia-410m fp16 {attn} {b}x{s}", "max_memory_allocated", mb * 1e6,
                 e.peak_allocated_bytes + 24 * 2048 * 2048, "+ the 2024 code's causal-mask buffers")
     # -- training: bert-large anatomy (nvidia-smi MiB, V100, 2022)
-    for args, mib in ((dict(batch=4), 14949), (dict(batch=1, grad_accum=4), 8681),
-                      (dict(batch=1, grad_accum=4, grad_ckpt=True), 6775), (dict(batch=4, precision="amp-fp16"), 13939),
-                      (dict(batch=1, grad_accum=4, grad_ckpt=True, precision="amp-fp16"), 7275),
-                      (dict(batch=4, optimizer="adafactor"), 12295),
-                      (dict(batch=1, grad_accum=4, grad_ckpt=True, precision="amp-fp16", optimizer="adafactor"), 4847),
-                      (dict(batch=4, optimizer="adamw-8bit"), 13085),
-                      (dict(batch=1, grad_accum=4, grad_ckpt=True, precision="amp-fp16", optimizer="adamw-8bit"), 5363)):
+    for args, mib in BERT_LARGE_ANATOMY_MIB:
         settings = dict(precision="fp32", attn="eager", adamw_impl="forloop", seq=512,
-                        overheads=Overheads(cuda_context_bytes=1343 * MiB))
+                        overheads=Overheads(cuda_context_bytes=BERT_LARGE_CUDA_CONTEXT_MIB * MiB))
         settings.update(args)
         e = hfmem.train(bert, **settings).estimate
         label = ", ".join(f"{k}={v}" for k, v in args.items())

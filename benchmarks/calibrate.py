@@ -86,7 +86,7 @@ EXTRA_MODELS: tuple[str, ...] = (
     "mistralai/Mistral-7B-Instruct-v0.3",
     "Qwen/Qwen3-4B",
 )
-ATTNS = ("sdpa", "eager")
+ATTNS = ("sdpa", "eager")  # the entries calibration.json holds (of hfmem.vocab.ATTNS: flash reads sdpa's)
 
 
 def _forward(config: dict, *, seq: int, attn: str, grad_ckpt: bool = False) -> tuple[int, int]:

@@ -42,6 +42,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without an install
     sys.path.insert(0, str(ROOT))
 
 from hfmem.scenarios import formulas as F  # noqa: E402  (pure functions, no torch)
+from hfmem.reference import measurements as M  # noqa: E402  (the published numbers, shared with the tests)
+from hfmem.reference.measurements import PEFT_SOURCE  # noqa: E402,F401  (validate.PEFT_SOURCE, as before)
 
 SNAPSHOT = ROOT / "cache" / "models"
 CALIBRATION = ROOT / "hfmem" / "data" / "calibration.json"
@@ -51,7 +53,7 @@ DOC = ROOT / "docs" / "validation.md"
 QUICK_DOC = ROOT / "benchmarks" / "results" / "validation-quick.md"
 GiB = 1 << 30
 MiB = 1 << 20
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+from hfmem.vocab import DTYPE_BYTES  # noqa: E402  (the one dtype table)
 
 
 # -- the matrix -------------------------------------------------------------------------------------------
@@ -187,8 +189,9 @@ def reduce_layers(config: dict, layers: int) -> dict:
 
 @dataclass
 class Shape:
-    """What the closed forms need, read from the transformers config object (so gpt2's n_embd and the
-    like are resolved by transformers' own attribute maps)."""
+    """What the closed forms need: the language tower of ``hfmem.model.describe`` (the one config reader, so
+    GPT-2's n_embd, Falcon's multi_query and a multimodal model's text_config are resolved once, there) in
+    the closed forms' symbols."""
 
     model_type: str
     layers: int
@@ -210,35 +213,32 @@ class Shape:
 
 
 def shape_of(config: dict) -> Shape:
-    from hfmem.inventory.meta_model import make_config
+    from hfmem.errors import UnsupportedArchitectureError
+    from hfmem.model import describe
+    from hfmem.model.description import DENSE
+    from hfmem.scenarios.inference import language_tower
 
-    cfg = make_config(config).get_text_config()
-    hidden = int(cfg.hidden_size)
-    heads = int(cfg.num_attention_heads)
-    layers = int(cfg.num_hidden_layers)
-    kv = getattr(cfg, "num_key_value_heads", None) or heads
-    head_dim = F.head_dim_of(hidden, heads, getattr(cfg, "head_dim", None))
-    inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * hidden
-    window = getattr(cfg, "sliding_window", None)
-    types = getattr(cfg, "layer_types", None)
-    if types:
-        sliding = sum(t == "sliding_attention" for t in types[:layers])
-    elif window and getattr(cfg, "use_sliding_window", True):
-        sliding = layers  # e.g. Mistral-7B-v0.1: every layer has the window
-    else:
-        sliding = 0
-    moe_inter = getattr(cfg, "moe_intermediate_size", None)
-    topk = getattr(cfg, "num_experts_per_tok", None)
-    if moe_inter is None and topk:  # Mixtral, gpt-oss: intermediate_size is the expert width
-        moe_inter = inter
-    return Shape(model_type=str(cfg.model_type), layers=layers, hidden=hidden, heads=heads, kv_heads=int(kv),
-                 head_dim=head_dim, intermediate=int(inter), vocab=int(cfg.vocab_size), sliding_layers=sliding,
-                 window=int(window) if window and sliding else None,
-                 kv_lora_rank=getattr(cfg, "kv_lora_rank", None), rope_head_dim=getattr(cfg, "qk_rope_head_dim", None),
-                 moe_intermediate=moe_inter, experts_per_token=topk,
-                 tie_word_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
-                 max_positions=getattr(cfg, "max_position_embeddings", None),
-                 first_dense_layers=min(layers, int(getattr(cfg, "first_k_dense_replace", 0) or 0)))
+    desc = describe(config)
+    t = language_tower(desc) or desc.require_text("the validation matrix")
+    if not t.heads:  # Mamba: the closed forms are transformer forms (the heads' a·s/h attention term)
+        raise UnsupportedArchitectureError(f"{t.model_type}: the validation closed forms need attention heads")
+    mla, moe = t.mla, t.moe
+    # MLA: transformers' DeepseekV2Config / DeepseekV3Config set head_dim = qk_rope_head_dim (the rotary part
+    # of a head); the description's head_dim is hidden / heads there, which no MLA tensor has
+    head_dim = mla.qk_rope_head_dim if mla else t.head_dim
+    leading_dense = 0
+    if moe:  # the dense layers before the first MoE layer (DeepSeek's first_k_dense_replace)
+        for layer in t.layers:
+            if layer.mlp != DENSE:
+                break
+            leading_dense += 1
+    return Shape(model_type=t.model_type or desc.model_type, layers=t.num_layers, hidden=t.hidden, heads=t.heads,
+                 kv_heads=t.kv_heads, head_dim=head_dim, intermediate=t.intermediate, vocab=t.vocab,
+                 sliding_layers=t.sliding_layers, window=t.sliding_window if t.sliding_layers else None,
+                 kv_lora_rank=mla.kv_lora_rank if mla else None, rope_head_dim=mla.qk_rope_head_dim if mla else None,
+                 moe_intermediate=moe.expert_intermediate if moe else None,
+                 experts_per_token=moe.top_k if moe else None, tie_word_embeddings=desc.tie_word_embeddings,
+                 max_positions=t.max_positions, first_dense_layers=leading_dense)
 
 
 @dataclass
@@ -507,8 +507,6 @@ def _peft_rows() -> dict[str, int]:
     return out
 
 
-PEFT_SOURCE = ("PEFT MetaMathQA (huggingface/peft method_comparison; ground-truth.md §4), NVIDIA L40S, "
-               "torch 2.13, transformers 5.13")
 
 
 def measured_cases(quick: bool = False) -> list[Measured]:
@@ -517,12 +515,12 @@ def measured_cases(quick: bool = False) -> list[Measured]:
                    "measured includes eval generation (batch 50, max_length 800)")
     rows = [
         Measured(PEFT_SOURCE, "full fine-tuning, Llama-3.2-3B, bf16, AdamW", "reserved",
-                 peft.get("full-finetuning--llama-3.2-3B-lr_0.00001"),
+                 peft.get(M.PEFT_EXPERIMENTS["full"]),
                  Case("peft-full", "meta-llama/Llama-3.2-3B", "train", 4, 768), assumptions=peft_assume),
-        Measured(PEFT_SOURCE, "LoRA r32 on q,v (alpha 64)", "reserved", peft.get("lora--llama-3.2-3B-rank32"),
+        Measured(PEFT_SOURCE, "LoRA r32 on q,v (alpha 64)", "reserved", peft.get(M.PEFT_EXPERIMENTS["lora32"]),
                  Case("peft-lora32", "meta-llama/Llama-3.2-3B", "train", 4, 768, lora=(32, 64, QV)),
                  assumptions=peft_assume),
-        Measured(PEFT_SOURCE, "LoRA r64 on q,v", "reserved", peft.get("lora--llama-3.2-3B-rank64"),
+        Measured(PEFT_SOURCE, "LoRA r64 on q,v", "reserved", peft.get(M.PEFT_EXPERIMENTS["lora64"]),
                  Case("peft-lora64", "meta-llama/Llama-3.2-3B", "train", 4, 768, lora=(64, 128, QV)),
                  assumptions=peft_assume),
         Measured(PEFT_SOURCE, "eval generation of the same runs (batch 50, max_length 800)", "reserved", None,
@@ -530,13 +528,13 @@ def measured_cases(quick: bool = False) -> list[Measured]:
                  assumptions="prompt 768 + 32 new tokens; not measured separately: shows the eval phase is "
                              "below the training peak (plus, in full FT, 2P of AdamW states kept through eval)"),
         Measured("fitcheck README (third party; ground-truth.md §7g), T4, fp16", "SmolLM2-135M LoRA r32, bs 2, seq 512, SDPA",
-                 "allocated", 1846 * MiB,
+                 "allocated", M.FITCHECK_ALLOCATED_MIB["SmolLM2-135M LoRA r32, bs 2, seq 512"] * MiB,
                  Case("fitcheck-smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "train", 2, 512, dtype="float16",
                       lora=(32, 64, QKVO)),
                  assumptions="targets q,k,v,o (as its QLoRA runs); alpha 64; AdamW; pure fp16 weights; "
                              "Instruct config (same shape as the base)"),
         Measured("fitcheck README (third party; ground-truth.md §7g), T4, fp16", "gemma-2-2b LoRA r32, bs 1, seq 512, SDPA",
-                 "allocated", 8993 * MiB,
+                 "allocated", M.FITCHECK_ALLOCATED_MIB["gemma-2-2b LoRA r32, bs 1, seq 512"] * MiB,
                  Case("fitcheck-gemma2-2b", "google/gemma-2-2b-it", "train", 1, 512, dtype="float16", attn="eager",
                       lora=(32, 64, QKVO)),
                  assumptions="simulated with eager attention (transformers 5.24 has no SDPA for Gemma2; at seq 512 "
@@ -549,7 +547,7 @@ def measured_cases(quick: bool = False) -> list[Measured]:
                  "allocated (peak, method not stated)", None, None,
                  why_not="no config of these models in the snapshot; optimizer not stated"),
         Measured("transformers docs, model training anatomy (§7a), V100", "bert-large-uncased, bs 4, fp32 AdamW",
-                 "device (nvidia-smi)", 14949 * MiB, None,
+                 "device (nvidia-smi)", M.BERT_LARGE_ANATOMY_MIB[0][1] * MiB, None,
                  why_not="no bert-large config in the snapshot (bert-base only)"),
     ]
     if quick:
@@ -582,17 +580,8 @@ def _setting_key(c: Case) -> tuple:
     return (c.model, c.mode, c.batch, c.seq, c.new_tokens, c.attn, c.dtype, c.amp, c.grad_ckpt, c.lora, c.layers)
 
 
-# stas00/ml-engineering training/performance/README.md (ground-truth.md §7f): memory retained after one
-# decoder layer's forward, bf16, bs 1, seq 32,384, default (SDPA) attention, in multiples of the hidden-state
-# tensor (bs·seq·hidden·2 B). (model measured, snapshot config of the same shape, coefficient)
-STAS00 = (
-    ("SmolLM2-360M", "HuggingFaceTB/SmolLM2-360M-Instruct", 24.0),
-    ("Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B", 28.0),
-    ("Mistral-7B-Instruct-v0.3", "mistralai/Mistral-7B-Instruct-v0.3", 28.0),
-    ("DeepSeek-R1-0528-Qwen3-8B", "Qwen/Qwen3-8B", 29.8),
-    ("Qwen3-4B", "Qwen/Qwen3-4B", 38.0),
-    ("gemma-1.1-2b-it", "google/gemma-2b-it", 48.0),
-)
+# stas00's per-layer activation coefficients (model measured, snapshot config of the same shape, coefficient)
+STAS00 = M.STAS00_LAYER_ACTIVATIONS
 
 
 # -- GPU measurements (benchmarks/measured/*.json) ---------------------------------------------------------
@@ -612,264 +601,8 @@ def load_measured(directory: Path = MEASURED_DIR) -> list[dict]:
     return out
 
 
-# -- rendering -----------------------------------------------------------------------------------------------
-def gib(n: int | float | None) -> str:
-    return "—" if n is None else f"{n / GiB:.2f}"
-
-
-def pct(x: float | None) -> str:
-    return "—" if x is None else f"{x * 100:+.1f}%"
-
-
-def render(rows: list[Row], measured: list[Measured], gpu: list[dict], calibration: dict | None,
-           meta: dict) -> str:
-    L: list[str] = []
-    add = L.append
-    add("# Validation: closed forms and measurements against the simulation")
-    add("")
-    add(f"Generated by `{meta['command']}` on {meta['date']} ({meta['host']}; torch {meta['torch']}, "
-        f"transformers {meta['transformers']}, peft {meta['peft']}; {meta['elapsed_s']:.0f} s). "
-        "Do not edit by hand: rerun the command.")
-    if meta.get("quick"):
-        add("")
-        add("**Quick subset** (`--quick`, the CI run): a few rows of each part only.")
-    add("")
-    add("What is compared with what:")
-    add("")
-    add("- **Simulated** = `hfmem simulate`: the real transformers model code run on fake tensors; the peak of the "
-        "bytes allocated by tensors (torch's `max_memory_allocated`), each block rounded up to 512 B as the CUDA caching "
-        "allocator does. Not included: CUDA context (0.45–1.0 GiB on A100/H100, 1.3 GiB on a 2022 V100), "
-        "allocator fragmentation / reserved-but-free memory, kernels' workspaces (cuBLAS, flash-attention).")
-    add("- **Published** = the closed forms of `hfmem/scenarios/formulas.py` (ZeRO §3.1 model states, torch AdamW "
-        "states in the parameter dtype, the foreach step temporary, Korthikanti et al. activations "
-        "`sbh(34+5as/h)` for eager / `34sbh` for flash/SDPA / `2sbh` with checkpointing, fp32 logits `4bsV`, KV "
-        "`2·L·n_kv·d_head·bytes`). Training peak = max(forward: W+O+activations+logits, backward: W+O+G, "
-        "step: W+G+O+foreach temporary). Inference = weights + KV (context + new tokens) + a rough prefill working set "
-        "(see `infer_estimate`).")
-    add("- **Calibrated** = the same training formula with the per-layer and non-layer coefficients that "
-        "`benchmarks/calibrate.py` measured by simulation for the model type and attention (`hfmem/data/calibration.json`, "
-        "fitted on 2–6-layer models at seq ≤ 1024, batch 1). It tests whether the coefficients transfer to other "
-        "layer counts, batch sizes and sequence lengths.")
-    add("- Error = estimate / simulated − 1 (positive: the estimate is larger).")
-    add("")
-    add("## 1. Matrix: analytic estimate vs simulated peak")
-    add("")
-    add("GiB = 2³⁰ bytes. \"(N layers)\": the model with N of its decoder layers (everything else as in the config), "
-        "to keep the simulation quick; the closed forms use the same N.")
-    add("")
-    add("| model | setting | simulated peak | sim. phase | published | error | est. phase | calibrated | error | sim s | notes |")
-    add("|---|---|---:|---|---:|---:|---|---:|---:|---:|---|")
-    for r in rows:
-        c = r.case
-        if r.error:
-            add(f"| {c.label()} | {c.setting()} | — | — | {gib(r.published.total if r.published else None)} | — | — | — | — | — | "
-                f"not simulated: {r.error} |")
-            continue
-        cal = r.calibrated
-        add(f"| {c.label()} | {c.setting()} | {gib(r.simulated)} | {r.sim_phase} | {gib(r.published.total)} | "
-            f"{pct(r.rel(r.published))} | {r.published.phase} | {gib(cal.total if cal else None)} | {pct(r.rel(cal))} | "
-            f"{r.sim_s:.1f} | {c.note} |")
-    add("")
-    add("What each estimate includes, per row (the simulation always includes every tensor the code allocates):")
-    add("")
-    add("| model | setting | published estimate includes | simulated live set at the peak (GiB) |")
-    add("|---|---|---|---|")
-    for r in rows:
-        if r.error:
-            continue
-        cats = ", ".join(f"{k} {v / GiB:.2f}" for k, v in r.sim_by_category.items() if v)
-        add(f"| {r.case.label()} | {r.case.setting()} | {r.published.includes} | {cats} |")
-    add("")
-    add(_matrix_summary(rows))
-    add("")
-    add(_calibration_section(calibration))
-    add("")
-    add(_findings(rows, calibration))
-    add("")
-    add("## 2. Measured cases (ground-truth.md) next to the simulation")
-    add("")
-    add("**allocated ≠ reserved ≠ device.** The simulation predicts the peak *allocated* bytes "
-        "(`torch.cuda.max_memory_allocated`). `max_memory_reserved` adds what the caching allocator holds but has not "
-        "handed out (segment rounding: requests over 10 MiB round up to 2 MiB, 1–10 MiB requests come from 20 MiB "
-        "segments; freed blocks kept for reuse; fragmentation): fitcheck measured reserved / allocated = 1.07–1.49. "
-        "nvidia-smi / NVML (*device*) adds the CUDA context on top (0.45–1.3 GiB; NCCL 1–2 GiB more). So a simulated "
-        "figure is a lower bound of reserved and device figures; the gap below is that overhead plus whatever the "
-        "measured run did that the simulated setting does not (padding masks, evaluation, other processes).")
-    add("")
-    add("| source | run | quantity measured | measured | simulated (allocated) | sim. phase | measured − simulated | measured / simulated | assumptions / why not |")
-    add("|---|---|---|---:|---:|---|---:|---:|---|")
-    for m in measured:
-        if m.case is None or m.simulated is None:
-            add(f"| {m.source} | {m.what} | {m.quantity} | {gib(m.measured_bytes)} | — | — | — | — | {m.why_not or m.assumptions} |")
-            continue
-        gap = (m.measured_bytes - m.simulated) if m.measured_bytes else None
-        ratio = f"{m.measured_bytes / m.simulated:.3f}" if m.measured_bytes else "—"
-        extra = f" KV {gib(m.extra['kv_cache_bytes'])} GiB." if m.extra.get("kv_cache_bytes") else ""
-        add(f"| {m.source} | {m.what} ({m.case.setting()}) | {m.quantity} | {gib(m.measured_bytes)} | {gib(m.simulated)} | "
-            f"{m.sim_phase} | {gib(gap)} | {ratio} | {m.assumptions}{extra} |")
-    add("")
-    add(_stas00_section(calibration))
-    add("")
-    add("## 3. GPU measurements (benchmarks/measured/*.json)")
-    add("")
-    if not gpu:
-        add("None yet: no file in `benchmarks/measured/`. `benchmarks/measure_gpu.py` on a CUDA machine runs this "
-            "matrix for real and writes one; this section then lists, per case, `max_memory_allocated` (comparable "
-            "with the simulation), `max_memory_reserved` and device used next to the simulated peak.")
-    else:
-        sims = {r.case.key: r for r in rows}
-        add("| file | GPU | case | setting | status | allocated | reserved | device used | simulated | allocated / simulated | reserved / allocated |")
-        add("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|")
-        for g in gpu:
-            r = sims.get(g.get("key"))
-            sim = r.simulated if r else None
-            alloc = g.get("max_memory_allocated")
-            res = g.get("max_memory_reserved")
-            a_s = f"{alloc / sim:.3f}" if alloc and sim else "—"
-            r_a = f"{res / alloc:.3f}" if alloc and res else "—"
-            add(f"| {g['file']} | {g['gpu']} | {g.get('key')} | {g.get('setting', '')} | {g.get('status')} | {gib(alloc)} | "
-                f"{gib(res)} | {gib(g.get('device_used_after'))} | {gib(sim)} | {a_s} | {r_a} |")
-    add("")
-    add("## How to regenerate")
-    add("")
-    add("```sh")
-    add(".venv/bin/python benchmarks/calibrate.py      # hfmem/data/calibration.json (≈ 2 min on 2 cores)")
-    add(".venv/bin/python benchmarks/validate.py       # this file + benchmarks/results/validation.json")
-    add(".venv/bin/python benchmarks/validate.py --quick   # CI subset -> benchmarks/results/validation-quick.md")
-    add("python benchmarks/measure_gpu.py              # on a CUDA machine -> benchmarks/measured/<gpu>-<date>.json")
-    add("```")
-    return "\n".join(L) + "\n"
-
-
-def _matrix_summary(rows: list[Row]) -> str:
-    ok = [r for r in rows if r.simulated]
-    if not ok:
-        return ""
-    out = ["Summary of |error| over the simulated rows:", ""]
-    for name, get in (("published", lambda r: r.rel(r.published)), ("calibrated", lambda r: r.rel(r.calibrated))):
-        for mode in ("train", "infer"):
-            errs = [abs(get(r)) for r in ok if r.case.mode == mode and get(r) is not None]
-            if errs:
-                errs.sort()
-                out.append(f"- {name}, {mode}: {len(errs)} rows, median {errs[len(errs) // 2] * 100:.1f}%, "
-                           f"max {errs[-1] * 100:.1f}%")
-    out.append("")
-    out.append("Where the published forms miss: the optimizer-step peak (W+G+O+foreach temporary) is exact up to "
-               "512 B rounding, so rows whose peak is the step agree closely; rows whose peak is the forward pass "
-               "(LoRA, gradient checkpointing, long sequences, big vocabularies) carry the activation error. "
-               "Korthikanti's 34 assumes a 4h GeLU MLP with dropout and LayerNorm, while SwiGLU models keep "
-               "8·(ffn/h) for the MLP alone and RMSNorm keeps an fp32 copy of its input; transformers' eager "
-               "attention keeps the fp32 softmax output and its bf16 copy (6 as/h, not 5: no dropout mask, no dropout "
-               "output); and the loss holds 4 B per logit after the forward (fp32 log-softmax) plus a 6 B per logit "
-               "transient at its peak, not 4.")
-    return "\n".join(out)
-
-
-def _calibration_section(calibration: dict | None) -> str:
-    if not calibration:
-        return "No hfmem/data/calibration.json: run benchmarks/calibrate.py."
-    gen = calibration["generated"]
-    out = ["### Calibration coefficients used by the *calibrated* column", "",
-           f"From `hfmem/data/calibration.json` (`{gen['command']}`, {gen['date']}, torch {gen['torch']}, transformers "
-           f"{gen['transformers']}). Bytes per token per hidden unit per layer of the activations a training forward leaves "
-           "for backward (bf16, batch 1), fitted as `linear + attention·a·s/h` from two sequence lengths; non-layer terms per "
-           "token per vocabulary entry (live after forward / transient at the loss). Korthikanti et al.: linear 34, "
-           "attention 5.", "",
-           "| model_type | reference config | attn | linear | attention | c at the seqs | GC per layer | logits live | loss transient |",
-           "|---|---|---|---:|---:|---|---:|---:|---:|"]
-    for mt, arch in calibration.get("architectures", {}).items():
-        for attn in ("sdpa", "eager"):
-            e = arch.get(attn)
-            if not e:
-                continue
-            coef = ", ".join(f"{v:.2f} @ {k}" for k, v in e["activation_bytes_per_token_per_hidden_per_layer"].items())
-            gc = e.get("grad_ckpt", {}).get("activation_bytes_per_token_per_hidden_per_layer")
-            nl = e["non_layer"]
-            dense = " (+3 dense layers: {:.2f})".format(e["first_dense_layers"]["fit"]["linear"]) \
-                if e.get("first_dense_layers") else ""
-            out.append(f"| {mt} | {arch['reference_model']} | {attn} | {e['fit']['linear']:.2f}{dense} | "
-                       f"{e['fit']['attention']:.2f} | {coef} | {'—' if gc is None else f'{gc:.2f}'} | "
-                       f"{nl['bytes_per_token_per_vocab']:.2f} | {nl['forward_transient_bytes_per_token_per_vocab']:.2f} |")
-    if calibration.get("skipped"):
-        out += ["", "Not calibrated: " + "; ".join(f"{k}: {v}" for k, v in calibration["skipped"].items())]
-    return "\n".join(out)
-
-
-def _findings(rows: list[Row], calibration: dict | None) -> str:
-    """Observations, each computed from this run's rows and calibration data."""
-    out = ["### Notes on the matrix", ""]
-    bert = ((calibration or {}).get("architectures", {}).get("bert") or {}).get("eager")
-    if bert:
-        out.append(f"- **The simulation reproduces Korthikanti's accounting where its assumptions hold.** BERT's layer is "
-                   "the paper's layer (4h GeLU MLP, two LayerNorms, dropout with 1-byte masks, eager softmax): calibrated "
-                   f"linear {bert['fit']['linear']:.2f}, attention {bert['fit']['attention']:.2f} against the paper's 34 and 5 "
-                   "(tests/test_validation.py re-measures it). Modern decoders differ: SwiGLU MLPs (8·ffn/h bytes), "
-                   "RMSNorm's fp32 copies, no dropout, the fp32 softmax of eager attention; GPT-2's `gelu_new` is composed "
-                   "of elementwise ops that each keep an operand.")
-    lora = [r.rel(r.calibrated) for r in rows if r.case.lora and r.calibrated and r.simulated]
-    if lora:
-        out.append(f"- **LoRA**: the calibrated coefficients are measured with every weight trainable. With frozen "
-                   "weights a Linear need not keep its input for a weight gradient, so the base model keeps less than in "
-                   "full fine-tuning, while PEFT adds fp32 copies of the inputs of the adapted layers: the calibrated "
-                   f"column is off by {min(lora) * 100:+.1f} % to {max(lora) * 100:+.1f} % on the LoRA rows.")
-    amp = [r for r in rows if r.case.amp and r.simulated]
-    if amp:
-        out.append(f"- **AMP** (torch.autocast on fp32 weights; error {pct(amp[0].rel(amp[0].calibrated))} calibrated): the "
-                   "residual stream, norms and logits stay fp32, so coefficients measured with bf16 weights "
-                   "underestimate; the simulation uses the CPU backend's autocast op lists, which differ from CUDA's "
-                   "(an assumption it reports).")
-    for r in rows:
-        if r.case.mode == "infer" and r.kv_cache_bytes and r.case.model.startswith("deepseek-ai/DeepSeek-V3"):
-            tokens = r.case.batch * (r.case.seq + r.case.new_tokens)
-            out.append(f"- **DeepSeek-V3 KV cache**: the simulation measures {r.kv_cache_bytes / tokens:,.0f} B per token "
-                       "(512 B rounding per tensor included): transformers "
-                       f"{(calibration or {}).get('generated', {}).get('transformers', '')} caches the MLA latent "
-                       "(`cache.update(kv_nope, k_rot)` in modeling_deepseek_v3.py; 70,272 B per token in the DeepSeek-V2 "
-                       "paper's formula). ground-truth.md's note that transformers caches the decompressed K/V "
-                       "(4,997,120 B per token) describes older transformers versions.")
-    big = [r for r in rows if r.case.mode == "train" and r.calibrated and r.simulated and r.shape.get("vocab", 0) >= 200_000
-           and not r.sim_phase.startswith("optimizer_step")]
-    if big:
-        errs = ", ".join(f"{r.case.label()} {pct(r.rel(r.calibrated))}" for r in big)
-        early = all(r.sim_phase.startswith("backward") and not r.sim_by_category.get("gradients") for r in big)
-        where = ("in the backward pass before any gradient is accumulated (none is live at the peak), when the "
-                 "gradient of the logits exists next to the saved activations" if early else "after the forward")
-        out.append(f"- **Large vocabularies** (≥ 200k): the simulated peak is {where}; the calibrated column models the "
-                   f"forward (live activations + the loss's transient) only, and stays under: {errs}.")
-    out.append("- **Sliding windows** (Mistral-7B-v0.1 at 8k, Gemma 2): the estimate caps those layers at the window "
-               "(rolling buffer); during prefill transformers holds the whole prompt's K/V of the layer being computed.")
-    step = [r for r in rows if r.simulated and r.sim_phase.startswith("optimizer_step") and r.published]
-    if step:
-        worst = max(abs(r.rel(r.published)) for r in step)
-        out.append(f"- {len(step)} rows peak at the optimizer step (full fine-tuning with AdamW foreach where activations "
-                   f"are small, the reduced MoE models): there the published forms are within {worst * 100:.2f} % — the "
-                   "peak is the model states plus one parameter-sized temporary, exactly.")
-    return "\n".join(out)
-
-
-def _stas00_section(calibration: dict | None) -> str:
-    out = ["### Activation coefficients: stas00's measurements vs calibration.json", "",
-           "stas00/ml-engineering measured the memory retained after one decoder layer's forward on a GPU "
-           "(*allocated*; bf16, bs 1, seq 32,384, SDPA) in multiples of the hidden-state tensor (bs·seq·hidden·2 B). "
-           "calibration.json's SDPA coefficient is bytes per token per hidden unit per layer, so it is divided by 2 "
-           "here. Ours is seq-independent for SDPA (flash attention keeps no s×s tensor), so the different sequence "
-           "lengths compare.", "",
-           "| model measured | snapshot config used | stas00 (× hidden state) | simulated (× hidden state) | difference |",
-           "|---|---|---:|---:|---:|"]
-    models = (calibration or {}).get("models", {})
-    for measured_name, repo, coef in STAS00:
-        entry = (models.get(repo) or {}).get("sdpa")
-        ours = entry["activation_bytes_per_token_per_hidden_per_layer"] if entry else None
-        ours_v = (sum(ours.values()) / len(ours) / 2) if ours else None
-        diff = f"{ours_v - coef:+.1f}" if ours_v is not None else "—"
-        add_v = f"{ours_v:.1f}" if ours_v is not None else "not calibrated"
-        out.append(f"| {measured_name} | {repo} | {coef:.1f} | {add_v} | {diff} |")
-    out += ["", "Configs: DeepSeek-R1-0528-Qwen3-8B has Qwen3-8B's architecture and shape, gemma-1.1-2b-it has "
-            "gemma-2b-it's; the Instruct/base variants share their configs' shapes. A layer's forward measured in "
-            "isolation also keeps its output (the next layer's input, 1 × hidden state) and whatever the "
-            "measurement's inputs required (e.g. an input with requires_grad), which the by-difference method of "
-            "calibrate.py does not count twice; stas00 does not state the attention backend SDPA picked."]
-    return "\n".join(out)
+# -- rendering: benchmarks/validate_report.py (the Markdown writer, apart from the data) ----------------
+from validate_report import gib, pct, render  # noqa: E402,F401  (validate.render, as before)
 
 
 # -- main ----------------------------------------------------------------------------------------------------
