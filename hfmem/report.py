@@ -39,6 +39,11 @@ class ModelReport:
         return cls(**d)
 
     def table(self, mode: str = "exact", adam_rule: str | None = None) -> CalculatorTable:
+        if mode == "accelerate" and self.inventory.accelerate is None and self.config is not None:
+            from .inventory.build import accelerate_view_for, counted_without_model
+
+            if counted_without_model(self.inventory):  # counted from headers: accelerate's class is built now
+                self.inventory.accelerate = accelerate_view_for(self.config)
         return calculator_table(self.inventory, mode, adam_rule, config=self.config)
 
 
@@ -50,5 +55,6 @@ class Options:
     trust_remote_code: bool = False
     use_cache: bool = True  # read the result cache (a fresh analysis is always written)
     headers_only: bool = False  # count from safetensors headers alone: no torch, no model code
+    meta_model: bool = False  # build the model on the meta device even where the headers answer exactly
     progress: Callable[[str], None] | None = None  # told what slow step starts (the CLI prints it on a TTY)
     verbose: bool = False  # let huggingface_hub's retry warnings through (hidden by default)

@@ -1,8 +1,10 @@
 """Choose how to count a model and produce its Inventory.
 
-Order: the repository's own code (only with --trust-remote-code) → transformers' implementation of the
-config's model_type on the meta device → a provably identical transformers architecture for known
-custom-code families (``metadata.custom_maps``) → the safetensors headers alone. Whenever headers are
+Order: the repository's own code (only with --trust-remote-code) → for a family whose module tree ships as
+data (hfmem/data/module_structures.json), the safetensors headers with that tree, no torch imported
+(``headers.exact_measure``: the same figures as the meta model, tests/test_headers_exact.py) →
+transformers' implementation of the config's model_type on the meta device → a provably identical
+transformers architecture for known custom-code families (``metadata.custom_maps``) → the safetensors headers alone. Whenever headers are
 available, the count is checked against them.
 """
 
@@ -12,8 +14,14 @@ from ..errors import ConfigError, HfmemError, UnsupportedArchitectureError
 from ..metadata.config import ModelConfig, require_sizes
 from ..metadata.custom_maps import map_custom_config
 from ..metadata.safetensors import DTYPE_NAMES, CheckpointHeaders
-from .headers import inventory_from_headers, is_buffer_name, parameter_elements
-from .model import Inventory
+from .headers import exact_measure, inventory_from_headers, is_buffer_name, parameter_elements
+from .model import AccelerateView, Inventory
+
+# The method (and note) of an inventory counted from the headers with the recorded module tree: its figures are
+# the meta model's (tests/test_headers_exact.py), its ``accelerate`` view is built on demand (``accelerate_view_for``).
+HEADERS_EXACT = "headers-exact"
+HEADERS_EXACT_NOTE = ("counted from the safetensors headers with transformers' module tree for this class "
+                      "(shipped data); no model was built")
 
 
 def _dtypes_from_headers(headers: CheckpointHeaders) -> dict[str, int]:
@@ -32,6 +40,23 @@ def _with_versions(inv: Inventory) -> Inventory:
     return inv
 
 
+def counted_without_model(inv: Inventory) -> bool:
+    return inv.method == HEADERS_EXACT
+
+
+def accelerate_view_for(config: dict) -> AccelerateView | None:
+    """The accelerate view of a model counted from its headers: built on the meta device now (``--compat
+    accelerate`` asks for the class accelerate builds, which the headers do not describe)."""
+    from . import meta_model
+
+    archs = config.get("architectures")
+    arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
+    model, config_obj = meta_model.build_model(config, arch)
+    auto_map = config.get("auto_map") if isinstance(config.get("auto_map"), dict) else {}
+    accel_model = meta_model.accelerate_model(auto_map, config_obj, model)
+    return meta_model.accelerate_view(accel_model) if accel_model is not None else None
+
+
 def build_inventory(
     config: ModelConfig,
     headers: CheckpointHeaders | None,
@@ -41,7 +66,10 @@ def build_inventory(
     revision: str | None = None,
     token=None,
     headers_only: bool = False,
+    meta_model: bool = False,
 ) -> Inventory:
+    """``meta_model=True`` builds the model even where the headers would answer (``Options.meta_model``)."""
+    force_meta = meta_model
     from . import meta_model  # torch/transformers are imported inside its functions, only when used
 
     if headers_only:
@@ -58,6 +86,18 @@ def build_inventory(
         require_sizes(raw, config.origin)
     notes: list[str] = []
     mapped_from: str | None = None
+    arch: str | None = None
+    if (headers is not None and not force_meta and not (config.has_remote_code and trust_remote_code)
+            and not config.quantization):
+        m, _why = exact_measure(headers, raw)  # _why: the meta model answers instead (never a guess)
+        if m is not None:
+            if config.has_remote_code:
+                notes.append(f"the repository ships custom code (auto_map); counted with transformers' own "
+                             f"'{raw.get('model_type')}' implementation (pass --trust-remote-code to run the "
+                             "repository's)")
+            inv = _assemble(config, headers, m, HEADERS_EXACT, notes, None, None)
+            inv.notes.append(HEADERS_EXACT_NOTE)
+            return inv
     if config.has_remote_code and trust_remote_code:
         if code_location is None:
             raise HfmemError("--trust-remote-code needs the repository's code, which this source does not have",
@@ -99,7 +139,16 @@ def build_inventory(
     accel_model = meta_model.accelerate_model(config.auto_map, config_obj, model,
                                               trust_remote_code=(method == "remote-code"))
     accel = meta_model.accelerate_view(accel_model) if accel_model is not None else None
+    return _assemble(config, headers, m, method, notes, mapped_from, accel, arch=arch)
 
+
+def _assemble(config: ModelConfig, headers: CheckpointHeaders | None, m: dict, method: str, notes: list[str],
+              mapped_from: str | None, accel: AccelerateView | None, *, arch: str | None = None) -> Inventory:
+    """The inventory of a measured model (``meta_model.measure`` or ``headers.exact_measure``), checked
+    against the headers."""
+    from .meta_model import versions
+
+    raw = config.raw
     params_by_dtype, dtype_source = None, None
     if headers is not None:
         stored = parameter_elements(headers)
@@ -146,6 +195,6 @@ def build_inventory(
         accelerate=accel,
         checkpoint=headers.to_dict() if headers is not None else None,
         notes=notes,
-        versions=meta_model.versions(),
+        versions=versions(),
         tensors=m["tensors"],
     )

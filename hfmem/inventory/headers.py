@@ -7,9 +7,10 @@ creates at init (rotary caches, masks), and whether an LM head is tied when the 
 
 from __future__ import annotations
 
+import math
 import re
 
-from ..metadata.safetensors import DTYPE_NAMES, CheckpointHeaders
+from ..metadata.safetensors import DTYPE_NAMES, CheckpointHeaders, printable_name as printable
 from .model import Inventory, group_layers
 
 # Tensors that checkpoints sometimes carry but that are buffers, not parameters, in the model code.
@@ -118,3 +119,248 @@ def inventory_from_headers(headers: CheckpointHeaders, config: dict, notes: list
         notes=notes,
         tensors=[] if quantized else census_from_headers(headers),
     )
+
+
+# -- the exact inventory from headers (no torch) ---------------------------------------------------------------
+# For the families whose module tree transformers_facts recorded (hfmem/data/module_structures.json), the
+# headers give every parameter's shape; the tree gives the modules without parameters (rotary embeddings,
+# activations, dropouts), their classes (Linear / Conv1D / Embedding, the _no_split_modules residual groups),
+# the tied weights and the buffers' rules. ``exact_measure`` returns what ``meta_model.measure`` returns for
+# the model transformers would build, or the reason it cannot (then the meta model is built).
+# tests/test_headers_exact.py asserts equality with the meta model on every snapshot config it answers.
+
+_ROUTER_CLASS = re.compile(r"(Router|TopK|Gate)$")  # meta_model._ROUTER_CLASS
+_DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2,
+                "int8": 1, "uint8": 1, "bool": 1}
+MODULE_DEPTH = 3  # meta_model.MODULE_DEPTH
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}.{b}" if a else b
+
+
+def _block_count(config: dict) -> int | None:
+    from ..model import describe
+
+    try:
+        tower = describe(config).decoder or describe(config).text
+    except Exception:  # noqa: BLE001 - a config describe refuses: the meta model answers (and reports it)
+        return None
+    return tower.num_layers if tower is not None else None
+
+
+def exact_measure(headers: CheckpointHeaders, config: dict) -> tuple[dict | None, str]:
+    """``meta_model.measure`` of the model transformers builds from ``config``, computed from the headers;
+    (None, why) when the family's structure is not recorded or the checkpoint does not match it."""
+    from ..metadata.transformers_facts import buffer_shape, class_structure, family_rules, pattern_of
+
+    archs = config.get("architectures")
+    arch = archs[0] if isinstance(archs, list) and len(archs) == 1 and isinstance(archs[0], str) else None
+    st = class_structure(arch) if arch else None
+    if st is None or st["model_type"] != config.get("model_type"):
+        return None, f"no recorded module structure for {arch or 'this config'}"
+    rules = family_rules(st["model_type"])
+    nodes = st["nodes"]
+    tie = config.get("tie_word_embeddings")
+    tie = st["tie_default"] if tie is None else bool(tie)
+    shared = st["shared_tied" if tie else "shared_untied"]
+    alias = {name: group[0] for group in shared for name in group[1:]}
+
+    tensors: dict[str, object] = {}
+    for t in headers.tensors():
+        mod, _, p = t.name.rpartition(".")
+        node = nodes.get(pattern_of(mod))
+        if node is not None and any(b[0] == p for b in node["buffers"]):
+            continue  # a persistent buffer saved with the weights
+        dims = dict((name, nd) for name, nd in node["params"]) if node is not None else {}
+        if p not in dims:
+            if is_buffer_name(t.name):
+                continue  # an old checkpoint's buffer (GPT-2's attn.bias): not a parameter
+            return None, f"tensor {printable(t.name)} is not a parameter of {arch}"
+        if dims[p] != len(t.shape) or t.name in tensors:
+            return None, f"tensor {printable(t.name)} does not have {arch}'s shape"
+        tensors[t.name] = t
+    for target, source in alias.items():
+        if source not in tensors:
+            return None, f"{source} is missing from the checkpoint"
+        if target in tensors and tensors[target].shape != tensors[source].shape:
+            return None, f"{target} and {source} are tied but differ in shape"
+    present = set()  # module paths holding a parameter (tied copies included)
+    for name in list(tensors) + list(alias):
+        parts = name.split(".")[:-1]
+        for i in range(len(parts) + 1):
+            present.add(".".join(parts[:i]))
+    subtree_params: dict[str, bool] = {}
+
+    def has_params(pat: str) -> bool:
+        if pat not in subtree_params:
+            node = nodes[pat]
+            subtree_params[pat] = bool(node["params"]) or any(has_params(_join(pat, c)) for c in node["children"])
+        return subtree_params[pat]
+
+    order: list[tuple[str, str, list[str]]] = []  # (path, pattern, realised children), named_modules order
+    problem: list[str] = []
+
+    def walk(path: str, pat: str) -> None:
+        node = nodes[pat]
+        kids: list[tuple[str, str]] = []
+        for child in node["children"]:
+            cpat = _join(pat, child)
+            if child == "#":
+                prefix = _join(path, "")
+                idx = sorted({int(p[len(prefix):].split(".")[0]) for p in present
+                              if p.startswith(prefix) and p[len(prefix):].split(".")[0].isdigit()})
+                if not idx or idx != list(range(len(idx))):
+                    problem.append(f"the numbered modules under {path or 'the root'} are not 0..n-1")
+                    return
+                kids += [(_join(path, str(i)), cpat) for i in idx]
+            elif _join(path, child) in present or not has_params(cpat):
+                kids.append((_join(path, child), cpat))
+            else:
+                problem.append(f"{_join(path, child)} is missing from the checkpoint")
+                return
+        for p, _ in node["params"]:
+            full = _join(path, p)
+            if full not in tensors and full not in alias:
+                problem.append(f"{full} is missing from the checkpoint")
+                return
+        order.append((path, pat, [k for k, _ in kids]))
+        for kpath, kpat in kids:
+            walk(kpath, kpat)
+
+    walk("", "")
+    if problem:
+        return None, problem[0]
+    blocks = {p for p, pat, _ in order if pat.endswith("#") and nodes[pat]["cls"] in st["no_split_modules"]}
+    expected = _block_count(config)
+    if expected is None or len(blocks) != expected:
+        return None, f"the checkpoint has {len(blocks)} blocks, config.json {expected}"
+
+    def numel(name: str) -> int:
+        return tensors[alias.get(name, name)].numel
+
+    params: dict[str, int] = {}
+    bufs: dict[str, int] = {}
+
+    def add(name: str, n: int, b: int) -> None:
+        parts = name.split(".")
+        for i in range(len(parts) + 1):
+            key = ".".join(parts[:i])
+            params[key] = params.get(key, 0) + n
+            bufs[key] = bufs.get(key, 0) + b
+
+    persistent = non_persistent = 0
+    seen_params: set[str] = set()
+    for path, pat, _ in order:  # named_parameters(): each Parameter once, under its first name
+        for p, _ in nodes[pat]["params"]:
+            full = _join(path, p)
+            canon = alias.get(full, full)
+            if canon not in seen_params:
+                seen_params.add(canon)
+                add(full, numel(full), 0)
+    for path, pat, _ in order:
+        for b, dtype, is_persistent, rule in nodes[pat]["buffers"]:
+            shape = buffer_shape(rule, config, rules)
+            if shape is None or dtype not in _DTYPE_BYTES:
+                return None, f"no rule for the buffer {_join(path, b)}"
+            nbytes = math.prod(shape) * _DTYPE_BYTES[dtype]
+            add(_join(path, b), 0, nbytes)
+            if is_persistent:
+                persistent += nbytes
+            else:
+                non_persistent += nbytes
+    realised = [[n for n in group if n in alias or n in tensors] for group in shared]
+    tied = [g for g in realised if len(g) > 1]
+    tied_params = sum(numel(g[0]) * (len(g) - 1) for g in tied)
+
+    by_path = {path: (pat, kids) for path, pat, kids in order}
+    no_split = set(st["no_split_modules"])
+    root_pat, root_kids = by_path[""]
+    todo = [(p, None) for p, _ in nodes[""]["params"]] + [(k, k) for k in root_kids] \
+        + [(b[0], None) for b in nodes[""]["buffers"]]
+    candidates: list[str] = []
+    while todo:  # meta_model._layer_candidates
+        name, mod = todo.pop(0)
+        if mod is None:
+            candidates.append(name)
+            continue
+        pat, kids = by_path[mod]
+        if not kids or nodes[pat]["cls"] in no_split:
+            candidates.append(name)
+        else:
+            todo = [(k, k) for k in kids] + todo
+    modules = {path: [params.get(path, 0), bufs.get(path, 0)] for path, _, _ in order
+               if path and path.count(".") < MODULE_DEPTH}
+    return {
+        "architecture": arch,
+        "num_params": params.get("", 0),
+        "persistent_buffer_bytes": persistent,
+        "non_persistent_buffer_bytes": non_persistent,
+        "tied_weights": tied,
+        "tied_params": tied_params,
+        "modules": modules,
+        "layers": group_layers([(n, params.get(n, 0), bufs.get(n, 0)) for n in candidates]),
+        "no_split_modules": sorted(no_split),
+        "tensors": _census(order, nodes, tensors, alias, st.get("output_embeddings")),
+    }, ""
+
+
+def _census(order, nodes, tensors, alias, out_emb: str | None) -> list[dict]:
+    """``meta_model.census`` on the recorded tree: the same walk, roles and keys."""
+    seen: set[str] = set()
+    groups: dict[tuple, dict] = {}
+
+    def add(key: tuple, entry: dict, n: int) -> None:
+        g = groups.get(key)
+        if g is None:
+            groups[key] = dict(entry, count=1, params=n)
+        else:
+            g["count"] += 1
+            g["params"] += n
+
+    def canon(name: str) -> str:
+        return alias.get(name, name)
+
+    def shape(name: str) -> tuple:
+        return tuple(tensors[canon(name)].shape)
+
+    for path, pat, _ in order:
+        node = nodes[pat]
+        leaf = path.rsplit(".", 1)[-1] if path else ""
+        own = [_join(path, p) for p, _ in node["params"]]
+        own_names = [p for p, _ in node["params"]]
+        if node["kind"] in ("linear", "conv1d") and "weight" in own_names:
+            w = _join(path, "weight")
+            ws = shape(w)
+            fan_in, fan_out = (ws[1], ws[0]) if node["kind"] == "linear" else (ws[0], ws[1])
+            has_bias = "bias" in own_names
+            bias = math.prod(shape(_join(path, "bias"))) if has_bias else 0
+            tied = canon(w) in seen
+            n = (0 if tied else math.prod(ws)) + (bias if has_bias and canon(_join(path, "bias")) not in seen else 0)
+            if out_emb is not None and path == out_emb:
+                role = "lm_head"
+            elif _ROUTER_CLASS.search(node["cls"]) or (leaf in ("gate", "router") and fan_out <= 512):
+                role = "router"
+            else:
+                role = "linear"
+            add((role, leaf, fan_in, fan_out, bias, tied),
+                {"role": role, "name": leaf, "in_features": fan_in, "out_features": fan_out, "bias": bias,
+                 "tied": tied, "conv1d": node["kind"] == "conv1d"}, n)
+            seen.update(canon(x) for x in own)
+            continue
+        for p_name, full in zip(own_names, own):
+            if canon(full) in seen:
+                continue
+            seen.add(canon(full))
+            s = shape(full)
+            if node["kind"] == "embedding" and p_name == "weight":
+                role = "embedding"
+            elif _ROUTER_CLASS.search(node["cls"]) and len(s) == 2:
+                role = "router"
+            elif len(s) == 3:
+                role = "experts"
+            else:
+                role = "other"
+            name = leaf if role == "embedding" else f"{leaf}.{p_name}" if leaf else p_name
+            add((role, name, s), {"role": role, "name": name, "shape": list(s)}, math.prod(s))
+    return sorted(groups.values(), key=lambda g: (-g["params"], g["role"], g["name"]))

@@ -214,9 +214,245 @@ def generate() -> dict:
             "no_sdpa": no_sdpa, "tasks": tasks, "class_tasks": class_tasks}
 
 
+# -- module structures (hfmem/data/module_structures.json) ---------------------------------------------------
+# What hfmem.inventory.headers needs to count a model from its safetensors headers exactly as the meta model
+# counts it (tests/test_headers_exact.py asserts equality): per architecture class, its module tree as
+# transformers builds it from the class's default config, with each module path's numbered parts written "#".
+# Only the families listed here are recorded, and a family is recorded only when every rule below was checked
+# against transformers on perturbed configs; any other family is counted on the meta model.
+
+STRUCTURES_PATH = FACTS_PATH.parent / "module_structures.json"
+STRUCTURE_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi", "phi3", "stablelm", "gpt_neox",
+                   "cohere", "starcoder2", "gpt2", "bert", "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss")
+_ROTARY_BUFFERS = ("inv_freq", "original_inv_freq")
+
+
+@lru_cache(maxsize=1)
+def load_structures() -> dict:
+    if not STRUCTURES_PATH.exists():
+        return {}
+    return json.loads(STRUCTURES_PATH.read_text())
+
+
+def class_structure(class_name: str) -> dict | None:
+    """The recorded module tree of a transformers model class (None: not a proven family)."""
+    return load_structures().get("classes", {}).get(str(class_name))
+
+
+def family_rules(model_type: str) -> dict | None:
+    """The config fields a proven family's buffer shapes follow (None: not a proven family)."""
+    return load_structures().get("families", {}).get(str(model_type))
+
+
+def pattern_of(path: str) -> str:
+    return ".".join("#" if part.isdigit() else part for part in path.split(".")) if path else ""
+
+
+def _module_kind(mod) -> str:
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    if isinstance(mod, torch.nn.Linear):
+        return "linear"
+    if isinstance(mod, Conv1D):
+        return "conv1d"
+    if isinstance(mod, torch.nn.Embedding):
+        return "embedding"
+    return "module"
+
+
+def _tree(model) -> tuple[dict, str | None]:
+    """Pattern -> node for every module; a reason when modules of one pattern differ (then no template)."""
+    nodes: dict[str, dict] = {}
+    for name, mod in model.named_modules():
+        np_names = getattr(mod, "_non_persistent_buffers_set", set())
+        node = {
+            "cls": type(mod).__name__, "kind": _module_kind(mod),
+            "children": list(dict.fromkeys("#" if c.isdigit() else c for c, _ in mod.named_children())),
+            "params": [[p, p_t.dim()] for p, p_t in mod.named_parameters(recurse=False)],
+            "buffers": [[b, str(b_t.dtype).removeprefix("torch."), b not in np_names, _buffer_rule(b, list(b_t.shape))]
+                        for b, b_t in mod.named_buffers(recurse=False)],
+        }
+        pat = pattern_of(name)
+        if any(b[3] is None for b in node["buffers"]):
+            return {}, f"a buffer of {name or 'the root'} follows no recorded rule"
+        if pat in nodes and nodes[pat] != node:
+            return {}, f"modules at {pat or 'the root'} differ ({nodes[pat]['cls']} / {node['cls']})"
+        nodes[pat] = node
+    return nodes, None
+
+
+def _shared(model) -> list[list[str]]:
+    by_id: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        by_id.setdefault(id(p), []).append(name)
+    return [names for names in by_id.values() if len(names) > 1]
+
+
+def rotary_elements(config: dict, rules: dict) -> int:
+    """Elements of a rotary ``inv_freq`` buffer: half the rotary width (transformers'
+    ``_compute_default_rope_parameters``: ``arange(0, dim, 2)`` with ``dim = int(head_dim ·
+    partial_rotary_factor)``; every rope type keeps that length). ``rules`` says which config.json fields
+    the family reads (recorded and checked by ``_family_rules``)."""
+    def get(key):
+        value = config.get(key)
+        return rules["defaults"].get(key) if value is None else value
+
+    hidden, heads = get("hidden_size"), get("num_attention_heads")
+    head_dim = None
+    if rules["head_dim_key"]:
+        head_dim = config.get("head_dim")
+        if head_dim is None:
+            head_dim = rules["defaults"].get("head_dim")
+    if head_dim is None:
+        head_dim = hidden // heads
+    partial = None
+    for key in rules["partial_keys"]:
+        if config.get(key) is not None:
+            partial = config[key]
+            break
+    if partial is None and rules["partial_in_rope"]:
+        for key in ("rope_parameters", "rope_scaling"):
+            rope = config.get(key)
+            if isinstance(rope, dict) and rope.get("partial_rotary_factor") is not None:
+                partial = rope["partial_rotary_factor"]
+                break
+    if partial is None:
+        partial = rules["defaults"].get("partial_rotary_factor", 1.0)
+    dim = int(head_dim * partial)
+    return (dim + 1) // 2
+
+
+def buffer_shape(rule: str, config: dict, rules: dict) -> list[int] | None:
+    if rule == "rotary":
+        return [rotary_elements(config, rules)]
+    if rule == "scalar":
+        return []
+    if rule == "positions_row":
+        value = config.get("max_position_embeddings")
+        return [1, rules["defaults"]["max_position_embeddings"] if value is None else value]
+    return None
+
+
+def _buffer_rule(name: str, shape: list[int]) -> str | None:
+    if name in _ROTARY_BUFFERS and len(shape) == 1:
+        return "rotary"
+    if not shape:
+        return "scalar"
+    if name in ("position_ids", "token_type_ids") and len(shape) == 2 and shape[0] == 1:
+        return "positions_row"
+    return None
+
+
+def _family_rules(model_type: str, class_name: str) -> tuple[dict | None, str | None]:
+    """The config.json fields this family's buffer shapes follow, found by building transformers models from
+    configs that name one field each (what a config.json naming only that field gets), then checked on all
+    of them: each buffer must have the shape its rule gives."""
+    from transformers import CONFIG_MAPPING
+
+    from ..inventory.meta_model import build_model
+
+    cls = CONFIG_MAPPING[model_type]
+    base = cls().to_dict()
+    rope = base.get("rope_parameters") or {}
+    defaults = {k: base.get(k) for k in ("hidden_size", "num_attention_heads", "max_position_embeddings")}
+    indep = _independent_defaults(cls)
+    if "head_dim" in indep:
+        defaults["head_dim"] = indep["head_dim"]
+    if rope.get("partial_rotary_factor") is not None:
+        defaults["partial_rotary_factor"] = rope["partial_rotary_factor"]
+
+    def shapes(change: dict) -> dict[str, list[int]]:
+        model, _ = build_model(dict(change, model_type=model_type), class_name)
+        return {f"{m}.{b}": list(t.shape) for m, mod in model.named_modules() for b, t in mod.named_buffers(recurse=False)}
+
+    ref = shapes({})
+    rotary = [n for n in ref if n.rsplit(".", 1)[-1] in _ROTARY_BUFFERS]
+    half = ref[rotary[0]][0] if rotary else None
+
+    def honoured(change: dict) -> bool:  # does a rotary buffer change when config.json names ``change``?
+        return bool(rotary) and shapes(change).get(rotary[0]) != [half]
+
+    # 0.375: a factor no family defaults to, so that naming it changes the width wherever it is read
+    rope_half = dict(rope, partial_rotary_factor=0.375)
+    rules = {"defaults": defaults, "head_dim_key": honoured({"head_dim": 48}),
+             "partial_keys": [k for k in ("partial_rotary_factor", "rotary_pct") if honoured({k: 0.375})],
+             "partial_in_rope": honoured({"rope_parameters": rope_half})}
+    heads, hidden, positions = (defaults[k] for k in ("num_attention_heads", "hidden_size", "max_position_embeddings"))
+    trials = [{}] + ([{"hidden_size": hidden * 2}] if hidden else []) \
+        + ([{"num_attention_heads": heads * 2, "num_key_value_heads": heads * 2}] if heads else []) \
+        + ([{"max_position_embeddings": positions + 64}] if positions else []) \
+        + [{"head_dim": 48}, {"partial_rotary_factor": 0.375}, {"rotary_pct": 0.375}, {"rope_parameters": rope_half},
+           {"head_dim": 48, "partial_rotary_factor": 0.375, "hidden_size": (hidden or 64) * 2}]
+    for change in trials:
+        try:
+            found = shapes(change)
+        except Exception:  # noqa: BLE001 - a field combination the class refuses: nothing to check
+            continue
+        for name, shape in found.items():
+            rule = _buffer_rule(name.rsplit(".", 1)[-1], shape)
+            if rule is None or buffer_shape(rule, change, rules) != shape:
+                return None, f"buffer {name} {shape} follows no recorded rule (config.json naming {change})"
+    return rules, None
+
+
+def structures() -> dict:
+    """Module trees of the proven families' classes (causal LM, masked LM, base model)."""
+    import warnings
+
+    from transformers import CONFIG_MAPPING
+    from transformers.models.auto import modeling_auto as ma
+
+    from ..inventory.meta_model import build_model
+
+    warnings.filterwarnings("ignore")
+    classes: dict[str, dict] = {}
+    families: dict[str, dict] = {}
+    refused: dict[str, str] = {}
+    for model_type in STRUCTURE_TYPES:
+        names = []
+        for attr in ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_MASKED_LM_MAPPING_NAMES", "MODEL_MAPPING_NAMES"):
+            found = getattr(ma, attr).get(model_type)
+            names += [n for n in ([found] if isinstance(found, str) else found or []) if n not in names]
+        rules, why = _family_rules(model_type, names[0])
+        if rules is None:
+            refused[model_type] = why
+            continue
+        families[model_type] = rules
+        for class_name in names:
+            base = CONFIG_MAPPING[model_type]().to_dict()
+            entry = {"model_type": model_type}
+            for tie in (True, False):
+                model, config_obj = build_model(dict(base, tie_word_embeddings=tie, model_type=model_type), class_name)
+                nodes, why = _tree(model)
+                if why:
+                    break
+                if any(any(c.isdigit() for c in n) for g in _shared(model) for n in g):
+                    why = "tied weights inside numbered blocks"
+                    break
+                out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+                out_name = next((n for n, m in model.named_modules() if m is out_emb), None) if out_emb is not None else None
+                entry.update({"nodes": nodes, "no_split_modules": sorted(set(model._no_split_modules or [])),
+                              "output_embeddings": out_name})
+                entry["shared_tied" if tie else "shared_untied"] = _shared(model)
+            if why:
+                refused[class_name] = why
+                continue
+            entry["tie_default"] = bool(CONFIG_MAPPING[model_type]().tie_word_embeddings)
+            classes[class_name] = entry
+    import transformers
+
+    return {"schema": 1, "transformers": transformers.__version__,
+            "what": "module trees of transformers classes (numbered parts as #) and the config fields their "
+                    "buffers follow, for hfmem.inventory.headers; written by python -m hfmem.metadata.transformers_facts",
+            "families": families, "classes": classes, "refused": refused}
+
+
 def main() -> int:
     FACTS_PATH.write_text(json.dumps(generate(), indent=1, sort_keys=False) + "\n")
     print(f"wrote {FACTS_PATH}")
+    STRUCTURES_PATH.write_text(json.dumps(structures(), indent=None, separators=(",", ":")) + "\n")
+    print(f"wrote {STRUCTURES_PATH}")
     return 0
 
 

@@ -37,7 +37,9 @@ def header_lines(report) -> list[tuple[str, str]]:
     how = {"meta-model (mapped)": f"custom '{inv.model_type}' code not run: mapped to this transformers class",
            "remote-code": "built with the repository's own code",
            "safetensors-headers": "counted from safetensors headers",
-           "meta-model": "transformers, built on the meta device"}.get(inv.method, inv.method)
+           "meta-model": "transformers, built on the meta device",
+           "headers-exact": "transformers' module tree, read off the safetensors headers (no model built)",
+           }.get(inv.method, inv.method)
     arch = f"{inv.architecture} ({how})"
     cached = " · from hfmem's result cache" if report.from_result_cache else ""
     return [
