@@ -12,18 +12,43 @@ Public API (no CLI imports here)::
     serve.estimate.device_total_bytes, serve.fit.max_context
     tune = hfmem.train("meta-llama/Llama-2-13b-hf", precision="amp-bf16", gpu="A100-80GB", advise=True)
     tune.estimate.peak_allocated_bytes, tune.advice
+
+The names are imported on first use (PEP 562 ``__getattr__``): ``import hfmem`` alone, which every
+``hfmem.*`` import and every CLI run does first, costs nothing beyond this file, and a warm CLI answer imports
+only the modules it uses (issue 11: the warm path pays only for what it uses).
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .api import (InferenceReport, ModelReport, Options, SimulationReport, TrainingReport, analyze,  # noqa: E402
-                  analyze_many, infer, infer_many, simulate_model, train, train_many)
-from .render.infer import infer_json  # noqa: E402
-from .render.json import calculator_json  # noqa: E402
-from .render.simulate import simulate_json  # noqa: E402
-from .render.train import train_json  # noqa: E402
-from .scenarios.calculator import calculator_table  # noqa: E402
+# Public name -> the module that defines it (relative to this package).
+_EXPORTS = {
+    "InferenceReport": ".api", "ModelReport": ".api", "Options": ".api", "SimulationReport": ".api",
+    "TrainingReport": ".api", "analyze": ".api", "analyze_many": ".api", "infer": ".api", "infer_many": ".api",
+    "simulate_model": ".api", "train": ".api", "train_many": ".api",
+    "infer_json": ".render.infer",
+    "calculator_json": ".render.json",
+    "simulate_json": ".render.simulate",
+    "train_json": ".render.train",
+    "calculator_table": ".scenarios.calculator",
+}
 
 __all__ = ["InferenceReport", "ModelReport", "Options", "SimulationReport", "TrainingReport", "analyze",
            "analyze_many", "calculator_json", "calculator_table", "infer", "infer_json", "infer_many",
            "simulate_model", "simulate_json", "train", "train_json", "train_many", "__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hfmem' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -30,7 +30,7 @@ def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
         opts.progress(f"counting {meta.config.origin} (first analysis; later runs answer from hfmem's cache)")
     inv = build_inventory(meta.config, meta.headers, trust_remote_code=opts.trust_remote_code,
                           code_location=meta.code_location, revision=meta.revision if meta.source == "hub" else None,
-                          token=opts.token, headers_only=opts.headers_only)
+                          token=opts.token, headers_only=opts.headers_only, meta_model=opts.meta_model)
     if inv.method == "remote-code":
         inv.notes.extend(n for n in remote_code_notes(meta.config.raw) if n not in inv.notes)
     return inv
@@ -107,7 +107,7 @@ def simulation_config(report: ModelReport) -> dict:
     if report.config is None:
         raise SimulationError(f"{report.model}: no config.json at hand for the simulation",
                               hint="run with --no-cache to fetch it again")
-    if inv.method == "meta-model":
+    if inv.method in ("meta-model", "headers-exact"):  # headers-exact: transformers' own class, counted from headers
         return report.config
     if inv.method == "meta-model (mapped)":
         from .metadata.custom_maps import map_custom_config

@@ -6,7 +6,7 @@ command name to ``calc`` (``route_argv``), so the common case needs no sub-comma
 
 from __future__ import annotations
 
-import difflib
+import importlib
 import os
 import sys
 
@@ -15,30 +15,18 @@ import typer
 from .. import __version__
 from ..errors import UsageError
 from .errors import apply_boundary, error_line
-from . import cache, snapshot
-from .calc import calc
-from .gpus import gpus
-from .infer import infer
-from .simulate import simulate
-from .train import train
 
-app = typer.Typer(
-    name="hfmem",
-    help="How much GPU memory a Hugging Face Hub model needs, before you download it.\n\n"
-         "hfmem MODEL... is short for hfmem calc MODEL...",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-app.command("calc")(calc)
-app.command("infer")(infer)
-app.command("train")(train)
-app.command("simulate")(simulate)
-app.command("gpus")(gpus)
-app.add_typer(cache.app, name="cache")
-app.add_typer(snapshot.app, name="snapshot")
-apply_boundary(app)  # every command above, once: errors become one line on stderr and an exit code
+# The commands, in the order ``hfmem --help`` lists them: name -> (module, attribute, a command group?).
+# Registered lazily (``build_app``): a run imports only the module of the command it runs (issue 11).
+_REGISTRY: dict[str, tuple[str, str, bool]] = {
+    "calc": (".calc", "calc", False),
+    "infer": (".infer", "infer", False),
+    "train": (".train", "train", False),
+    "simulate": (".simulate", "simulate", False),
+    "gpus": (".gpus", "gpus", False),
+    "cache": (".cache", "app", True),
+    "snapshot": (".snapshot", "app", True),
+}
 
 
 def _version(value: bool) -> None:
@@ -47,10 +35,45 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     pass
+
+
+def build_app(names=None) -> typer.Typer:
+    """The typer app with the commands ``names`` (default: all of them, in ``--help`` order), each wrapped in
+    the error boundary. ``main`` builds it with the one command a run invokes, so that only that command's
+    module is imported and only its parameters are built; ``hfmem.cli.app`` is the full app."""
+    app = typer.Typer(
+        name="hfmem",
+        help="How much GPU memory a Hugging Face Hub model needs, before you download it.\n\n"
+             "hfmem MODEL... is short for hfmem calc MODEL...",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    wanted = set(_REGISTRY if names is None else names)
+    for name, (module, attribute, group) in _REGISTRY.items():
+        if name not in wanted:
+            continue
+        target = getattr(importlib.import_module(module, __name__), attribute)
+        if group:
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+    app.callback()(_root)
+    apply_boundary(app)  # every command above, once: errors become one line on stderr and an exit code
+    return app
+
+
+def __getattr__(name: str):
+    """``hfmem.cli.app``: the full app (every command), built on first use (tests, docs/generate_cli_reference.py)."""
+    if name == "app":
+        app = build_app()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module 'hfmem.cli' has no attribute {name!r}")
 
 
 COMMANDS = {"calc", "infer", "train", "simulate", "gpus", "cache", "snapshot"}
@@ -70,6 +93,8 @@ def route_argv(argv: list[str]) -> list[str]:
     if argv[0] in COMMANDS or argv[0] in ROOT_FLAGS:
         return argv
     first = argv[0]
+    import difflib  # only a first word that is not a command gets here
+
     if first.startswith("-"):
         close = difflib.get_close_matches(first, sorted(ROOT_FLAGS - {"-h", "-V"}), n=1, cutoff=0.8)
         if close:
@@ -83,12 +108,30 @@ def route_argv(argv: list[str]) -> list[str]:
     return ["calc", *argv]
 
 
+def _run(app: typer.Typer, args: list[str]):
+    """Run ``args`` on ``app`` as typer's ``standalone_mode=False`` does: the command's return value, or the
+    code of a ``typer.Exit`` it raised. A plain command line (``fast.plain_call``) calls the command with the
+    values typer would give it, without typer's per-parameter pydantic validators; any other goes to typer."""
+    from .fast import plain_call
+
+    plain = None if os.environ.get("_HFMEM_COMPLETE") else plain_call(app, args)  # shell completion: typer's
+    if plain is None:
+        return app(args=args, prog_name="hfmem", standalone_mode=False)
+    callback, kwargs = plain
+    try:
+        return callback(**kwargs)
+    except typer.Exit as exc:
+        return exc.exit_code
+
+
 def main(argv: list[str] | None = None) -> None:
     """The ``hfmem`` entry point. Usage errors (a typo in a command, an option or a value) are one line on
     stderr and exit 2, like every other error (``hfmem.cli.errors``)."""
     try:
         args = route_argv(list(sys.argv[1:] if argv is None else argv))
-        code = app(args=args, prog_name="hfmem", standalone_mode=False)
+        # Only the command this run invokes is registered (a root flag, --help included, needs them all).
+        app = build_app([args[0]] if args[0] in COMMANDS else None)
+        code = _run(app, args)
     except UsageError as exc:
         typer.echo(error_line(exc), err=True)
         sys.exit(exc.exit_code)

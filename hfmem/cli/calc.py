@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from ..api import analyze_many
 from ..errors import HfmemError, UsageError
 from .errors import error_line
-from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, HeadersOnlyOpt, ModelsArg, NoCacheOpt,
-                      OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt, source_options, VerboseOpt)
+from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, HeadersOnlyOpt, MetaModelOpt, ModelsArg,
+                      NoCacheOpt, OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt, source_options, VerboseOpt)
 from .output import print_json, print_text, stdout_console
 
 
@@ -20,6 +19,7 @@ def calc(
     verbose: VerboseOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
     headers_only: HeadersOnlyOpt = False,
+    meta_model: MetaModelOpt = False,
     compat: CompatOpt = Compat.exact,
     adam_rule: AdamRuleOpt = None,
     fmt: FormatOpt = Format.table,
@@ -29,7 +29,10 @@ def calc(
     float32, float16/bfloat16, int8 and int4."""
     if not models:
         raise UsageError("no model given", hint="e.g. hfmem baichuan-inc/Baichuan-7B")
-    opts = source_options(revision, token, offline, trust_remote_code, no_cache, headers_only, verbose=verbose)
+    from ..api import analyze_many
+
+    opts = source_options(revision, token, offline, trust_remote_code, no_cache, headers_only, verbose=verbose,
+                          meta_model=meta_model)
     failures: list[tuple[str, HfmemError]] = []
     # One model: its error is the answer. Several: answer the others, then report each failure.
     reports = analyze_many(models, opts, on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)

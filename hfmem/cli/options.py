@@ -1,4 +1,8 @@
-"""Option aliases shared by every command, defined once; their choices come from ``hfmem.vocab``."""
+"""Option aliases shared by every command, defined once; their choices come from ``hfmem.vocab``.
+
+The choice types built from ``hfmem.vocab`` (``Attn``, ``DType``, ...) are made on first use (PEP 562
+``__getattr__``): ``hfmem [calc]`` uses none of them and does not import the vocabulary.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ from enum import Enum
 from typing import Annotated, Optional
 
 import typer
-
-from .. import vocab
 
 
 def _choices(name: str, values, doc: str = "") -> type[Enum]:
@@ -23,17 +25,36 @@ class Format(str, Enum):
     markdown = "markdown"
 
 
-Attn = _choices("Attn", vocab.ATTNS, "Attention implementation (transformers' attn_implementation; flash = "
-                                     "flash_attention_2).")
-DType = _choices("DType", sorted(vocab.SHORT_DTYPES.values()), "A 16/32-bit dtype by its short name.")
-KVDType = _choices("KVDType", ["auto", *sorted(vocab.SHORT_DTYPES.values()), vocab.FP8],
-                   "KV cache dtype (auto: the compute dtype).")
-Engine = _choices("Engine", vocab.ENGINES, "Inference engine.")
-Method = _choices("Method", vocab.METHODS, "Fine-tuning method.")
-Optimizer = _choices("Optimizer", vocab.OPTIMIZERS, "Optimizer.")
-Fsdp = _choices("Fsdp", vocab.TRAIN_FSDP_STRATEGIES, "torch FSDP sharding strategy.")
-OptimizerImpl = _choices("OptimizerImpl", vocab.ADAMW_IMPLS, "torch AdamW's kernel: foreach (torch's CUDA default), "
-                                                            "fused (HF Trainer's default), forloop.")
+def _vocab_choices(name: str) -> type[Enum]:
+    from .. import vocab
+
+    short = sorted(vocab.SHORT_DTYPES.values())
+    values, doc = {
+        "Attn": (vocab.ATTNS, "Attention implementation (transformers' attn_implementation; flash = "
+                              "flash_attention_2)."),
+        "DType": (short, "A 16/32-bit dtype by its short name."),
+        "KVDType": (["auto", *short, vocab.FP8], "KV cache dtype (auto: the compute dtype)."),
+        "Engine": (vocab.ENGINES, "Inference engine."),
+        "Method": (vocab.METHODS, "Fine-tuning method."),
+        "Optimizer": (vocab.OPTIMIZERS, "Optimizer."),
+        "Fsdp": (vocab.TRAIN_FSDP_STRATEGIES, "torch FSDP sharding strategy."),
+        "OptimizerImpl": (vocab.ADAMW_IMPLS, "torch AdamW's kernel: foreach (torch's CUDA default), fused (HF "
+                                             "Trainer's default), forloop."),
+    }[name]
+    return _choices(name, values, doc)
+
+
+_VOCAB_CHOICES = ("Attn", "DType", "KVDType", "Engine", "Method", "Optimizer", "Fsdp", "OptimizerImpl")
+
+
+def __getattr__(name: str):
+    if name in _VOCAB_CHOICES:
+        cls = _vocab_choices(name)
+        cls.__module__ = __name__
+        globals()[name] = cls  # made once: every command sees the same class
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # The Python API's setting names (TrainSettings / InferenceSettings fields, ``SettingsError.setting``) and the
 # flag each one is on the command line: the CLI boundary (``errors.cli_message``) shows the flag.
@@ -113,6 +134,9 @@ TrustRemoteCodeOpt = Annotated[bool, typer.Option(
 HeadersOnlyOpt = Annotated[bool, typer.Option(
     "--headers-only", help="Count from the safetensors headers alone: no torch, no model code (buffers the code "
                            "creates are then unknown).")]
+MetaModelOpt = Annotated[bool, typer.Option(
+    "--meta-model", help="Build the model on the meta device (imports torch) even where the safetensors headers "
+                         "and transformers' module tree answer exactly.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 NoCacheOpt = Annotated[bool, typer.Option(
     "--no-cache", help="Ignore hfmem's result cache and analyse again (the new result is stored).")]
@@ -146,7 +170,8 @@ def parse_size_option(flag: str, value: str | None, default: int) -> int:
     return size
 
 
-def source_options(revision, token, offline, trust_remote_code, no_cache, headers_only=False, verbose=False):
+def source_options(revision, token, offline, trust_remote_code, no_cache, headers_only=False, verbose=False,
+                   meta_model=False):
     """The api.Options every command builds from the shared source flags (progress hints on a terminal)."""
     import sys
 
@@ -164,5 +189,5 @@ def source_options(revision, token, offline, trust_remote_code, no_cache, header
         log.addHandler(handler)
         log.setLevel(logging.INFO)
     return Options(revision=revision, token=token, offline=offline, trust_remote_code=trust_remote_code,
-                   use_cache=not no_cache, headers_only=headers_only, verbose=verbose,
+                   use_cache=not no_cache, headers_only=headers_only, meta_model=meta_model, verbose=verbose,
                    progress=hint if sys.stderr.isatty() else None)

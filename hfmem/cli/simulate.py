@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..api import simulate_model
 from ..errors import HfmemError, UsageError
 from .errors import error_line
 from .options import (Attn, DType, Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt, OptimizerImpl, RevisionOpt,
@@ -80,6 +79,8 @@ def simulate(
     if iterations < 2:
         raise UsageError(f"--iterations {iterations} is out of range: at least 2 (optimizer states exist only "
                          "from step 2 on)")
+    from ..api import simulate_model
+
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     common = dict(batch=batch, dtype=DTYPE_NAMES[dtype.value], attn=attn.value if attn else None,
                   gpu_emulation=not no_gpu_emulation)

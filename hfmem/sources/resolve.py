@@ -53,7 +53,11 @@ def _key(*parts: object) -> str:
 
 def _variant(opts: Options) -> str:
     """The options that change an inventory, for the cache key."""
-    return "headers" if opts.headers_only else ("remote-code" if opts.trust_remote_code else "default")
+    if opts.headers_only:
+        return "headers"
+    if opts.trust_remote_code:
+        return "remote-code"
+    return "meta-model" if opts.meta_model else "default"  # same figures, another route and accelerate view
 
 
 def hub_cache_key(repo_id: str, revision: str | None = None, options: Options | None = None) -> str:
@@ -116,6 +120,19 @@ def _from_snapshot(repo_id: str, opts: Options, reason: str) -> ModelReport | No
                        entry.provenance, Inventory.from_dict(entry.inventory), notes, config=entry.config)
 
 
+def _in_hf_cache(repo_id: str) -> bool:
+    """Whether the Hugging Face cache has a folder for ``repo_id`` (``hub.load_hf_cache`` looks, through
+    huggingface_hub, only then). ``check_repo_id`` imports huggingface_hub (≈30 ms with its HTTP client), so
+    the offline chain calls it only where huggingface_hub is then given the id: an id that fails it but
+    passes ``matches_repo_id_rule`` is still refused before any Hugging Face cache lookup, while a warm answer
+    from hfmem's cache or the shipped snapshot never imports huggingface_hub (issue 11)."""
+    import os
+
+    from .hub import hf_hub_cache_dir
+
+    return os.path.isdir(os.path.join(hf_hub_cache_dir(), "models--" + repo_id.replace("/", "--")))
+
+
 def _resolve_offline(repo_id: str, opts: Options, reason: str, branch_key: str) -> Resolution:
     hit = _cached(branch_key, opts, max_age_s=None)
     if hit:
@@ -123,6 +140,8 @@ def _resolve_offline(repo_id: str, opts: Options, reason: str, branch_key: str) 
         return Resolution(repo_id, report=hit)
     from .hub import load_hf_cache
 
+    if _in_hf_cache(repo_id):
+        check_repo_id(repo_id)  # huggingface_hub reads the Hugging Face cache: its validator first
     meta = load_hf_cache(repo_id, opts.revision)
     if meta is not None:
         key = _key("hf-cache", repo_id, meta.revision, _variant(opts))
@@ -152,9 +171,9 @@ def _resolve_hub(repo_id: str, opts: Options) -> Resolution:
     hit = _cached(branch_key, opts, max_age_s=None if _SHA.match(rev) else resultcache.ttl_s())
     if hit:
         return Resolution(repo_id, report=hit)
-    check_repo_id(repo_id)  # huggingface_hub's own validator, before huggingface_hub is given the id
     if opts.offline or env_flag("HF_HUB_OFFLINE"):
         return _resolve_offline(repo_id, opts, "offline mode", branch_key)
+    check_repo_id(repo_id)  # huggingface_hub's own validator, before huggingface_hub is given the id
     from . import hub
 
     age = hub.recently_unreachable()

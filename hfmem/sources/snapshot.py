@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +107,8 @@ def read_sources_md(reference: Path) -> dict[str, dict]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    import tempfile  # only building a snapshot writes one; reading it (every offline answer) does not
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     with os.fdopen(fd, "w") as fh:
@@ -119,6 +120,8 @@ def write_entry(out: Path, repo_id: str, config_bytes: bytes, provenance: dict, 
                 error: str | None) -> str:
     """Write one model's folder whole: both files go to a fresh folder that then replaces the old one, so a
     failure leaves the previous entry (or none), never a config from one fetch beside an entry from another."""
+    import tempfile
+
     rel = f"models/{repo_id}"
     final = out / rel
     final.parent.mkdir(parents=True, exist_ok=True)
