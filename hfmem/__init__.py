@@ -15,7 +15,7 @@ Public API (no CLI imports here)::
 
 The names are imported on first use (PEP 562 ``__getattr__``): ``import hfmem`` alone, which every
 ``hfmem.*`` import and every CLI run does first, costs nothing beyond this file, and a warm CLI answer imports
-only the modules it uses (issue 11: the warm path pays only for what it uses).
+only the modules it uses.
 """
 
 from __future__ import annotations

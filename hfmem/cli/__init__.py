@@ -17,7 +17,7 @@ from ..errors import UsageError
 from .errors import apply_boundary, error_line
 
 # The commands, in the order ``hfmem --help`` lists them: name -> (module, attribute, a command group?).
-# Registered lazily (``build_app``): a run imports only the module of the command it runs (issue 11).
+# Registered lazily (``build_app``): a run imports only the module of the command it runs.
 _REGISTRY: dict[str, tuple[str, str, bool]] = {
     "calc": (".calc", "calc", False),
     "infer": (".infer", "infer", False),

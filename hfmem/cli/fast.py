@@ -3,7 +3,7 @@
 typer (0.29) coerces every parameter that is not a bool flag through a pydantic ``TypeAdapter`` built for it
 when the command runs (``typer._coercion.build_runtime_param``): the first one imports pydantic (≈40 ms) and
 each one builds a validator (≈1.5 ms), so ``hfmem MODEL --format json`` spent ≈70 ms of a ≈220 ms warm run
-there (issue 11). typer offers no public switch for it (a ``parser=`` builds a TypeAdapter too).
+there. typer offers no public switch for it (a ``parser=`` builds a TypeAdapter too).
 
 ``plain_call`` therefore reads the command line itself when, and only when, its meaning is beyond doubt:
 

@@ -125,7 +125,7 @@ def _in_hf_cache(repo_id: str) -> bool:
     huggingface_hub, only then). ``check_repo_id`` imports huggingface_hub (≈30 ms with its HTTP client), so
     the offline chain calls it only where huggingface_hub is then given the id: an id that fails it but
     passes ``matches_repo_id_rule`` is still refused before any Hugging Face cache lookup, while a warm answer
-    from hfmem's cache or the shipped snapshot never imports huggingface_hub (issue 11)."""
+    from hfmem's cache or the shipped snapshot never imports huggingface_hub."""
     import os
 
     from .hub import hf_hub_cache_dir
