@@ -70,19 +70,21 @@ def analyze_many(models: list[str], options: Options | None = None, *,
     """Analyse several models. Without ``on_error`` the first failure raises; with it, each failing model is
     handed to ``on_error`` and left out, so the others are still answered."""
     opts = options or Options(**kwargs)
-    return _each(models, lambda m: analyze(m, opts), on_error)
+    return _each(models, lambda m: analyze(m, opts), on_error, opts)
 
 
-def _each(models: list[str], run: Callable[[str], object], on_error) -> list:
-    """``run`` for each model; a failure raises, or with ``on_error`` is handed to it and left out."""
+def _each(models: list[str], run: Callable[[str], object], on_error, opts: Options) -> list:
+    """``run`` for each model, in order; a failure raises, or with ``on_error`` is handed to it and left out.
+    The Hub models among them are fetched at once first (``resolve.together``)."""
     out = []
-    for m in models:
-        try:
-            out.append(run(m))
-        except HfmemError as exc:
-            if on_error is None:
-                raise
-            on_error(m, exc)
+    with resolve.together(models, opts):
+        for m in models:
+            try:
+                out.append(run(m))
+            except HfmemError as exc:
+                if on_error is None:
+                    raise
+                on_error(m, exc)
     return out
 
 
@@ -240,7 +242,7 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
 def infer_many(models: list[str], options: Options | None = None, *, settings: "InferenceSettings | None" = None,
                gpu=None, on_error: Callable[[str, HfmemError], None] | None = None) -> list[InferenceReport]:
     """``infer`` for several models; failures go to ``on_error`` (else the first one raises)."""
-    return _each(models, lambda m: infer(m, options, settings=settings, gpu=gpu), on_error)
+    return _each(models, lambda m: infer(m, options, settings=settings, gpu=gpu), on_error, options or Options())
 
 
 # ---------------------------------------------------------------- train
@@ -422,4 +424,4 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
 def train_many(models: list[str], options: Options | None = None, *,
                on_error: Callable[[str, HfmemError], None] | None = None, **kwargs) -> list[TrainingReport]:
     """``train`` for several models; failures go to ``on_error`` (else the first one raises)."""
-    return _each(models, lambda m: train(m, options, **kwargs), on_error)
+    return _each(models, lambda m: train(m, options, **kwargs), on_error, options or Options())

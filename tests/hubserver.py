@@ -48,7 +48,8 @@ path contains ``path_contains``; ``times=N`` limits it to the first N such reque
 
 Waits in faults are bounded (``max_s``) and the server only listens on 127.0.0.1; ``stop()`` ends everything.
 ``LazyFile(head, size)`` is a file of ``size`` bytes, ``head`` then zeros, generated on the fly (a big safetensors file
-whose header is small). ``hub.fault_hits`` counts the requests a fault acted on.
+whose header is small). ``hub.fault_hits`` counts the requests a fault acted on. ``hub.timeline`` holds a ``Span`` per
+request (method, path, Range, arrival and answer times) for tests of what is asked at once.
 
 Differences from the real Hub worth knowing:
 
@@ -79,7 +80,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["FakeHub", "LazyFile"]
+__all__ = ["FakeHub", "LazyFile", "Span"]
 
 # Extensions the Hub stores through LFS in practice. For these, HEAD also answers the X-Linked-* headers the real Hub
 # puts on its redirect responses, so that code reading those headers directly sees realistic values.
@@ -96,6 +97,18 @@ _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 # --------------------------------------------------------------------------------------------------------------------
 # Repository model
 # --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Span:
+    """One request as the fake saw it: when it arrived and when its answer was written (monotonic seconds), so
+    that tests can tell which requests were in flight together."""
+
+    method: str
+    path: str
+    range: str | None
+    arrived: float
+    done: float | None = None
 
 
 @dataclass(frozen=True)
@@ -340,6 +353,10 @@ class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 so httpx keeps connections alive, as it would against the real Hub; this means every response must
     # carry an accurate Content-Length.
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY, as web servers set it: headers and body go out as separate writes, and with Nagle's
+    # algorithm on, the body of every answer on a reused connection waits for the client's delayed ACK
+    # (about 40 ms on Linux) -- a stall the real Hub does not have, which would dominate any timing.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format, *args) -> None:  # noqa: A002 - signature fixed by the base class
@@ -371,7 +388,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         hub = self.server.hub
         headers = {k.lower(): v for k, v in self.headers.items()}
-        hub._record(method, self.path, headers)
+        span = hub._record(method, self.path, headers)
+        try:
+            self._answer(method, headers)
+        finally:
+            span.done = time.monotonic()
+
+    def _answer(self, method: str, headers: dict[str, str]) -> None:
+        hub = self.server.hub
         self._fault = fault = hub._fault_for(self.path)
         try:
             if fault is not None:
@@ -637,6 +661,7 @@ class FakeHub:
         self._connections: set[socket.socket] = set()
         self.endpoint: str = ""
         self.requests: list[tuple[str, str, dict]] = []
+        self.timeline: list[Span] = []  # the same requests with when each arrived and was answered
         self.bytes_served: dict[str, int] = {}
         self.errors: list[BaseException] = []
 
@@ -726,6 +751,7 @@ class FakeHub:
     def clear_log(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.timeline.clear()
             self.bytes_served.clear()
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -776,9 +802,12 @@ class FakeHub:
         with self._lock:
             (self._connections.add if add else self._connections.discard)(conn)
 
-    def _record(self, method: str, path: str, headers: dict) -> None:
+    def _record(self, method: str, path: str, headers: dict) -> "Span":
+        span = Span(method, path, headers.get("range"), time.monotonic())
         with self._lock:
             self.requests.append((method, path, headers))
+            self.timeline.append(span)
+        return span
 
     def _count_bytes(self, key: str, n: int) -> None:
         with self._lock:

@@ -1,9 +1,16 @@
 """The Hugging Face Hub, reached only through huggingface_hub (token, HF_ENDPOINT, HF_HUB_OFFLINE, HF_HOME,
 revision all behave as huggingface_hub documents), and the Hugging Face cache it fills.
 
-Three requests per new model: model info (sha, files, gated status), config.json (also put into the Hugging
-Face cache by ``hf_hub_download``, so it is there offline later), and the safetensors headers by HTTP range
-reads (never the weights). huggingface_hub is imported here only, and only when the Hub is really needed.
+What a new model costs, in round trips: model info (sha, file sizes, gated status); then, at once, config.json
+(also put into the Hugging Face cache by ``hf_hub_download``, so it is there offline later) and either the single
+``model.safetensors``'s header or the shard index; then every shard's header at once. A header is read by HTTP
+range requests (never the weights): one read of the first 100 kB, which holds the 8-byte length prefix and the
+whole header of nearly every published file, and a second read only for the rest of a longer header. So a
+single-file model takes 2 round trips and a sharded one 3, whatever its shard count. The model info is read
+from its JSON here, not through ``huggingface_hub.ModelInfo``, whose module alone takes longer to import than
+the whole answer takes otherwise. huggingface_hub's shared client speaks HTTP/1.1 with keep-alive; hfmem uses
+it as the user configured it (proxies, certificates), not a client of its own. huggingface_hub is imported here
+only, and only when the Hub is really needed.
 
 A misbehaving Hub costs a bounded wait. hfmem makes its own requests with huggingface_hub's shared HTTP client
 (``get_session``, ``build_hf_headers``, ``hf_hub_url``, ``hf_raise_for_status``), streamed, so that it keeps
@@ -40,6 +47,7 @@ import os
 import struct
 import threading
 import time
+from dataclasses import dataclass
 
 from ..errors import (
     ConfigError,
@@ -157,7 +165,7 @@ def mark_unreachable(reachable: bool = False) -> None:
             path.unlink(missing_ok=True)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")  # threads too
         tmp.write_text(json.dumps({"endpoint": redacted_endpoint(), "at": time.time()}))
         os.replace(tmp, path)
     except OSError:
@@ -193,6 +201,9 @@ class Deadline:
         self.total_s = deadline_s() if total_s is None else total_s
         self.verbose = verbose
         self._start = time.monotonic()
+        # What this model's Hub reads had to work around, for the report's notes. Kept per model (not per
+        # process) because several models are fetched at once in threads.
+        self.notes: list[str] = []
 
     def elapsed(self) -> float:
         return time.monotonic() - self._start
@@ -407,15 +418,6 @@ def _json(answer: _Answer, repo_id: str, what: str):
                                   hint="check HF_ENDPOINT and any proxy, or pass --offline") from None
 
 
-def _sizes(info) -> dict[str, int]:
-    out = {}
-    for s in info.siblings or []:
-        size = getattr(s, "size", None)
-        if isinstance(size, int) and size >= 0:
-            out[s.rfilename] = size
-    return out
-
-
 def _check_length(answer: _Answer, repo_id: str, filename: str, expected: int | None) -> None:
     if expected is not None and len(answer.body) != expected:
         raise HubUnavailableError(f"the Hub sent {len(answer.body):,} bytes of {repo_id}/{filename}; its file "
@@ -423,11 +425,52 @@ def _check_length(answer: _Answer, repo_id: str, filename: str, expected: int | 
                                   hint="try again later, or pass --offline to use the cache or snapshot")
 
 
-def model_info(repo_id: str, revision: str | None, token, deadline: Deadline | None = None):
+@dataclass(frozen=True)
+class HubModelInfo:
+    """What hfmem takes from the Hub's model info: the commit, the files with their sizes, access."""
+
+    sha: str
+    sizes: dict[str, int | None]  # every file of the commit; its size in bytes where the Hub gave one
+    gated: bool | str = False  # False, "auto" or "manual", as the Hub says
+    private: bool = False
+    last_modified: str | None = None  # ISO 8601
+
+
+def _last_modified(value) -> str | None:
+    if not isinstance(value, str):
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value).isoformat()
+    except ValueError:
+        return None
+
+
+def parse_model_info(data) -> HubModelInfo | None:
+    """The fields hfmem needs from the Hub's ``/api/models`` JSON, checked; None when sha or files are missing.
+    Field names as the Hub sends them (``sha``, ``siblings[].rfilename``, ``siblings[].size`` with
+    ``blobs=true``, ``gated``, ``private``, ``lastModified``)."""
+    if not isinstance(data, dict):
+        return None
+    sha, siblings = data.get("sha"), data.get("siblings")
+    if not isinstance(sha, str) or not sha or not isinstance(siblings, list):
+        return None
+    sizes: dict[str, int | None] = {}
+    for entry in siblings:
+        name = entry.get("rfilename") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name:
+            return None
+        size = entry.get("size")
+        sizes[name] = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+    gated = data.get("gated", False)
+    return HubModelInfo(sha=sha, sizes=sizes, gated=gated if isinstance(gated, str) and gated else False,
+                        private=data.get("private") is True, last_modified=_last_modified(data.get("lastModified")))
+
+
+def model_info(repo_id: str, revision: str | None, token, deadline: Deadline | None = None) -> HubModelInfo:
     """The probe: model info with file sizes, one request (retried on 5xx/429 inside the deadline)."""
     from urllib.parse import quote
-
-    from huggingface_hub import ModelInfo
 
     deadline = deadline or Deadline()
     base = f"{endpoint()}/api/models/{repo_id}"
@@ -435,12 +478,8 @@ def model_info(repo_id: str, revision: str | None, token, deadline: Deadline | N
     answer = _get(url, repo_id=repo_id, what="model info", token=token, deadline=deadline,
                   params={"blobs": "true"}, limit=MAX_INFO_BYTES)
     _raise_for_status(answer, repo_id, revision, "model info")
-    data = _json(answer, repo_id, "model info")
-    try:
-        info = ModelInfo(**data) if isinstance(data, dict) else None
-    except Exception:  # noqa: BLE001 — any shape huggingface_hub cannot read is the Hub's fault here
-        info = None
-    if info is None or not isinstance(info.sha, str) or not info.sha:
+    info = parse_model_info(_json(answer, repo_id, "model info"))
+    if info is None:
         raise HubUnavailableError(f"the Hub's model info for {repo_id} lacks the commit sha and file list "
                                   f"({len(answer.body):,} bytes)",
                                   hint="check HF_ENDPOINT and any proxy, or pass --offline")
@@ -457,14 +496,7 @@ def _fetch_file(repo_id: str, filename: str, sha: str, token, deadline: Deadline
     return answer.body
 
 
-_NOTES: list[str] = []  # what this process's Hub reads had to work around (api.analyze adds them to the report)
 _LOCAL_WRITE_ERRNOS = ("EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EFBIG")
-
-
-def take_notes() -> list[str]:
-    notes = list(dict.fromkeys(_NOTES))
-    _NOTES.clear()
-    return notes
 
 
 def _local_write_error(exc: BaseException) -> bool:
@@ -492,7 +524,7 @@ def _fill_hf_cache(repo_id: str, filename: str, revision: str, token, deadline: 
             except Exception as exc:  # noqa: BLE001 — a cache we could not fill is not an error
                 deadline.say(f"{filename} not copied to the Hugging Face cache ({exc.__class__.__name__})")
                 if _local_write_error(exc):  # read-only or full: the user should know why offline use will miss
-                    _NOTES.append(f"the Hugging Face cache at {hf_hub_cache_dir()} is not writable "
+                    deadline.notes.append(f"the Hugging Face cache at {hf_hub_cache_dir()} is not writable "
                                   f"({exc.strerror or exc.__class__.__name__}): {filename} read into memory, "
                                   "not cached")
 
@@ -547,43 +579,46 @@ def _header_of(repo_id: str, name: str, sha: str, token, deadline: Deadline, siz
         raise bad(f"it {rest}" if rest.startswith(("is ", "has ", "declares ")) else rest) from None
 
 
-def _headers_from_hub(repo_id: str, sha: str, sizes: dict[str, int], siblings: set[str], token,
-                      deadline: Deadline) -> CheckpointHeaders | None:
-    if SAFETENSORS_SINGLE in siblings:
-        names = [SAFETENSORS_SINGLE]
-    elif SAFETENSORS_INDEX in siblings:
-        from ..metadata.safetensors import shard_names
-
-        body = _fetch_file(repo_id, SAFETENSORS_INDEX, sha, token, deadline, sizes.get(SAFETENSORS_INDEX))
-        names = shard_names(f"{repo_id}/{SAFETENSORS_INDEX}", body)  # plain file names only, never paths
-    else:
-        return None
-
-    def one(name: str) -> FileHeader:
-        return _header_of(repo_id, name, sha, token, deadline, sizes.get(name))
-
-    if len(names) == 1:
-        return CheckpointHeaders([one(names[0])])
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
-        return CheckpointHeaders(list(pool.map(one, names)))
-
-
-def fetch_hub(repo_id: str, info, token, revision: str | None = None,
+def fetch_hub(repo_id: str, info: HubModelInfo, token, revision: str | None = None,
               deadline: Deadline | None = None) -> FetchedMetadata:
     """config.json and safetensors headers at the commit ``info.sha``, inside ``deadline``.
 
-    config.json is also put into the Hugging Face cache by the revision the user asked for (``main`` by
-    default), so that the cache records the branch → commit ref and can answer for that branch offline later."""
+    config.json and the first header read (the single file's header, or the shard index) are asked for at once,
+    then all shard headers at once. config.json is also put into the Hugging Face cache by the revision the user
+    asked for (``main`` by default), so that the cache records the branch → commit ref and can answer for that
+    branch offline later."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..metadata.safetensors import shard_names
+
     deadline = deadline or Deadline()
-    sha = info.sha
-    sizes = _sizes(info)
-    raw = _fetch_file(repo_id, "config.json", sha, token, deadline, sizes.get("config.json"))
-    config = parse_config(raw, f"{repo_id}@{sha[:12]}")
-    filler = _fill_hf_cache(repo_id, "config.json", revision or "main", token, deadline)
-    siblings = {s.rfilename for s in (info.siblings or [])}
-    headers = _headers_from_hub(repo_id, sha, sizes, siblings, token, deadline)
+    sha, sizes = info.sha, info.sizes
+
+    def header(name: str) -> FileHeader:
+        return _header_of(repo_id, name, sha, token, deadline, sizes.get(name))
+
+    def index() -> list[str]:
+        body = _fetch_file(repo_id, SAFETENSORS_INDEX, sha, token, deadline, sizes.get(SAFETENSORS_INDEX))
+        return shard_names(f"{repo_id}/{SAFETENSORS_INDEX}", body)  # plain file names only, never paths
+
+    # Threads for the concurrent reads, up to 8 at once (huggingface_hub's client is shared and thread-safe);
+    # on any failure the reads not yet started are dropped and the first error in this order is raised:
+    # config.json, then the checkpoint.
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="hfmem-hub") as pool:
+        try:
+            raw = pool.submit(_fetch_file, repo_id, "config.json", sha, token, deadline, sizes.get("config.json"))
+            first = (pool.submit(header, SAFETENSORS_SINGLE) if SAFETENSORS_SINGLE in sizes
+                     else pool.submit(index) if SAFETENSORS_INDEX in sizes else None)
+            config = parse_config(raw.result(), f"{repo_id}@{sha[:12]}")
+            filler = _fill_hf_cache(repo_id, "config.json", revision or "main", token, deadline)
+            headers = None
+            if first is not None and SAFETENSORS_SINGLE in sizes:
+                headers = CheckpointHeaders([first.result()])
+            elif first is not None:
+                names = first.result()
+                headers = CheckpointHeaders(list(pool.map(header, names)))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     filler.join(timeout=max(0.0, deadline.left()))
     return FetchedMetadata(
         config=config,
@@ -591,8 +626,8 @@ def fetch_hub(repo_id: str, info, token, revision: str | None = None,
         source="hub",
         revision=sha,
         provenance={"endpoint": redacted_endpoint(), "repo_id": repo_id, "sha": sha,
-                    "gated": info.gated or False, "private": bool(info.private),
-                    "last_modified": info.last_modified.isoformat() if getattr(info, "last_modified", None) else None,
+                    "gated": info.gated or False, "private": info.private,
+                    "last_modified": info.last_modified,
                     "retrieved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         code_location=repo_id,
     )

@@ -20,6 +20,7 @@ report and adds the notes on how this run got it (those are never cached).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -79,15 +80,17 @@ def _cached(key: str, opts: Options, *, max_age_s: float | None) -> ModelReport 
     return report
 
 
-def _store(key: str, report: ModelReport) -> None:
-    """Cache what the analysis found; how this run got it (fallback notes, cache hit) is not stored. A cache
-    that cannot be written (read-only, full) leaves the answer as it is, with a note that nothing was cached."""
+def _store(keys: tuple[str, ...], report: ModelReport) -> None:
+    """Cache what the analysis found under each of ``keys``; how this run got it (fallback notes, cache hit)
+    is not stored. A cache that cannot be written (read-only, full) leaves the answer as it is, with a note
+    that nothing was cached."""
     data = report.to_dict()
     data["from_result_cache"] = False
     data["notes"] = [n for n in data["notes"] if not n.startswith("hfmem's cache at ")]
-    note = resultcache.put(key, data)
-    if note and note not in report.notes:
-        report.notes.append(note)
+    for key in keys:
+        note = resultcache.put(key, data)
+        if note and note not in report.notes:
+            report.notes.append(note)
 
 
 def _resolve_local(ref: str, folder: Path, opts: Options) -> Resolution:
@@ -163,12 +166,17 @@ def _resolve_offline(repo_id: str, opts: Options, reason: str, branch_key: str) 
         hint="connect to the Hub once, or download its config.json (`hf download REPO config.json`)")
 
 
-def _resolve_hub(repo_id: str, opts: Options) -> Resolution:
-    endpoint = endpoint_cache_id()
+def _branch_hit(repo_id: str, opts: Options) -> tuple[str, ModelReport | None]:
+    """The result-cache key of ``repo_id`` at the asked revision, and its entry if fresh enough."""
     rev = opts.revision or "main"
     branch_key = hub_cache_key(repo_id, rev, opts)
     # A commit sha never changes; a branch is trusted for the cache TTL while online.
-    hit = _cached(branch_key, opts, max_age_s=None if _SHA.match(rev) else resultcache.ttl_s())
+    return branch_key, _cached(branch_key, opts, max_age_s=None if _SHA.match(rev) else resultcache.ttl_s())
+
+
+def _resolve_hub(repo_id: str, opts: Options) -> Resolution:
+    endpoint = endpoint_cache_id()
+    branch_key, hit = _branch_hit(repo_id, opts)
     if hit:
         return Resolution(repo_id, report=hit)
     if opts.offline or env_flag("HF_HUB_OFFLINE"):
@@ -189,11 +197,11 @@ def _resolve_hub(repo_id: str, opts: Options) -> Resolution:
         sha_key = _key("hub", endpoint, repo_id, info.sha, _variant(opts))
         hit = _cached(sha_key, opts, max_age_s=None)
         if hit:
-            _store(branch_key, hit)  # refresh the branch entry's age: the sha did not move
+            _store((branch_key,), hit)  # refresh the branch entry's age: the sha did not move
             return Resolution(repo_id, report=hit)
         with hub.quiet(opts.verbose):
             meta = hub.fetch_hub(repo_id, info, opts.token, opts.revision, deadline)
-        fetch_notes = hub.take_notes()
+        fetch_notes = list(dict.fromkeys(deadline.notes))
     except HubUnavailableError as exc:
         if exc.network:
             hub.mark_unreachable()
@@ -212,7 +220,72 @@ def resolve(model: str, opts: Options) -> Resolution:
         return _resolve_local(model, Path(model).expanduser(), opts)
     if not matches_repo_id_rule(model):
         raise _bad_id(model)
-    return _resolve_hub(model, opts)
+    found = _PREFETCHED.pop(_prefetch_key(model, opts), None)
+    if isinstance(found, Exception):
+        raise found
+    return found if found is not None else _resolve_hub(model, opts)
+
+
+# ---------------------------------------------------------------- many models at once
+# ``hfmem A B C`` and the *_many functions resolve every Hub model before building any inventory: the ones
+# hfmem's result cache answers first, in order, then the others fetched from the Hub at once, at most
+# MODELS_AT_ONCE in flight (each with its own HFMEM_HUB_DEADLINE and its own shard reads, up to 8). Only the
+# fetching runs in threads; inventories are built one by one afterwards in the caller's thread (building a
+# meta model patches torch globally, and the progress lines keep their order). What a thread found, or the
+# error it met, waits in _PREFETCHED until ``resolve`` asks for that model with the same options.
+MODELS_AT_ONCE = 8
+_PREFETCHED: dict[tuple, "Resolution | Exception"] = {}
+
+
+def _prefetch_key(model: str, opts: Options) -> tuple:
+    return (model, _variant(opts), opts.revision, opts.token, opts.use_cache, opts.offline, opts.verbose)
+
+
+@contextlib.contextmanager
+def together(models: list[str], opts: Options):
+    """Within this block, ``resolve`` answers ``models`` from one concurrent fetch (see above)."""
+    keys = _prefetch(models, opts)
+    try:
+        yield
+    finally:
+        for key in keys:
+            _PREFETCHED.pop(key, None)
+
+
+def _prefetch(models: list[str], opts: Options) -> list[tuple]:
+    if opts.offline or env_flag("HF_HUB_OFFLINE"):
+        return []  # the offline chain reads local files only: nothing to overlap
+    ids = [m for m in dict.fromkeys(models) if isinstance(m, str) and m and not _is_path(m)
+           and matches_repo_id_rule(m)]
+    if len(ids) < 2:
+        return []
+    keys, pending = [], []
+    for repo_id in ids:
+        key = _prefetch_key(repo_id, opts)
+        if key in _PREFETCHED:
+            continue  # another caller's block holds it
+        _, hit = _branch_hit(repo_id, opts)
+        if hit:
+            _PREFETCHED[key] = Resolution(repo_id, report=hit)
+            keys.append(key)
+        else:
+            pending.append((repo_id, key))
+    if len(pending) < 2:
+        return keys  # one fetch gains nothing from a thread; ``resolve`` does it
+
+    def fetch(repo_id: str):
+        try:
+            return _resolve_hub(repo_id, opts)
+        except Exception as exc:  # noqa: BLE001 - handed back to ``resolve``, which raises it in the caller
+            return exc
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(MODELS_AT_ONCE, len(pending)), thread_name_prefix="hfmem-model") as pool:
+        for (repo_id, key), found in zip(pending, pool.map(fetch, [r for r, _ in pending])):
+            _PREFETCHED[key] = found
+            keys.append(key)
+    return keys
 
 
 def finish(found: Resolution, inventory: Inventory) -> ModelReport:
@@ -223,7 +296,6 @@ def finish(found: Resolution, inventory: Inventory) -> ModelReport:
                          config=meta.config.raw)
     if found.source == "hub" and report.provenance.get("gated"):
         report.notes.append("gated repository: read with your token")  # a fact of the repo: cached with it
-    for key in found.keys:
-        _store(key, report)
+    _store(found.keys, report)
     report.notes.extend(n for n in found.notes if n not in report.notes)
     return report

@@ -125,7 +125,7 @@ def valid_inventory(d) -> bool:
             and _int(g["buffer_bytes"]) for g in d.get("layers", [])),
         _strs(d.get("no_split_modules", [])),
         _strs(d.get("notes", [])),
-        _dict_of(d.get("versions", {}), lambda x: isinstance(x, str)),
+        _dict_of(d.get("versions", {}), lambda x: x is None or isinstance(x, str)),  # torch: None when unused
     ]
     if not all(checks):
         return False
