@@ -76,6 +76,11 @@ def _compare(raw: dict, headers: CheckpointHeaders, origin: str) -> bool:
     a["notes"].remove(HEADERS_EXACT_NOTE)
     # the method names the route (headers-exact, against meta-model); every figure must be the same
     assert (a.pop("method"), b.pop("method")) == ("headers-exact", "meta-model"), origin
+    # versions name what ran: no torch on the headers route, and the transformers release whose module trees
+    # the shipped data records; the meta model names the installed torch and transformers
+    recorded = json.loads((Path(hfmem.__file__).parent / "data" / "module_structures.json").read_text())
+    assert a.pop("versions") == {"torch": None, "transformers": recorded["transformers"]}, origin
+    assert b.pop("versions")["torch"], origin
     for key in b:
         assert a[key] == b[key], f"{origin}: {key}"
     # byte-equal, orders included (modules in named_modules order, layer names in accelerate's order)

@@ -95,7 +95,12 @@ def build_inventory(
                 notes.append(f"the repository ships custom code (auto_map); counted with transformers' own "
                              f"'{raw.get('model_type')}' implementation (pass --trust-remote-code to run the "
                              "repository's)")
-            inv = _assemble(config, headers, m, HEADERS_EXACT, notes, None, None)
+            from ..metadata.transformers_facts import load_structures
+
+            # No torch and no transformers ran: the figures follow the module trees recorded from this
+            # transformers release (reading the installed version would cost ~10 ms of imports for nothing).
+            recorded = {"torch": None, "transformers": load_structures()["transformers"]}
+            inv = _assemble(config, headers, m, HEADERS_EXACT, notes, None, None, versions=recorded)
             inv.notes.append(HEADERS_EXACT_NOTE)
             return inv
     if config.has_remote_code and trust_remote_code:
@@ -143,10 +148,11 @@ def build_inventory(
 
 
 def _assemble(config: ModelConfig, headers: CheckpointHeaders | None, m: dict, method: str, notes: list[str],
-              mapped_from: str | None, accel: AccelerateView | None, *, arch: str | None = None) -> Inventory:
+              mapped_from: str | None, accel: AccelerateView | None, *, arch: str | None = None,
+              versions: dict | None = None) -> Inventory:
     """The inventory of a measured model (``meta_model.measure`` or ``headers.exact_measure``), checked
-    against the headers."""
-    from .meta_model import versions
+    against the headers. ``versions``: of what produced ``m``; default the installed torch/transformers."""
+    from . import meta_model
 
     raw = config.raw
     params_by_dtype, dtype_source = None, None
@@ -195,6 +201,6 @@ def _assemble(config: ModelConfig, headers: CheckpointHeaders | None, m: dict, m
         accelerate=accel,
         checkpoint=headers.to_dict() if headers is not None else None,
         notes=notes,
-        versions=versions(),
+        versions=versions if versions is not None else meta_model.versions(),
         tensors=m["tensors"],
     )
