@@ -86,3 +86,15 @@ def scrub(text: str) -> str:
     for secret in _secrets():
         text = text.replace(secret, "***")
     return text
+
+
+def hf_hub_cache_dir() -> str:
+    """The Hugging Face cache folder, by huggingface_hub's documented precedence (HF_HUB_CACHE, then the
+    deprecated HUGGINGFACE_HUB_CACHE, then HF_HOME/hub, HF_HOME defaulting to $XDG_CACHE_HOME/huggingface).
+    Used only to decide whether to look: the lookup itself is huggingface_hub's ``try_to_load_from_cache``."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return os.path.expanduser(os.environ[var])
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    home = os.path.expanduser(os.environ.get("HF_HOME") or os.path.join(xdg, "huggingface"))
+    return os.path.join(home, "hub")

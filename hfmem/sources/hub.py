@@ -59,7 +59,7 @@ from ..errors import (
 )
 from ..metadata.config import parse_config
 from ..metadata.safetensors import CheckpointHeaders, FileHeader, read_local_header
-from . import FetchedMetadata, redacted_endpoint, scrub
+from . import FetchedMetadata, hf_hub_cache_dir, redacted_endpoint, scrub  # noqa: F401 (hf_hub_cache_dir: public here too)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 SAFETENSORS_SINGLE = "model.safetensors"
@@ -631,18 +631,6 @@ def fetch_hub(repo_id: str, info: HubModelInfo, token, revision: str | None = No
                     "retrieved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         code_location=repo_id,
     )
-
-
-def hf_hub_cache_dir() -> str:
-    """The Hugging Face cache folder, by huggingface_hub's documented precedence (HF_HUB_CACHE, then the
-    deprecated HUGGINGFACE_HUB_CACHE, then HF_HOME/hub, HF_HOME defaulting to $XDG_CACHE_HOME/huggingface).
-    Used only to decide whether to look: the lookup itself is huggingface_hub's ``try_to_load_from_cache``."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return os.path.expanduser(os.environ[var])
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    home = os.path.expanduser(os.environ.get("HF_HOME") or os.path.join(xdg, "huggingface"))
-    return os.path.join(home, "hub")
 
 
 def load_hf_cache(repo_id: str, revision: str | None) -> FetchedMetadata | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from ..errors import HubUnavailableError, OfflineMissError, UnsupportedArchitectureError, UsageError
 from ..inventory.model import Inventory
 from ..report import ModelReport, Options
-from . import FetchedMetadata, endpoint_cache_id, env_flag, resultcache, snapshot
+from . import FetchedMetadata, endpoint_cache_id, env_flag, hf_hub_cache_dir, resultcache, snapshot
 from .ids import _bad_id, _is_path, check_repo_id, matches_repo_id_rule
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -131,8 +131,6 @@ def _in_hf_cache(repo_id: str) -> bool:
     from hfmem's cache or the shipped snapshot never imports huggingface_hub."""
     import os
 
-    from .hub import hf_hub_cache_dir
-
     return os.path.isdir(os.path.join(hf_hub_cache_dir(), "models--" + repo_id.replace("/", "--")))
 
 
@@ -141,11 +139,12 @@ def _resolve_offline(repo_id: str, opts: Options, reason: str, branch_key: str) 
     if hit:
         hit.notes.append(f"{reason}: answered from hfmem's result cache")
         return Resolution(repo_id, report=hit)
-    from .hub import load_hf_cache
+    meta = None
+    if _in_hf_cache(repo_id):  # else hub.py is not even imported (a warm snapshot answer's 6 ms)
+        from .hub import load_hf_cache
 
-    if _in_hf_cache(repo_id):
         check_repo_id(repo_id)  # huggingface_hub reads the Hugging Face cache: its validator first
-    meta = load_hf_cache(repo_id, opts.revision)
+        meta = load_hf_cache(repo_id, opts.revision)
     if meta is not None:
         key = _key("hf-cache", repo_id, meta.revision, _variant(opts))
         note = f"{reason}: answered from the Hugging Face cache ({meta.provenance['path']})"
@@ -157,8 +156,6 @@ def _resolve_offline(repo_id: str, opts: Options, reason: str, branch_key: str) 
     report = _from_snapshot(repo_id, opts, reason)
     if report is not None:
         return Resolution(repo_id, report=report)
-    from .hub import hf_hub_cache_dir
-
     raise OfflineMissError(
         f"{repo_id} is not available offline ({reason}): it is in neither hfmem's result cache "
         f"({resultcache.results_dir()}), the Hugging Face cache ({hf_hub_cache_dir()}), nor the shipped "
