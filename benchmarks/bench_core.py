@@ -361,6 +361,23 @@ def environment() -> dict:
 # ---------------------------------------------------------------- main
 
 
+def finish(result: dict, started: float, elapsed_key: str, checks_of, markdown_of, out: Path) -> str:
+    """Close a benchmark's result (load average, elapsed time, its checks), write it and return the Markdown."""
+    result["environment"]["loadavg_end"] = os.getloadavg()
+    result[elapsed_key] = time.perf_counter() - started
+    result["checks"] = checks_of(result["cases"])
+    md = markdown_of(result)
+    write_results(result, out, md)
+    return md
+
+
+def write_results(result: dict, out: Path, md: str) -> None:
+    """The raw results as JSON at ``out`` and their Markdown summary beside it (same name, .md)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(md)
+
+
 def fmt_s(v: float | None) -> str:
     return "—" if v is None else f"{v:.3f}"
 
@@ -475,13 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    result["environment"]["loadavg_end"] = os.getloadavg()
-    result["total_bench_s"] = time.perf_counter() - started
-    result["checks"] = checks(cases)
-    md = markdown(result)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=1) + "\n")
-    a.out.with_suffix(".md").write_text(md)
+    md = finish(result, started, "total_bench_s", checks, markdown, a.out)
     sys.stdout.write(md)
     log(f"wrote {a.out} and {a.out.with_suffix('.md')} ({result['total_bench_s']:.0f} s)")
     return 0
