@@ -341,6 +341,9 @@ def _is_lfs(name: str, f: _File) -> bool:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a client opening ten connections at once (several models
+    # fetched together) has the surplus SYNs dropped and retried after a second, a stall no real server has.
+    request_queue_size = 128
     hub: "FakeHub"
 
     def handle_error(self, request, client_address) -> None:
