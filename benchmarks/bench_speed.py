@@ -33,7 +33,10 @@ from hubserver import FakeHub, LazyFile  # noqa: E402  (the local test Hub)
 
 LLAMA2 = "meta-llama/Llama-2-7b-hf"
 LLAMA2_CONFIG = ROOT / "cache" / "models" / "meta-llama" / "Llama-2-7b-hf" / "config.json"
-LLAMA2_PARAMS = 6_738_415_616  # published: the index's total_size 13,476,839,424 bytes / 2 (float16)
+LLAMA2_PARAMS = 6_738_415_616
+# The published index's total_size: the parameters in float16 plus 32 float32 rotary inv_freq buffers of 64
+# values each (8,192 bytes), which the transformers release that wrote the checkpoint saved with the weights.
+LLAMA2_INDEX_TOTAL = 13_476_839_424
 WARM_MODEL = "baichuan-inc/Baichuan-7B"  # the README's first command
 DEFAULT_HF_MEM = Path("/work/bench-venv-hfmem/bin/hf-mem")
 TARGETS = {
@@ -64,35 +67,39 @@ if _target:
 # ---------------------------------------------------------------- the checkpoints the fake serves
 
 
-def llama_tensors(cfg: dict) -> list[tuple[str, list[int]]]:
-    """The tensor names and shapes of a LlamaForCausalLM checkpoint, in state-dict order."""
+def llama_tensors(cfg: dict, inv_freq: bool = False) -> list[tuple[str, list[int], str]]:
+    """The tensor names, shapes and dtypes of a LlamaForCausalLM checkpoint, in state-dict order; with
+    ``inv_freq`` each attention's rotary buffer too, as older checkpoints hold it."""
     h, i, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     kv = h // cfg["num_attention_heads"] * cfg.get("num_key_value_heads", cfg["num_attention_heads"])
-    out = [("model.embed_tokens.weight", [v, h])]
+    half = "F16"
+    out = [("model.embed_tokens.weight", [v, h], half)]
     for n in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{n}."
-        out += [(p + "self_attn.q_proj.weight", [h, h]), (p + "self_attn.k_proj.weight", [kv, h]),
-                (p + "self_attn.v_proj.weight", [kv, h]), (p + "self_attn.o_proj.weight", [h, h]),
-                (p + "mlp.gate_proj.weight", [i, h]), (p + "mlp.up_proj.weight", [i, h]),
-                (p + "mlp.down_proj.weight", [h, i]),
-                (p + "input_layernorm.weight", [h]), (p + "post_attention_layernorm.weight", [h])]
-    out += [("model.norm.weight", [h]), ("lm_head.weight", [v, h])]
+        out += [(p + "self_attn.q_proj.weight", [h, h], half), (p + "self_attn.k_proj.weight", [kv, h], half),
+                (p + "self_attn.v_proj.weight", [kv, h], half), (p + "self_attn.o_proj.weight", [h, h], half)]
+        if inv_freq:
+            out.append((p + "self_attn.rotary_emb.inv_freq", [h // cfg["num_attention_heads"] // 2], "F32"))
+        out += [(p + "mlp.gate_proj.weight", [i, h], half), (p + "mlp.up_proj.weight", [i, h], half),
+                (p + "mlp.down_proj.weight", [h, i], half),
+                (p + "input_layernorm.weight", [h], half), (p + "post_attention_layernorm.weight", [h], half)]
+    out += [("model.norm.weight", [h], half), ("lm_head.weight", [v, h], half)]
     return out
 
 
-def _nbytes(shape: list[int]) -> int:
-    n = 2  # float16
+def _nbytes(shape: list[int], dtype: str = "F16") -> int:
+    n = {"F16": 2, "F32": 4}[dtype]
     for d in shape:
         n *= d
     return n
 
 
-def safetensors_lazy(tensors: list[tuple[str, list[int]]]) -> LazyFile:
-    """A float16 safetensors file: the real header, then zeros generated on the fly (nothing written)."""
+def safetensors_lazy(tensors: list[tuple[str, list[int], str]]) -> LazyFile:
+    """A safetensors file: the real header, then zeros generated on the fly (nothing written)."""
     header, pos = {"__metadata__": {"format": "pt"}}, 0
-    for name, shape in sorted(tensors):
-        header[name] = {"dtype": "F16", "shape": shape, "data_offsets": [pos, pos + _nbytes(shape)]}
-        pos += _nbytes(shape)
+    for name, shape, dtype in sorted(tensors):
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [pos, pos + _nbytes(shape, dtype)]}
+        pos += _nbytes(shape, dtype)
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)
     return LazyFile(struct.pack("<Q", len(blob)) + blob, 8 + len(blob) + pos)
@@ -103,24 +110,26 @@ def llama2_repo() -> dict:
 
     The split follows transformers' save_pretrained of the time (shard_checkpoint, max_shard_size "10GB" =
     10^10 bytes, tensors in state-dict order, a new shard when the next tensor would overflow): that gives
-    the published shard sizes (9.98 GB and 3.50 GB) and the index's total_size, 13,476,839,424 bytes."""
+    the published shard sizes (9.98 GB and 3.50 GB) and the index's total_size, 13,476,839,424 bytes: 291
+    float16 weights and 32 float32 rotary buffers."""
     cfg = json.loads(LLAMA2_CONFIG.read_text())
-    shards: list[list[tuple[str, list[int]]]] = [[]]
+    shards: list[list[tuple[str, list[int], str]]] = [[]]
     size = 0
-    for name, shape in llama_tensors(cfg):
-        if size + _nbytes(shape) > 10**10 and shards[-1]:
+    tensors = llama_tensors(cfg, inv_freq=True)
+    for name, shape, dtype in tensors:
+        if size + _nbytes(shape, dtype) > 10**10 and shards[-1]:
             shards.append([])
             size = 0
-        shards[-1].append((name, shape))
-        size += _nbytes(shape)
+        shards[-1].append((name, shape, dtype))
+        size += _nbytes(shape, dtype)
     files: dict = {"config.json": LLAMA2_CONFIG.read_bytes()}
     weight_map = {}
     for k, part in enumerate(shards):
         fn = f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
         files[fn] = safetensors_lazy(part)
-        weight_map.update({name: fn for name, _ in part})
-    total = sum(_nbytes(s) for _, s in llama_tensors(cfg))
-    assert total == 2 * LLAMA2_PARAMS and len(shards) == 2, (total, len(shards))
+        weight_map.update({name: fn for name, _, _ in part})
+    total = sum(_nbytes(s, d) for _, s, d in tensors)
+    assert total == LLAMA2_INDEX_TOTAL and len(shards) == 2, (total, len(shards))
     files["model.safetensors.index.json"] = json.dumps({"metadata": {"total_size": total},
                                                         "weight_map": weight_map}).encode()
     return files
