@@ -129,7 +129,6 @@ def inventory_from_headers(headers: CheckpointHeaders, config: dict, notes: list
 # the model transformers would build, or the reason it cannot (then the meta model is built).
 # tests/test_headers_exact.py asserts equality with the meta model on every snapshot config it answers.
 
-_ROUTER_CLASS = re.compile(r"(Router|TopK|Gate)$")  # meta_model._ROUTER_CLASS
 _DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2,
                 "int8": 1, "uint8": 1, "bool": 1}
 MODULE_DEPTH = 3  # meta_model.MODULE_DEPTH
@@ -306,61 +305,19 @@ def exact_measure(headers: CheckpointHeaders, config: dict) -> tuple[dict | None
 
 
 def _census(order, nodes, tensors, alias, out_emb: str | None) -> list[dict]:
-    """``meta_model.census`` on the recorded tree: the same walk, roles and keys."""
-    seen: set[str] = set()
-    groups: dict[tuple, dict] = {}
+    """``meta_model.census`` on the recorded tree: the same grouping (``census_groups``), a tensor's identity
+    being its canonical name behind tied aliases."""
+    from .census_groups import ModuleParams, group_census
 
-    def add(key: tuple, entry: dict, n: int) -> None:
-        g = groups.get(key)
-        if g is None:
-            groups[key] = dict(entry, count=1, params=n)
-        else:
-            g["count"] += 1
-            g["params"] += n
+    def own(path: str, node: dict) -> tuple:
+        out = []
+        for p, _ in node["params"]:
+            canon = alias.get(_join(path, p), _join(path, p))
+            out.append((p, canon, tuple(tensors[canon].shape)))
+        return tuple(out)
 
-    def canon(name: str) -> str:
-        return alias.get(name, name)
-
-    def shape(name: str) -> tuple:
-        return tuple(tensors[canon(name)].shape)
-
-    for path, pat, _ in order:
-        node = nodes[pat]
-        leaf = path.rsplit(".", 1)[-1] if path else ""
-        own = [_join(path, p) for p, _ in node["params"]]
-        own_names = [p for p, _ in node["params"]]
-        if node["kind"] in ("linear", "conv1d") and "weight" in own_names:
-            w = _join(path, "weight")
-            ws = shape(w)
-            fan_in, fan_out = (ws[1], ws[0]) if node["kind"] == "linear" else (ws[0], ws[1])
-            has_bias = "bias" in own_names
-            bias = math.prod(shape(_join(path, "bias"))) if has_bias else 0
-            tied = canon(w) in seen
-            n = (0 if tied else math.prod(ws)) + (bias if has_bias and canon(_join(path, "bias")) not in seen else 0)
-            if out_emb is not None and path == out_emb:
-                role = "lm_head"
-            elif _ROUTER_CLASS.search(node["cls"]) or (leaf in ("gate", "router") and fan_out <= 512):
-                role = "router"
-            else:
-                role = "linear"
-            add((role, leaf, fan_in, fan_out, bias, tied),
-                {"role": role, "name": leaf, "in_features": fan_in, "out_features": fan_out, "bias": bias,
-                 "tied": tied, "conv1d": node["kind"] == "conv1d"}, n)
-            seen.update(canon(x) for x in own)
-            continue
-        for p_name, full in zip(own_names, own):
-            if canon(full) in seen:
-                continue
-            seen.add(canon(full))
-            s = shape(full)
-            if node["kind"] == "embedding" and p_name == "weight":
-                role = "embedding"
-            elif _ROUTER_CLASS.search(node["cls"]) and len(s) == 2:
-                role = "router"
-            elif len(s) == 3:
-                role = "experts"
-            else:
-                role = "other"
-            name = leaf if role == "embedding" else f"{leaf}.{p_name}" if leaf else p_name
-            add((role, name, s), {"role": role, "name": name, "shape": list(s)}, math.prod(s))
-    return sorted(groups.values(), key=lambda g: (-g["params"], g["role"], g["name"]))
+    kinds = {"linear": "linear", "conv1d": "conv1d", "embedding": "embedding"}
+    return group_census(
+        ModuleParams(path, nodes[pat]["cls"], kinds.get(nodes[pat]["kind"], "other"), own(path, nodes[pat]),
+                     output_embedding=out_emb is not None and path == out_emb)
+        for path, pat, _ in order)

@@ -10,7 +10,6 @@ the Parameter objects. (Both are measured in tests/test_accelerate_compat.py and
 from __future__ import annotations
 
 import contextlib
-import re
 import warnings
 from typing import Any
 
@@ -232,79 +231,30 @@ def accelerate_view(model) -> AccelerateView:
                           int(best) if best == int(best) else best, names, _tied(model)[1])
 
 
-_ROUTER_CLASS = re.compile(r"(Router|TopK|Gate)$")
-
-
 def census(model) -> list[dict]:
-    """Every parameter once, grouped by role and shape: what the weight formats of ``hfmem infer`` and the
-    LoRA counts of ``hfmem train`` need (which tensors a quantizer converts, which names PEFT targets).
-
-    Roles: ``linear`` (nn.Linear / transformers' Conv1D inside the model: ``in_features``/``out_features``,
-    ``bias``), ``lm_head`` (the output projection; ``tied`` when it shares the embedding's Parameter, then it
-    adds no parameters), ``router`` (an MoE gate: a Linear or a router module's weight), ``experts`` (fused
-    3-D expert tensors, transformers 5's MoE layout, [E, ...]), ``embedding``, ``other`` (norms, biases
-    and anything else). ``name`` is the leaf module name PEFT matches (``q_proj``, ``c_attn``); for a
-    parameter held directly by a non-Linear module it is ``module.param``.
-    """
+    """Every parameter once, grouped by role and shape (``census_groups``), from the built model."""
     import torch
+
+    from .census_groups import ModuleParams, group_census
 
     try:
         from transformers.pytorch_utils import Conv1D
     except ImportError:  # pragma: no cover - transformers always has it
         Conv1D = ()
     out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    seen: set[int] = set()
-    groups: dict[tuple, dict] = {}
 
-    def add(key: tuple, entry: dict, params: int) -> None:
-        g = groups.get(key)
-        if g is None:
-            groups[key] = dict(entry, count=1, params=params)
-        else:
-            g["count"] += 1
-            g["params"] += params
+    def kind(mod) -> str:
+        if isinstance(mod, torch.nn.Linear):
+            return "linear"
+        if Conv1D and isinstance(mod, Conv1D):
+            return "conv1d"
+        return "embedding" if isinstance(mod, torch.nn.Embedding) else "other"
 
-    for mod_name, mod in model.named_modules():
-        leaf = mod_name.rsplit(".", 1)[-1] if mod_name else ""
-        own = list(mod.named_parameters(recurse=False))
-        if isinstance(mod, (torch.nn.Linear, Conv1D)) and getattr(mod, "weight", None) is not None:
-            w = mod.weight
-            if isinstance(mod, torch.nn.Linear):
-                fan_in, fan_out = mod.in_features, mod.out_features
-            else:  # Conv1D stores [in, out]
-                fan_in, fan_out = w.shape[0], w.shape[1]
-            bias = mod.bias.numel() if getattr(mod, "bias", None) is not None else 0
-            tied = id(w) in seen
-            n = (0 if tied else w.numel()) + (bias if getattr(mod, "bias", None) is not None
-                                              and id(mod.bias) not in seen else 0)
-            if mod is out_emb:
-                role = "lm_head"
-            elif _ROUTER_CLASS.search(type(mod).__name__) or (leaf in ("gate", "router") and fan_out <= 512):
-                role = "router"
-            else:
-                role = "linear"
-            key = (role, leaf, fan_in, fan_out, bias, tied)
-            add(key, {"role": role, "name": leaf, "in_features": fan_in, "out_features": fan_out,
-                      "bias": bias, "tied": tied, "conv1d": not isinstance(mod, torch.nn.Linear)}, n)
-            for _, p in own:
-                seen.add(id(p))
-            continue
-        for p_name, p in own:
-            if id(p) in seen:
-                continue
-            seen.add(id(p))
-            if isinstance(mod, torch.nn.Embedding) and p_name == "weight":
-                role = "embedding"
-            elif _ROUTER_CLASS.search(type(mod).__name__) and p.dim() == 2:
-                role = "router"
-            elif p.dim() == 3:
-                role = "experts"
-            else:
-                role = "other"
-            name = leaf if role == "embedding" else f"{leaf}.{p_name}" if leaf else p_name
-            shape = list(p.shape)
-            add((role, name, tuple(shape)), {"role": role, "name": name, "shape": shape}, p.numel())
-    return sorted(groups.values(), key=lambda g: (-g["params"], g["role"], g["name"]))
+    return group_census(
+        ModuleParams(name, type(mod).__name__, kind(mod),
+                     tuple((p_name, id(p), tuple(p.shape)) for p_name, p in mod.named_parameters(recurse=False)),
+                     output_embedding=mod is out_emb)
+        for name, mod in model.named_modules())
 
 
 def measure(model) -> dict:
