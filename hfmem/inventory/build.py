@@ -4,8 +4,8 @@ Order: the repository's own code (only with --trust-remote-code) → for a famil
 data (hfmem/data/module_structures.json), the safetensors headers with that tree, no torch imported
 (``headers.exact_measure``: the same figures as the meta model, tests/test_headers_exact.py) →
 transformers' implementation of the config's model_type on the meta device → a provably identical
-transformers architecture for known custom-code families (``metadata.custom_maps``) → the safetensors headers alone. Whenever headers are
-available, the count is checked against them.
+transformers architecture for known custom-code families (``metadata.custom_maps``) → the safetensors headers
+alone. Whenever headers are available, the count is checked against them.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import math
 import re
 
 from ..metadata.safetensors import DTYPE_NAMES, CheckpointHeaders, printable_name as printable
-from .model import Inventory, group_layers
+from .model import Inventory, group_layers, layer_candidates, measured
 
 # Tensors that checkpoints sometimes carry but that are buffers, not parameters, in the model code.
 _BUFFER_NAME = re.compile(r"(inv_freq|rotary_emb|cos_cached|sin_cached|position_ids|masked_bias|\.attn\.bias$)")
@@ -131,7 +131,6 @@ def inventory_from_headers(headers: CheckpointHeaders, config: dict, notes: list
 
 _DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2,
                 "int8": 1, "uint8": 1, "bool": 1}
-MODULE_DEPTH = 3  # meta_model.MODULE_DEPTH
 
 
 def _join(a: str, b: str) -> str:
@@ -142,7 +141,8 @@ def _block_count(config: dict) -> int | None:
     from ..model import describe
 
     try:
-        tower = describe(config).decoder or describe(config).text
+        description = describe(config)
+        tower = description.decoder or description.text
     except Exception:  # noqa: BLE001 - a config describe refuses: the meta model answers (and reports it)
         return None
     return tower.num_layers if tower is not None else None
@@ -274,34 +274,14 @@ def exact_measure(headers: CheckpointHeaders, config: dict) -> tuple[dict | None
 
     by_path = {path: (pat, kids) for path, pat, kids in order}
     no_split = set(st["no_split_modules"])
-    root_pat, root_kids = by_path[""]
-    todo = [(p, None) for p, _ in nodes[""]["params"]] + [(k, k) for k in root_kids] \
+    root = [(p, None) for p, _ in nodes[""]["params"]] + [(k, k) for k in by_path[""][1]] \
         + [(b[0], None) for b in nodes[""]["buffers"]]
-    candidates: list[str] = []
-    while todo:  # meta_model._layer_candidates
-        name, mod = todo.pop(0)
-        if mod is None:
-            candidates.append(name)
-            continue
-        pat, kids = by_path[mod]
-        if not kids or nodes[pat]["cls"] in no_split:
-            candidates.append(name)
-        else:
-            todo = [(k, k) for k in kids] + todo
-    modules = {path: [params.get(path, 0), bufs.get(path, 0)] for path, _, _ in order
-               if path and path.count(".") < MODULE_DEPTH}
-    return {
-        "architecture": arch,
-        "num_params": params.get("", 0),
-        "persistent_buffer_bytes": persistent,
-        "non_persistent_buffer_bytes": non_persistent,
-        "tied_weights": tied,
-        "tied_params": tied_params,
-        "modules": modules,
-        "layers": group_layers([(n, params.get(n, 0), bufs.get(n, 0)) for n in candidates]),
-        "no_split_modules": sorted(no_split),
-        "tensors": _census(order, nodes, tensors, alias, st.get("output_embeddings")),
-    }, ""
+    candidates = layer_candidates(root, lambda name, path: [(k, k) for k in by_path[path][1]],
+                                  lambda path: nodes[by_path[path][0]]["cls"] in no_split)
+    return measured(architecture=arch, params=params, bufs=bufs, paths=[path for path, _, _ in order],
+                    candidates=candidates, persistent=persistent, non_persistent=non_persistent, tied=tied,
+                    tied_params=tied_params, no_split=no_split,
+                    tensors=_census(order, nodes, tensors, alias, st.get("output_embeddings"))), ""
 
 
 def _census(order, nodes, tensors, alias, out_emb: str | None) -> list[dict]:

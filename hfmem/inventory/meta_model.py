@@ -14,9 +14,8 @@ import warnings
 from typing import Any
 
 from ..errors import ConfigError, RemoteCodeError, UnsupportedArchitectureError
-from .model import AccelerateView, group_layers
+from .model import AccelerateView, layer_candidates, measured
 
-MODULE_DEPTH = 3  # per-module sizes are kept for names with at most this many dots + 1 parts
 
 
 @contextlib.contextmanager
@@ -180,23 +179,17 @@ def _module_sums(model):
 
 
 def _layer_candidates(model, no_split: set[str]) -> list[str]:
-    """The names accelerate's ``get_max_layer_size`` compares: leaves and no-split modules, walked from the
-    root's direct parameters, children and direct buffers (``calculate_maximum_sizes``)."""
+    """``model.layer_candidates`` over the built modules."""
     import torch
 
-    todo: list[tuple[str, Any]] = (
-        list(model.named_parameters(recurse=False)) + list(model.named_children())
-        + list(model.named_buffers(recurse=False))
-    )
-    out: list[str] = []
-    while todo:
-        name, mod = todo.pop(0)
-        children = list(mod.named_children()) if isinstance(mod, torch.nn.Module) else []
-        if not children or mod.__class__.__name__ in no_split:
-            out.append(name)
-        else:
-            todo = [(f"{name}.{n}", c) for n, c in children] + todo
-    return out
+    def children_of(name: str, mod) -> list[tuple[str, Any]]:
+        if not isinstance(mod, torch.nn.Module):
+            return []  # a parameter or buffer of the root
+        return [(f"{name}.{n}", c) for n, c in mod.named_children()]
+
+    root = (list(model.named_parameters(recurse=False)) + list(model.named_children())
+            + list(model.named_buffers(recurse=False)))
+    return layer_candidates(root, children_of, lambda mod: mod.__class__.__name__ in no_split)
 
 
 def _no_split(model) -> set[str]:
@@ -271,18 +264,7 @@ def measure(model) -> dict:
                 persistent += nbytes
     tied, tied_params = _tied(model)
     no_split = _no_split(model)
-    candidates = [(n, params.get(n, 0), bufs.get(n, 0)) for n in _layer_candidates(model, no_split)]
-    modules = {n: [params.get(n, 0), bufs.get(n, 0)] for n, _ in model.named_modules()
-               if n and n.count(".") < MODULE_DEPTH}
-    return {
-        "architecture": type(model).__name__,
-        "num_params": params.get("", 0),
-        "persistent_buffer_bytes": persistent,
-        "non_persistent_buffer_bytes": non_persistent,
-        "tied_weights": tied,
-        "tied_params": tied_params,
-        "modules": modules,
-        "layers": group_layers(candidates),
-        "no_split_modules": sorted(no_split),
-        "tensors": census(model),
-    }
+    return measured(architecture=type(model).__name__, params=params, bufs=bufs,
+                    paths=[n for n, _ in model.named_modules()], candidates=_layer_candidates(model, no_split),
+                    persistent=persistent, non_persistent=non_persistent, tied=tied, tied_params=tied_params,
+                    no_split=no_split, tensors=census(model))

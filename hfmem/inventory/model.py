@@ -91,6 +91,47 @@ class Inventory:
         return cls(**d)
 
 
+MODULE_DEPTH = 3  # per-module sizes are kept for names with at most this many dots + 1 parts
+
+
+def layer_candidates(root: list[tuple[str, object]], children_of, is_group) -> list[str]:
+    """The names accelerate's ``get_max_layer_size`` compares (``calculate_maximum_sizes``): walked from the
+    root's direct parameters, children and direct buffers, in that order (``root``: (name, module or None)),
+    a module's children taking its place until it is a leaf or a no-split group. ``children_of(name, module)``
+    gives (name, module) pairs; ``is_group(module)`` says whether it is one of ``_no_split_modules``."""
+    todo = list(root)
+    out: list[str] = []
+    while todo:
+        name, mod = todo.pop(0)
+        children = children_of(name, mod) if mod is not None else []
+        if not children or is_group(mod):
+            out.append(name)
+        else:
+            todo = list(children) + todo
+    return out
+
+
+def measured(*, architecture: str, params: dict[str, int], bufs: dict[str, int], paths, candidates: list[str],
+             persistent: int, non_persistent: int, tied: list[list[str]], tied_params: int, no_split,
+             tensors: list[dict]) -> dict:
+    """What an inventory keeps about a model's structure, in the one shape both routes return
+    (``meta_model.measure``, ``headers.exact_measure``): ``params`` and ``bufs`` are the parameter count and
+    buffer bytes under every module path ("" the root), ``paths`` the module paths in ``named_modules`` order,
+    ``candidates`` the names of ``layer_candidates``."""
+    return {
+        "architecture": architecture,
+        "num_params": params.get("", 0),
+        "persistent_buffer_bytes": persistent,
+        "non_persistent_buffer_bytes": non_persistent,
+        "tied_weights": tied,
+        "tied_params": tied_params,
+        "modules": {p: [params.get(p, 0), bufs.get(p, 0)] for p in paths if p and p.count(".") < MODULE_DEPTH},
+        "layers": group_layers([(n, params.get(n, 0), bufs.get(n, 0)) for n in candidates]),
+        "no_split_modules": sorted(no_split),
+        "tensors": tensors,
+    }
+
+
 def group_layers(candidates: list[tuple[str, int, int]], keep: int = 64) -> list[LayerGroup]:
     """Group (name, num_params, buffer_bytes) candidates of equal size, biggest first, keeping ``keep`` groups."""
     groups: dict[tuple[int, int], list[str]] = {}
