@@ -26,10 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_core import ACCELERATE_CHILD, HFMEM, ROOT, base_env, environment, finish, run_child, summarize
+from bench_core import (ACCELERATE_CHILD, HFMEM, ROOT, base_env, environment, finish, interleaved, run_child,
+                        summarize)
 
 sys.path.insert(0, str(ROOT / "tests"))
-from hubserver import FakeHub, LazyFile  # noqa: E402  (the local test Hub)
+from hubserver import FakeHub, LazyFile, Span  # noqa: E402  (the local test Hub)
 
 LLAMA2 = "meta-llama/Llama-2-7b-hf"
 LLAMA2_CONFIG = ROOT / "cache" / "models" / "meta-llama" / "Llama-2-7b-hf" / "config.json"
@@ -175,11 +176,6 @@ def _serve(conn, variants: int) -> None:
         conn.send(None)
 
 
-class Span:
-    def __init__(self, method, path, range_, arrived, done):
-        self.method, self.path, self.range, self.arrived, self.done = method, path, range_, arrived, done
-
-
 class Hub:
     """The parent's handle on the served test Hub."""
 
@@ -271,14 +267,6 @@ def timed(argv: list[str], env: dict, timeout: float) -> tuple[dict, int]:
             return r, int(fh.read().strip().splitlines()[-1])
         except (ValueError, IndexError):
             return r, r["maxrss_kib"]
-
-
-def interleaved(cases: list[Case], runs: int, log) -> dict[str, dict]:
-    for i in range(runs):
-        log(f" round {i + 1}/{runs}")
-        for c in cases:
-            c.run_once(log)
-    return {c.name: c.result() for c in cases}
 
 
 def fresh_homes(tmp: Path):

@@ -85,7 +85,7 @@ def hub(fake_hub, monkeypatch):
     return fake_hub
 
 
-def ours(hub, sha: str) -> list:
+def ours(hub) -> list:
     """hfmem's own reads: everything but the Hugging Face cache fill (huggingface_hub's hf_hub_download of
     config.json by branch name, a HEAD and a GET under /resolve/main/)."""
     return [s for s in hub.timeline if "/resolve/main/" not in s.path]
@@ -104,7 +104,7 @@ def test_single_file_model_config_and_header_together(hub):
     report = api.analyze("org/single")
     assert report.inventory.num_params == llama_params(cfg) == 207_296  # 65,536 + 3 × 47,232 + 64
     assert report.inventory.method == "headers-exact"
-    spans = ours(hub, sha)
+    spans = ours(hub)
     info, config = one(spans, "/api/models/org/single"), one(spans, f"/resolve/{sha}/config.json")
     header = one(spans, "model.safetensors")
     assert info.method == "GET" and header.range == f"bytes=0-{HEADER_PROBE - 1}"
@@ -122,7 +122,7 @@ def test_sharded_model_index_with_config_then_shards_together(hub, slow):
     hub.set_fault("delay", path_contains=slow, delay_s=0.4)
     report = api.analyze("org/sharded")
     assert report.inventory.num_params == llama_params(cfg)
-    spans = ours(hub, sha)
+    spans = ours(hub)
     config, index = one(spans, f"/resolve/{sha}/config.json"), one(spans, "model.safetensors.index.json")
     shards = [s for s in spans if "-of-00003.safetensors" in s.path]
     assert sorted(s.path.rsplit("/", 1)[-1] for s in shards) == [f"model-{k:05d}-of-00003.safetensors"
@@ -140,13 +140,13 @@ def test_long_header_takes_exactly_one_more_read(hub):
     cfg = llama_config(layers=2)
     blob, n = safetensors_file(llama_tensors(cfg), metadata={"format": "pt", "notes": "x" * 150_000})
     assert n > HEADER_PROBE
-    sha = hub.add_repo("org/long", {"config.json": json.dumps(cfg).encode(), "model.safetensors": blob})
+    hub.add_repo("org/long", {"config.json": json.dumps(cfg).encode(), "model.safetensors": blob})
     report = api.analyze("org/long")
     assert report.inventory.num_params == llama_params(cfg)
-    reads = [s.range for s in ours(hub, sha) if s.path.endswith("model.safetensors")]
+    reads = [s.range for s in ours(hub) if s.path.endswith("model.safetensors")]
     # the prefix says the header is n bytes: bytes 8 .. 8+n-1 of the file, the first 100,000 already in
     assert reads == [f"bytes=0-{HEADER_PROBE - 1}", f"bytes={HEADER_PROBE}-{8 + n - 1}"]
-    assert hub.bytes_served[f"org/long/model.safetensors"] == 8 + n  # not one byte of the weights
+    assert hub.bytes_served["org/long/model.safetensors"] == 8 + n  # not one byte of the weights
 
 
 def test_models_side_by_side_are_fetched_together_in_order(hub):
