@@ -15,13 +15,16 @@ runner = CliRunner()
 
 
 def test_every_reference_model_is_in_the_snapshot(shared):
-    repos = snapshot.reference_repos(shared / "hub-reference")
+    """The snapshot is built from the shared hub-reference folder and the project's own tests/data/hub-configs
+    (vision, audio, encoder-decoder and multimodal repos): every config of both, and nothing else."""
+    folders = [shared / "hub-reference", ROOT / "tests" / "data" / "hub-configs"]
+    by_folder = {repo: folder for folder in folders for repo in snapshot.reference_repos(folder)}
     index = snapshot.load_index(ROOT / "cache")
-    assert len(repos) >= 85 and set(repos) == set(index["models"])
-    for repo in repos:
+    assert len(by_folder) >= 99 and set(by_folder) == set(index["models"])
+    for repo, folder in by_folder.items():
         entry = snapshot.lookup(repo, ROOT / "cache")
         # the config is kept verbatim, the provenance names where it came from
-        assert entry.config == json.loads((shared / "hub-reference" / repo / "config.json").read_text())
+        assert entry.config == json.loads((folder / repo / "config.json").read_text())
         assert entry.provenance["origin"] == "reference config" and entry.provenance["built_at"]
         assert entry.inventory is not None or entry.error
 

@@ -23,12 +23,15 @@ def _progress(repo_id: str, error: str | None) -> None:
 
 @app.command("build")
 def build(
-    reference: Annotated[Path, typer.Option("--from", help="Folder of <org>/<name>/config.json (+ SOURCES.md).")],
+    reference: Annotated[list[Path], typer.Option(
+        "--from", metavar="<path>",
+        help="Folder of <org>/<name>/config.json (+ SOURCES.md); repeat it to build from several.")],
     out: OutOpt = None,
 ) -> None:
     """Rebuild the snapshot from reference configs (no network)."""
-    if not reference.is_dir():
-        raise UsageError(f"{reference} is not a folder", hint="pass the hub-reference folder with --from")
+    for folder in reference:
+        if not folder.is_dir():
+            raise UsageError(f"{folder} is not a folder", hint="pass the hub-reference folder with --from")
     results = snapshot.build_from_reference(reference, out or snapshot.snapshot_dir(), _progress)
     bad = sum(e is not None for e in results.values())
     hint(f"snapshot: {len(results)} models, {len(results) - bad} counted, {bad} config only")

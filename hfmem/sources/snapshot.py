@@ -196,15 +196,27 @@ def _record(out: Path, repo_id: str, config_bytes: bytes, provenance: dict, head
         progress(repo_id, error)
 
 
-def build_from_reference(reference: Path, out: Path, progress=None) -> dict[str, str | None]:
-    """Rebuild the snapshot from a folder of reference configs (``<org>/<name>/config.json``, with
-    SOURCES.md for provenance). Returns repo id -> error (None when counted)."""
-    sources = read_sources_md(reference)
+def build_from_reference(references: list[Path], out: Path, progress=None) -> dict[str, str | None]:
+    """Rebuild the snapshot from folders of reference configs (each ``<org>/<name>/config.json``, with its own
+    SOURCES.md for provenance). Returns repo id -> error (None when counted). A repo id found in two folders is
+    a UsageError: which copy the snapshot holds must not depend on the order of the folders."""
+    from ..errors import UsageError
+
+    if isinstance(references, (str, Path)):
+        references = [Path(references)]
+    found: dict[str, Path] = {}
+    for reference in references:
+        for repo_id in reference_repos(reference):
+            if repo_id in found:
+                raise UsageError(f"{repo_id} is in both {found[repo_id]} and {reference}",
+                                 hint="keep one reference config per repo id")
+            found[repo_id] = reference
+    sources = {ref: read_sources_md(ref) for ref in references}
     today = time.strftime("%Y-%m-%d", time.gmtime())
     clean(out)
     state: dict = {"models": {}, "results": {}, "versions": {}}
-    for repo_id in reference_repos(reference):
-        provenance = {"origin": "reference config", "reference": sources.get(repo_id, {}),
+    for repo_id, reference in found.items():
+        provenance = {"origin": "reference config", "reference": sources[reference].get(repo_id, {}),
                       "built_at": today, "sha": None}
         _record(out, repo_id, (reference / repo_id / "config.json").read_bytes(), provenance, None, state, progress)
     write_index(out, state["models"], state["versions"])
