@@ -48,14 +48,16 @@ def llama_tensors(cfg: dict) -> list[tuple[str, list[int]]]:
     return out
 
 
-def safetensors_file(tensors: list[tuple[str, list[int]]], metadata: dict | None = None) -> tuple[LazyFile, int]:
-    """A float16 safetensors file (header, then zeros) and its header length."""
+def safetensors_file(tensors: list[tuple[str, list[int]]], metadata: dict | None = None,
+                     dtype: str = "F16") -> tuple[LazyFile, int]:
+    """A safetensors file of ``dtype`` tensors (header, then zeros) and its header length."""
     header, pos = {"__metadata__": metadata or {"format": "pt"}}, 0
+    width = {"F16": 2, "BF16": 2, "F32": 4}[dtype]
     for name, shape in tensors:
-        n = 2
+        n = width
         for d in shape:
             n *= d
-        header[name] = {"dtype": "F16", "shape": shape, "data_offsets": [pos, pos + n]}
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [pos, pos + n]}
         pos += n
     blob = json.dumps(header).encode()
     return LazyFile(struct.pack("<Q", len(blob)) + blob, 8 + len(blob) + pos), len(blob)

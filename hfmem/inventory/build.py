@@ -139,6 +139,9 @@ def build_inventory(
             notes.append(f"custom code not run: {mapped.why}, built as {arch}; buffers the custom code creates "
                          "(e.g. rotary caches) are not counted (pass --trust-remote-code to include them)")
         model, config_obj = meta_model.build_model(cfg, arch, config.origin)
+        untied = meta_model.untied_note(cfg, config_obj)  # T5: built as the checkpoint holds lm_head
+        if untied:
+            notes.append(untied)
 
     m = meta_model.measure(model)
     accel_model = meta_model.accelerate_model(config.auto_map, config_obj, model,

@@ -10,6 +10,7 @@ the Parameter objects. (Both are measured in tests/test_accelerate_compat.py and
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from typing import Any
 
@@ -90,6 +91,17 @@ def _config_refusal(exc: Exception) -> str:
     return (" ".join(lines[:2]) or exc.__class__.__name__)[:240]
 
 
+def missing_package(exc: ImportError) -> str:
+    """The package an ImportError asks for: its ``name``, else the first package transformers' requirement
+    message names (``requires the timm library``), else "the library it names"."""
+    if getattr(exc, "name", None):
+        return str(exc.name).split(".")[0]
+    import re
+
+    found = re.search(r"requires the (\S+) library", str(exc))
+    return found.group(1) if found else "a library transformers does not install (see its error)"
+
+
 def build_model(config: dict, architecture: str | None, origin: str = "config.json"):
     """Build the class the repo names in ``architectures`` (so a causal LM includes its head) on meta."""
     try:
@@ -100,14 +112,83 @@ def build_model(config: dict, architecture: str | None, origin: str = "config.js
             f"{where}: transformers' {config.get('model_type')} configuration refuses it ({_config_refusal(exc)})",
             hint="fix the file or re-download it") from None
     cls = _model_class(architecture, config_obj)
+    # A config whose class forces tying against config.json (T5) is built untied as its checkpoint holds it;
+    # on a copy, so that the returned config object stays what AutoConfig gives (accelerate's view builds on it).
+    built_config = copy.deepcopy(config_obj) if _config_unties(config, config_obj) else config_obj
+    untied = built_config is not config_obj and checkpoint_untied(config, built_config)
     try:
-        return _instantiate(cls, config_obj), config_obj
+        model = _instantiate(cls, built_config)
+    except ImportError as exc:  # a backbone from another library (DETR: timm; LayoutLMv2: detectron2)
+        raise UnsupportedArchitectureError(
+            f"transformers needs {missing_package(exc)} to build {architecture or config.get('model_type')}",
+            hint=f"pip install {missing_package(exc)}") from None
     except Exception as exc:  # transformers raises many kinds for configs it cannot build
         raise UnsupportedArchitectureError(
             f"transformers could not build {architecture or config.get('model_type')} from this config "
             f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})",
             hint="check config.json, or upgrade transformers",
         ) from None
+    if untied:
+        retie_input_embeddings(model)
+    return model, config_obj
+
+
+# The note an inventory carries when ``checkpoint_untied`` applied (``untied_note``).
+UNTIED_NOTE = ("config.json unties lm_head (tie_word_embeddings: false); counted as the checkpoint holds it — "
+               "transformers {version} ties it to the shared embedding when building the model from the config")
+
+
+def _config_unties(config: dict, config_obj) -> bool:
+    """config.json says ``tie_word_embeddings: false`` and the configuration class says True anyway.
+
+    T5Config (and MT5, LongT5, Pop2Piano) in transformers 5.24 sets ``self.tie_word_embeddings = True`` whatever
+    the file says (configuration_t5.py: "we tie weights always"), while google/flan-t5-xl's config.json says
+    false and its checkpoint holds lm_head.weight apart from shared.weight. Not the case where the class only
+    forwards an older file's ``text_config.tie_word_embeddings: true`` to the top level (Qwen2.5-VL, GLM-4V):
+    there the file itself asks for tying."""
+    text = config.get("text_config")
+    forwarded = isinstance(text, dict) and text.get("tie_word_embeddings") is True
+    return (config.get("tie_word_embeddings") is False and not forwarded
+            and getattr(config_obj, "tie_word_embeddings", None) is True)
+
+
+def checkpoint_untied(config: dict, config_obj) -> bool:
+    """When config.json (``config``) says ``tie_word_embeddings: false`` and the built configuration object
+    says True (``_config_unties``), set the object's flag to False, as the checkpoint holds it, and return True.
+    A model built from it then has every entry of its class's ``_tied_weights_keys`` untied: call
+    ``retie_input_embeddings`` on it."""
+    if not _config_unties(config, config_obj):
+        return False
+    config_obj.tie_word_embeddings = False
+    return True
+
+
+def untied_note(config: dict, config_obj) -> str | None:
+    """The inventory note for a model ``build_model`` built untied (``config_obj``: the object it returns,
+    as AutoConfig made it); None when ``checkpoint_untied`` does not apply."""
+    return UNTIED_NOTE.format(version=versions()["transformers"]) if _config_unties(config, config_obj) else None
+
+
+def retie_input_embeddings(model) -> None:
+    """Tie again what a model built with ``tie_word_embeddings=False`` left apart, except its output embeddings.
+
+    With the flag False, transformers 5.24 (``get_expanded_tied_weights_keys``) unties every entry of the
+    class's ``_tied_weights_keys``: for T5ForConditionalGeneration that is ``encoder.embed_tokens.weight``,
+    ``decoder.embed_tokens.weight`` and ``lm_head.weight`` (2,981,353,472 parameters for flan-t5-xl). The
+    checkpoint holds one shared embedding for the encoder and decoder inputs and a separate LM head
+    (2,849,757,184): each target except the output embeddings' weight gets its source Parameter back."""
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    out_weight = getattr(out, "weight", None) if out is not None else None
+    for target, source in (getattr(model, "_tied_weights_keys", None) or {}).items():
+        try:  # plain names only; a class naming regex patterns there is not of the T5 kind
+            source_param = model.get_parameter(source)
+            target_param = model.get_parameter(target)
+        except AttributeError:
+            continue
+        if out_weight is not None and target_param is out_weight:
+            continue
+        owner, _, attr = target.rpartition(".")
+        setattr(model.get_submodule(owner), attr, source_param)
 
 
 def accelerate_model(auto_map: dict, config_obj, built, *, trust_remote_code: bool = False):

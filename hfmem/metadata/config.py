@@ -188,6 +188,13 @@ def _sub_configs(raw: dict) -> list[tuple[str, dict]]:
     return out
 
 
+# Hierarchical vision models whose configuration classes take one value per stage for heads and widths
+# (SwinConfig num_heads [3, 6, 12, 24]; SegformerConfig num_attention_heads [1, 2, 5, 8], hidden_sizes).
+PER_STAGE_TYPES = frozenset({"swin", "swinv2", "donut-swin", "maskformer-swin", "segformer", "pvt", "pvt_v2",
+                             "mobilevit", "mobilevitv2", "focalnet", "nat", "dinat", "glpn", "efficientformer",
+                             "poolformer", "hiera", "swin2sr"})
+
+
 def _check_ints(origin: str, prefix: str, holder: dict) -> None:
     for name, (limit, what) in _LIMITS.items():
         if name not in holder:
@@ -197,16 +204,27 @@ def _check_ints(origin: str, prefix: str, holder: dict) -> None:
             continue
         nonneg = name in _NONNEG
         expected = "a non-negative integer" if nonneg else "a positive integer"
+        if holder.get("model_type") in PER_STAGE_TYPES and isinstance(value, list) and value and \
+                all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            # per-stage values of hierarchical vision models (Swin's num_heads [3, 6, 12, 24], SegFormer's
+            # num_attention_heads [1, 2, 5, 8]): each stage's value is checked
+            for i, v in enumerate(value):
+                _check_one(origin, f"{prefix}{name}[{i}]", v, limit, what, nonneg, expected)
+            continue
         if not isinstance(value, int) or isinstance(value, bool):
             extra = ("; transformers' configuration classes refuse it too" if isinstance(value, float)
                      and value == value and value not in (float("inf"), float("-inf")) else "")
             raise _refuse(origin, f"{prefix}{name} must be {expected}, found {_found(value)}{extra}")
-        if value < 0 or (value == 0 and not nonneg):
-            raise _refuse(origin, f"{prefix}{name} must be {expected}, found {_found(value)}")
-        if value > limit:
-            raise _refuse(origin, f"{prefix}{name} is {_found(value)}, above hfmem's limit of {limit:,} for "
-                          f"{what}: no released model is near it, so hfmem will not build it",
-                          hint="check the file: it is damaged or not a real model's config")
+        _check_one(origin, f"{prefix}{name}", value, limit, what, nonneg, expected)
+
+
+def _check_one(origin: str, label: str, value: int, limit: int, what: str, nonneg: bool, expected: str) -> None:
+    if value < 0 or (value == 0 and not nonneg):
+        raise _refuse(origin, f"{label} must be {expected}, found {_found(value)}")
+    if value > limit:
+        raise _refuse(origin, f"{label} is {_found(value)}, above hfmem's limit of {limit:,} for {what}: no "
+                      "released model is near it, so hfmem will not build it",
+                      hint="check the file: it is damaged or not a real model's config")
 
 
 def _check_dtype(origin: str, prefix: str, holder: dict) -> None:

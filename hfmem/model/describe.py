@@ -23,12 +23,15 @@ from .states import ssm_of, state_tensors
 
 # transformers' configuration classes: tie_word_embeddings when a config.json does not say (checked with
 # AutoConfig.for_model in transformers 5.24), and the activation when it names none.
+# Encoder-decoder configuration classes (T5Config, BartConfig, WhisperConfig ...): is_encoder_decoder=True and
+# tie_word_embeddings=True by default, so a config.json may name neither.
+SEQ2SEQ_TYPES = frozenset({
+    "t5", "mt5", "umt5", "longt5", "switch_transformers", "bart", "mbart", "marian", "pegasus", "blenderbot",
+    "m2m_100", "nllb-moe", "plbart", "led", "prophetnet", "whisper"})
 TIED_BY_DEFAULT = frozenset({
     "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_bigcode", "bert", "roberta", "xlm-roberta", "camembert",
     "electra", "distilbert", "modernbert", "starcoder2", "cohere", "cohere2", "smollm3", "opt", "falcon", "bloom",
-    # encoder-decoder configuration classes (T5Config, BartConfig, WhisperConfig ...: tie_word_embeddings=True)
-    "t5", "mt5", "umt5", "longt5", "switch_transformers", "bart", "mbart", "marian", "pegasus", "blenderbot",
-    "m2m_100", "nllb-moe", "plbart", "led", "prophetnet", "whisper"})
+    *SEQ2SEQ_TYPES})
 DEFAULT_ACT = {"gpt2": "gelu_new", "phi": "gelu_new", "gptj": "gelu_new", "gpt_bigcode": "gelu_pytorch_tanh",
                "gemma": "gelu_pytorch_tanh", "gemma2": "gelu_pytorch_tanh", "gemma3_text": "gelu_pytorch_tanh",
                "starcoder2": "gelu_pytorch_tanh", "bert": "gelu", "gpt_neox": "gelu", "opt": "relu"}
@@ -346,7 +349,8 @@ def _build(config: dict) -> ModelDescription:
         text.setdefault("vocab_size", config.get("vocab_size"))
         text.setdefault("tie_word_embeddings", config.get("tie_word_embeddings"))
     nested_seq2seq = isinstance(text, dict) and text.get("is_encoder_decoder")
-    is_seq2seq = bool(config.get("is_encoder_decoder") or nested_seq2seq or task in _SEQ2SEQ_TASKS)
+    is_seq2seq = bool(config.get("is_encoder_decoder", model_type in SEQ2SEQ_TYPES) or nested_seq2seq
+                      or task in _SEQ2SEQ_TASKS)
     unsized = unmodelled = encoder_length = unknown = None
     if is_seq2seq and model_type in NESTED_ENCODER_DECODER and isinstance(config.get("decoder"), dict):
         nested, more, unsized = _nested_towers(config, model_type)

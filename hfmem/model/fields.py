@@ -40,7 +40,11 @@ def first(cfg: dict, names: tuple[str, ...], default=None):
 
 
 def first_int(cfg: dict, names: tuple[str, ...], default: int = 0) -> int:
+    """The first of ``names`` as an int; ``default`` when none is set or the value is per stage (a list, as
+    hierarchical vision models give heads and widths: no single uniform stack to size)."""
     value = first(cfg, names)
+    if isinstance(value, (list, tuple)):
+        return default
     return int(value) if value not in (None, False) else default
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import __version__
+from ..inventory.towers import inventory_towers
 
 SCHEMA = "hfmem.calculator/1"
 
@@ -33,6 +34,8 @@ def model_json(report, table) -> dict:
         ],
         "checkpoint": inv.checkpoint,
         "modules": {name: {"parameters": n, "buffers_bytes": b} for name, (n, b) in inv.modules.items()},
+        "towers": [{"role": t.role, "parameters": t.parameters, "buffers_bytes": t.buffers_bytes, "bytes": t.bytes,
+                    "modules": list(t.modules)} for t in inventory_towers(inv, report.config)],
         "predicts": table.predicts,
         "assumptions": table.assumptions,
         "notes": report.notes + inv.notes + table.notes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..inventory.towers import inventory_towers, towers_line
 from ..units import calculator_units, format_binary, format_count
 
 HEADERS = ("dtype", "Largest Layer or Residual Group", "Total Size", "Training using Adam")
@@ -61,6 +62,9 @@ def footnotes(report, table) -> list[str]:
               for a in table.assumptions]
     if not any(a.startswith("largest layer") for a in table.assumptions):
         notes.append(f"Largest layer or residual group: {shown}.")
+    towers = towers_line(inventory_towers(report.inventory, report.config))
+    if towers:
+        notes.append(towers[0].upper() + towers[1:] + " parameters.")
     notes.append(UNITS_NOTE[0].upper() + UNITS_NOTE[1:] + ".")
     notes += [n[0].upper() + n[1:] + ("" if n.endswith(".") else ".")
               for n in report.notes + report.inventory.notes + table.notes]
