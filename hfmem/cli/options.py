@@ -148,6 +148,13 @@ AdamRuleOpt = Annotated[Optional[AdamRule], typer.Option(
                         "accelerate < 0.29, the calculator's old table).")]
 
 
+ImageSizeOpt = Annotated[Optional[int], typer.Option(
+    "--image-size", help="Vision inputs: image side in pixels (default: the model's image_size, else 224).")]
+AudioSecondsOpt = Annotated[Optional[float], typer.Option(
+    "--audio-seconds", help="Audio inputs: seconds per sample (default 10; Whisper: 30 s windows).")]
+TargetSeqOpt = Annotated[Optional[int], typer.Option(
+    "--target-seq", help="Encoder-decoders: label tokens per sample (default: --seq, within the decoder's "
+                         "positions).")]
 GpuOpt = Annotated[Optional[str], typer.Option(
     "--gpu", help="A catalog GPU (H100-80GB, RTX-4090, ...; see `hfmem gpus`) or a size (24GiB, 80GB): adds "
                   "fits, max context, max batch, fewest GPUs.")]

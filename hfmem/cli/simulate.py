@@ -10,8 +10,9 @@ import typer
 
 from ..errors import HfmemError, UsageError
 from .errors import error_line
-from .options import (Attn, DType, Format, FormatOpt, ModelsArg, NoCacheOpt, OfflineOpt, OptimizerImpl, RevisionOpt,
-                      TokenOpt, TrustRemoteCodeOpt, source_options, VerboseOpt)
+from .options import (Attn, AudioSecondsOpt, DType, Format, FormatOpt, ImageSizeOpt, ModelsArg, NoCacheOpt,
+                      OfflineOpt, OptimizerImpl, RevisionOpt, TargetSeqOpt, TokenOpt, TrustRemoteCodeOpt,
+                      source_options, VerboseOpt)
 from .output import print_json, print_text, stdout_console
 
 
@@ -59,6 +60,9 @@ def simulate(
     lora_alpha: Annotated[Optional[int], typer.Option("--lora-alpha", help="LoRA alpha (default 2 x rank).")] = None,
     lora_targets: Annotated[str, typer.Option("--lora-targets", help="Comma-separated module names, or "
                                               "all-linear.")] = "q_proj,v_proj",
+    target_seq: TargetSeqOpt = None,
+    image_size: ImageSizeOpt = None,
+    audio_seconds: AudioSecondsOpt = None,
     no_gpu_emulation: Annotated[bool, typer.Option("--no-gpu-emulation", help="Measure the plain CPU allocator "
                                                    "instead (no 512-B rounding, CPU attention kernels).")] = False,
     revision: RevisionOpt = None,
@@ -84,6 +88,9 @@ def simulate(
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     common = dict(batch=batch, dtype=DTYPE_NAMES[dtype.value], attn=attn.value if attn else None,
                   gpu_emulation=not no_gpu_emulation)
+    for name, value in (("image_size", image_size), ("audio_seconds", audio_seconds)):
+        if value is not None:
+            common[name] = value
     if mode is Mode.train:
         lora = None
         if lora_rank:
@@ -91,7 +98,7 @@ def simulate(
             lora = {"r": lora_rank, "alpha": lora_alpha or 2 * lora_rank, "targets": targets}
         settings = dict(common, seq=seq, grad_ckpt=grad_ckpt, optimizer=optimizer.value,
                         optimizer_impl=optimizer_impl.value, amp=amp.value if amp else None,
-                        iterations=iterations, lora=lora)
+                        iterations=iterations, lora=lora, **({"target_seq": target_seq} if target_seq else {}))
     else:
         settings = dict(common, context=context, new_tokens=new_tokens)
     sims, failures = [], []

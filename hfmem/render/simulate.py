@@ -49,16 +49,31 @@ def simulate_json(sims, errors=()) -> dict:
             "errors": errors_json(errors)}
 
 
+def _sample(i: dict, length_key: str) -> str:
+    """'seq 2048', '224×224 images', '30 s audio', '77 tokens + 224×224 images', '512 → 128 tokens'."""
+    parts = []
+    if "tokens" in i or i.get("main_input", "input_ids") == "input_ids":
+        parts.append(f"{length_key} {i.get('tokens', i.get(length_key))}")
+    if "image_size" in i and i.get("main_input") in ("pixel_values", "input_ids"):
+        parts.append(f"{i['image_size']}×{i['image_size']} images")
+    if "audio_seconds" in i and i.get("main_input") in ("input_values", "input_features"):
+        parts.append(f"{i['audio_seconds']:g} s audio")
+    if i.get("target_tokens"):
+        parts.append(f"{i['target_tokens']} target tokens")
+    return " + ".join(parts)
+
+
 def _title(sim) -> str:
     i = sim.result.inputs
     if sim.result.mode == "train":
-        what = (f"train: batch {i['batch']} x seq {i['seq']}, {i.get('amp') and 'AMP ' + i['amp'] or i['dtype']}, "
+        what = (f"train: batch {i['batch']} x {_sample(i, 'seq')}, "
+                f"{i.get('amp') and 'AMP ' + i['amp'] or i['dtype']}, "
                 f"{i['attn']}, {i['optimizer']} ({i['optimizer_impl']})"
                 + (", gradient checkpointing" if i.get("grad_ckpt") else "")
                 + (f", LoRA r{i['lora'].get('r')}" if i.get("lora") else ""))
     else:
-        what = (f"infer: batch {i['batch']} x context {i['context']} + {i['new_tokens']} new token(s), "
-                f"{i['dtype']}, {i['attn']}")
+        what = (f"infer: batch {i['batch']} x {_sample(i, 'context')}"
+                + (f" + {i['new_tokens']} new token(s)" if i.get("new_tokens") else "") + f", {i['dtype']}, {i['attn']}")
     return f"Simulated peak for '{sim.report.model}' ({sim.result.architecture}) — {what}"
 
 

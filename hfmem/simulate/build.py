@@ -7,9 +7,13 @@ import contextlib
 import weakref
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..inventory.meta_model import _model_class, _quiet, make_config
+# checkpoint_untied / retie_input_embeddings: the checkpoint's own tying (flan-t5's separate lm_head), as the
+# inventory counts it
+from ..inventory.meta_model import _model_class, _quiet, checkpoint_untied, make_config, retie_input_embeddings
 from .result import SimulationError
+from .tracker import _LOCAL_SCALAR, stand_in_scalar
 
 ATTN_IMPLEMENTATIONS = {"sdpa": "sdpa", "eager": "eager", "flash": "sdpa"}  # flash: sdpa routed to the flash op
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
@@ -31,16 +35,41 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 def _class_for(config: dict, config_obj):
     """The class the repo names (so a causal LM has its head); without ``architectures``, the causal-LM
-    class of the model type when transformers has one."""
+    class of the model type when transformers has one. A bare encoder-decoder (``BartModel``, ``T5Model``:
+    facebook/bart-large names BartModel) runs as its conditional-generation class, as people load it to
+    generate or fine-tune; its LM head is tied to the shared embedding, so the weights are the same."""
     arch = (config.get("architectures") or [None])[0]
     cls = _model_class(arch, config_obj)
-    if arch is None:
-        from transformers import AutoModelForCausalLM
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    import transformers
+    from transformers.models.auto import modeling_auto as auto
 
-        if config.get("model_type") in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-            return AutoModelForCausalLM
+    model_type = config.get("model_type")
+    if arch is None and model_type in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return transformers.AutoModelForCausalLM
+    seq2seq = auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.get(model_type) or \
+        auto.MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES.get(model_type)
+    if seq2seq and getattr(config_obj, "is_encoder_decoder", False) and \
+            auto.MODEL_MAPPING_NAMES.get(model_type) == (arch or auto.MODEL_MAPPING_NAMES.get(model_type)):
+        return getattr(transformers, seq2seq, cls)
     return cls
+
+
+def bare_encoder_decoder_note(config: dict, model) -> str | None:
+    """The assumption to state when a bare encoder-decoder was built as its generation class."""
+    arch = (config.get("architectures") or [None])[0]
+    if arch and type(model).__name__ != arch and getattr(model.config, "is_encoder_decoder", False):
+        return (f"config.json names {arch} (no head): run as {type(model).__name__}, whose LM head is tied to "
+                "the shared embedding (the same weights)")
+    return None
+
+
+def has_attention(config_obj) -> bool:
+    """Whether the model has attention layers at all (ResNet, ConvNeXt, RegNet have none: transformers refuses
+    an SDPA request for them, and no attention choice changes their memory)."""
+    configs = [config_obj] + [getattr(config_obj, k) for k in ("text_config", "vision_config", "audio_config")
+                              if getattr(config_obj, k, None) is not None]
+    keys = ("num_attention_heads", "num_heads", "n_head", "encoder_attention_heads", "decoder_attention_heads")
+    return any(getattr(c, k, None) for c in configs for k in keys)
 
 
 def build_model(config: dict, *, dtype: torch.dtype, attn: str):
@@ -53,11 +82,16 @@ def build_model(config: dict, *, dtype: torch.dtype, attn: str):
     arch = architecture_name(config)
     try:
         config_obj = make_config(config)
+        untied = checkpoint_untied(config, config_obj)
         cls = _class_for(config, config_obj)
-        kwargs = {"dtype": dtype, "attn_implementation": ATTN_IMPLEMENTATIONS[attn]}
-        with _quiet():
+        kwargs = {"dtype": dtype}
+        if has_attention(config_obj):
+            kwargs["attn_implementation"] = ATTN_IMPLEMENTATIONS[attn]
+        with _quiet(), _scalars_stand_in():
             model = cls._from_config(config_obj, **kwargs) if hasattr(cls, "_from_config") \
                 else cls.from_config(config_obj, **kwargs)
+        if untied:
+            retie_input_embeddings(model)
     except SimulationError:
         raise
     except Exception as exc:  # transformers raises many kinds for configs or settings it cannot build
@@ -67,6 +101,22 @@ def build_model(config: dict, *, dtype: torch.dtype, attn: str):
         raise SimulationError(f"{arch}: transformers could not build the model with attn={attn} "
                               f"({exc.__class__.__name__}: {first_line(exc)})") from None
     return model
+
+
+class _ScalarStandIn(TorchDispatchMode):
+    """Answers ``.item()`` on fake tensors while a model is built. Weight initializers read scalars that only
+    steer the random values, which fake tensors never have: torch 2.13's ``trunc_normal_`` (ViT, DeiT, Swin)
+    resamples ``while mask.any()``, so a truth value is answered False ("nothing out of range"), which ends
+    such loops; shapes and dtypes are untouched."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is _LOCAL_SCALAR:
+            return False if args[0].dtype == torch.bool else stand_in_scalar(args[0])
+        return func(*args, **(kwargs or {}))
+
+
+def _scalars_stand_in():
+    return _ScalarStandIn()
 
 
 def transformers_version() -> str:

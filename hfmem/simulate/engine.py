@@ -22,6 +22,7 @@ from torch._subclasses.fake_tensor import (
 from ..inventory.meta_model import versions
 from . import build, optim
 from .emulation import CUDA_MIN_BLOCK, eager_input_semantics, gpu_patches
+from .inputs import InputSizes, ModelInputs, build_inputs, head_kind
 from .result import (
     ACTIVATIONS,
     BUFFERS,
@@ -44,14 +45,26 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def simulate_train(config: dict, *, batch: int = 1, seq: int = 512, dtype: str = "bfloat16",
                    attn: str = "sdpa", grad_ckpt: bool = False, optimizer: str = "adamw",
                    optimizer_impl: str = "foreach", amp: str | None = None, iterations: int = 2,
-                   gpu_emulation: bool = True, lora: dict | None = None) -> SimResult:
+                   gpu_emulation: bool = True, lora: dict | None = None, target_seq: int | None = None,
+                   image_size: int | None = None, audio_seconds: float | None = None,
+                   grad_accum: int = 1) -> SimResult:
     """Simulate ``iterations`` training steps (forward with loss, backward, optimizer step and
-    ``zero_grad(set_to_none=True)``) on inputs of shape [batch, seq]. Step 2 is the steady state: the
+    ``zero_grad(set_to_none=True)``) on a batch of ``batch`` samples: [batch, seq] tokens for text (the source
+    of an encoder-decoder, whose labels have ``target_seq`` tokens), images of ``image_size`` pixels, or
+    ``audio_seconds`` of audio, by the model's main input (``inputs.py``). Step 2 is the steady state: the
     optimizer states exist from step 1 on."""
     inputs = dict(mode="train", batch=batch, seq=seq, dtype=dtype, attn=attn, grad_ckpt=grad_ckpt,
                   optimizer=optimizer, optimizer_impl=optimizer_impl, amp=amp, iterations=iterations,
                   gpu_emulation=gpu_emulation, lora=lora)
-    _check_positive(batch=batch, seq=seq)
+    inputs.update({k: v for k, v in dict(target_seq=target_seq, image_size=image_size,
+                                         audio_seconds=audio_seconds).items() if v is not None})
+    if grad_accum != 1:
+        inputs["grad_accum"] = grad_accum
+    _check_positive(grad_accum=grad_accum)
+    _check_positive(batch=batch, seq=seq, **{k: v for k, v in dict(target_seq=target_seq,
+                                                                   image_size=image_size).items() if v})
+    if audio_seconds is not None and not audio_seconds > 0:
+        raise SimulationError("audio_seconds must be more than 0")
     if iterations < 2:
         raise SimulationError("iterations must be at least 2 (optimizer states exist only from step 2 on)")
     if amp not in (None, *AMP_DTYPES):
@@ -63,22 +76,33 @@ def simulate_train(config: dict, *, batch: int = 1, seq: int = 512, dtype: str =
     started = time.perf_counter()
     tracker = MemoryTracker(CUDA_MIN_BLOCK if gpu_emulation else 1)
     with _fake_run(arch, tracker, gpu_emulation, attn) as fake_mode:
-        model = _training_model(config, arch, weights_dtype, attn, grad_ckpt, lora, fake_mode)
+        model, model_notes = _training_model(config, arch, weights_dtype, attn, grad_ckpt, lora, fake_mode)
         opt = optim.make_optimizer(optimizer, optimizer_impl, [p for p in model.parameters() if p.requires_grad])
-        batch_inputs = _token_inputs(model, batch, seq, labels=True)
-        _track_start(tracker, model, batch_inputs.values())
-        phases = _train_loop(model, opt, batch_inputs, tracker, iterations, amp, gpu_emulation, arch)
-    assumptions = _train_assumptions(gpu_emulation, attn, optimizer, optimizer_impl, amp, grad_ckpt, lora)
-    return _result("train", arch, phases, tracker, started, inputs, assumptions)
+        sizes = InputSizes(batch, seq, target_seq or _default_target(model, seq), image_size, audio_seconds)
+        batch_inputs = build_inputs(model, sizes, labels=True, dtype=_input_dtype(model, weights_dtype))
+        inputs.update(batch_inputs.sample)
+        _track_start(tracker, model, _tensors(batch_inputs.tensors))
+        phases = _train_loop(model, opt, batch_inputs, tracker, iterations, amp, gpu_emulation, arch, grad_accum)
+    assumptions = _train_assumptions(gpu_emulation, attn, optimizer, optimizer_impl, amp, grad_ckpt, lora,
+                                     batch_inputs) + model_notes
+    return _result("train", arch, phases, tracker, started, inputs, assumptions, model=model)
 
 
 def simulate_infer(config: dict, *, batch: int = 1, context: int = 512, new_tokens: int = 1,
-                   dtype: str = "bfloat16", attn: str = "sdpa", gpu_emulation: bool = True) -> SimResult:
+                   dtype: str = "bfloat16", attn: str = "sdpa", gpu_emulation: bool = True,
+                   image_size: int | None = None, audio_seconds: float | None = None) -> SimResult:
     """Simulate a prefill over [batch, context] into a DynamicCache, then ``new_tokens`` decode steps of
-    one token each, under ``torch.no_grad()``, driven by hand (``generate()`` stops on data)."""
+    one token each, under ``torch.no_grad()``, driven by hand (``generate()`` stops on data). A model that
+    does not generate (an encoder, a vision or audio classifier, a contrastive dual encoder) runs one forward
+    over its batch instead; an encoder-decoder encodes its input (tokens, Whisper's 30 s windows) in the
+    prefill, whose decoder reads one start token."""
     inputs = dict(mode="infer", batch=batch, context=context, new_tokens=new_tokens, dtype=dtype,
                   attn=attn, gpu_emulation=gpu_emulation)
-    _check_positive(batch=batch, context=context)
+    inputs.update({k: v for k, v in dict(image_size=image_size, audio_seconds=audio_seconds).items()
+                   if v is not None})
+    _check_positive(batch=batch, context=context, **({"image_size": image_size} if image_size else {}))
+    if audio_seconds is not None and not audio_seconds > 0:
+        raise SimulationError("audio_seconds must be more than 0")
     if new_tokens < 0:
         raise SimulationError("new_tokens must be 0 or more")
     weights_dtype = build.resolve_dtype(dtype)
@@ -89,11 +113,16 @@ def simulate_infer(config: dict, *, batch: int = 1, context: int = 512, new_toke
     with _fake_run(arch, tracker, gpu_emulation, attn), torch.no_grad():
         model = build.build_model(config, dtype=weights_dtype, attn=attn)
         model.eval()
-        prompt = _token_inputs(model, batch, context, labels=False)
-        _track_start(tracker, model, prompt.values())
-        phases, kv_bytes = _infer_loop(model, prompt["input_ids"], tracker, new_tokens)
-    assumptions = _infer_assumptions(gpu_emulation, attn, model_kind=_model_kind(model))
-    return _result("infer", arch, phases, tracker, started, inputs, assumptions, kv_bytes)
+        sizes = InputSizes(batch, context, None, image_size, audio_seconds)
+        prompt = build_inputs(model, sizes, labels=False, dtype=_input_dtype(model, weights_dtype))
+        inputs.update(prompt.sample)
+        if _model_kind(model) == "encoder":
+            inputs["new_tokens"] = 0  # nothing is generated
+        _track_start(tracker, model, _tensors(prompt.tensors))
+        phases, kv_bytes = _infer_loop(model, prompt.tensors, tracker, new_tokens)
+    assumptions = _infer_assumptions(gpu_emulation, attn, model_kind=_model_kind(model)) + prompt.assumptions
+    assumptions += [n for n in [build.bare_encoder_decoder_note(config, model)] if n]
+    return _result("infer", arch, phases, tracker, started, inputs, assumptions, kv_bytes, model=model)
 
 
 # -- running -------------------------------------------------------------------------------------------
@@ -160,10 +189,19 @@ def _model_code_location(exc: Exception) -> str:
 def _training_model(config: dict, arch: str, dtype: torch.dtype, attn: str, grad_ckpt: bool,
                     lora: dict | None, fake_mode):
     model = build.build_model(config, dtype=dtype, attn=attn)
-    if not build.is_lm(model):
-        raise SimulationError(f"{arch}: training needs a model with a language-modelling head "
-                              f"(got {type(model).__name__})")
+    if head_kind(model) == "none":
+        raise SimulationError(f"{type(model).__name__} has no task head: training needs one (name the task "
+                              "class, e.g. …ForSequenceClassification, in config.json's \"architectures\")")
     model.train()
+    notes = [n for n in [build.bare_encoder_decoder_note(config, model)] if n]
+    for key in ("mask_time_prob", "mask_feature_prob"):
+        if getattr(model.config, key, 0.0):
+            notes.append(f"SpecAugment off ({key} {getattr(model.config, key)} → 0): its in-place masking "
+                         "allocates only a bool mask")
+            # SpecAugment (wav2vec2, HuBERT, Whisper's apply_spec_augment): numpy-chosen spans written in place
+            # with a learned vector; its index mask has a data-dependent shape. Off here: the in-place write
+            # allocates nothing beyond a [batch, frames] bool mask.
+            setattr(model.config, key, 0.0)
     if grad_ckpt:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise SimulationError(f"{arch}: transformers does not support gradient checkpointing for this model")
@@ -171,15 +209,25 @@ def _training_model(config: dict, arch: str, dtype: torch.dtype, attn: str, grad
     if lora is not None:
         model = build.apply_lora(model, lora, arch, fake_mode)
         model.train()
-    return model
+    return model, notes
 
 
-def _token_inputs(model, batch: int, length: int, *, labels: bool) -> dict[str, torch.Tensor]:
-    """Random token ids [batch, length] (values never matter); ``labels = input_ids`` so that
-    transformers computes the loss itself, which materializes the logits in fp32."""
-    vocab = getattr(model.config.get_text_config(), "vocab_size", None) or 1000
-    ids = torch.randint(0, vocab, (batch, length))
-    return {"input_ids": ids, "labels": ids} if labels else {"input_ids": ids}
+def _tensors(batch: dict) -> list[torch.Tensor]:
+    return [t for t in batch.values() if isinstance(t, torch.Tensor)]
+
+
+def _input_dtype(model, weights_dtype: torch.dtype) -> torch.dtype:
+    """Float inputs (pixels, audio) in the weights' dtype, as a pipeline casts them (``.to(model.dtype)``)."""
+    return weights_dtype
+
+
+def _default_target(model, seq: int) -> int | None:
+    """An encoder-decoder's label length when none is given: the source length, within the decoder's
+    position table (Whisper: 448)."""
+    if not getattr(model.config, "is_encoder_decoder", False):
+        return None
+    limit = getattr(model.config, "max_target_positions", None)
+    return min(seq, int(limit)) if limit else seq
 
 
 def _track_start(tracker: MemoryTracker, model, inputs) -> None:
@@ -255,26 +303,30 @@ class _OptimizerStep:
         t.default_category = ACTIVATIONS
 
 
-def _forward_loss(model, batch_inputs: dict, amp: str | None, arch: str):
+def _forward_loss(model, batch_inputs: ModelInputs, amp: str | None, arch: str):
     autocast = torch.autocast(device_type="cpu", dtype=AMP_DTYPES[amp]) if amp else contextlib.nullcontext()
     with autocast:
         # The output (and its logits) is dropped once the loss is taken, as Trainer's compute_loss does.
-        loss = model(**batch_inputs).loss
+        out = model(**batch_inputs.tensors)
+        loss = batch_inputs.loss(out) if batch_inputs.loss else out.loss
+        del out
     if loss is None:
-        raise SimulationError(f"{arch}: the model returned no loss for labels=input_ids")
+        raise SimulationError(f"{arch}: the model returned no loss for its labels")
     return loss
 
 
-def _train_loop(model, opt, batch_inputs, tracker, iterations, amp, gpu_emulation, arch) -> list[PhaseStat]:
+def _train_loop(model, opt, batch_inputs, tracker, iterations, amp, gpu_emulation, arch,
+                grad_accum: int = 1) -> list[PhaseStat]:
     phases = _Phases(tracker)
     step = _OptimizerStep(opt, tracker, gpu_emulation)
     with _gradient_tags(model, tracker), tracker:
         for it in range(1, iterations + 1):
-            with phases.phase("forward", it):
-                loss = _forward_loss(model, batch_inputs, amp, arch)
-            with phases.phase("backward", it):
-                loss.backward()
-                del loss
+            for _ in range(grad_accum):  # micro-batches: the gradients stay allocated between them
+                with phases.phase("forward", it):
+                    loss = _forward_loss(model, batch_inputs, amp, arch)
+                with phases.phase("backward", it):
+                    loss.backward()
+                    del loss
             with phases.phase("optimizer_step", it, finish=step.tag_states):
                 step.run()
     return phases.stats
@@ -284,10 +336,12 @@ def _train_loop(model, opt, batch_inputs, tracker, iterations, amp, gpu_emulatio
 def _model_kind(model) -> str:
     if getattr(model.config, "is_encoder_decoder", False):
         return "encoder-decoder"
-    return "decoder" if model.can_generate() else "encoder"
+    if head_kind(model) in ("lm", "generation") and model.can_generate():  # MTModel: encoder-decoder above
+        return "decoder"
+    return "encoder"
 
 
-def _infer_loop(model, input_ids, tracker: MemoryTracker, new_tokens: int):
+def _infer_loop(model, prompt: dict, tracker: MemoryTracker, new_tokens: int):
     phases = _Phases(tracker)
     kind = _model_kind(model)
     state: dict[str, Any] = {}
@@ -297,7 +351,7 @@ def _infer_loop(model, input_ids, tracker: MemoryTracker, new_tokens: int):
 
     with tracker:
         with phases.phase("prefill", 1, finish=tag_cache):
-            _prefill(model, input_ids, kind, state)
+            _prefill(model, prompt, kind, state)
         if new_tokens and kind != "encoder":
             with phases.phase("decode", 1, finish=tag_cache):
                 for _ in range(new_tokens):
@@ -324,16 +378,18 @@ def _next_token(out) -> torch.Tensor:
     return out.logits[:, -1:].argmax(-1)  # greedy; the value is never known, only the shape matters
 
 
-def _prefill(model, input_ids, kind: str, state: dict) -> None:
-    if kind == "encoder":  # no cache, no decoding: one forward over the context
-        model(input_ids=input_ids)
+def _prefill(model, prompt: dict, kind: str, state: dict) -> None:
+    if kind == "encoder":  # no cache, no decoding: one forward over the batch
+        model(**prompt)
         return
     if kind == "encoder-decoder":
-        start = torch.zeros((input_ids.shape[0], 1), dtype=torch.long)
-        out = model(input_ids=input_ids, decoder_input_ids=start, use_cache=True)
+        main = next(iter(prompt.values()))
+        start = torch.zeros((main.shape[0], 1), dtype=torch.long)
+        out = model(**{k: v for k, v in prompt.items() if k != "decoder_input_ids"}, decoder_input_ids=start,
+                    use_cache=True)
         state["encoder_outputs"] = (out.encoder_last_hidden_state,)
     else:
-        out = model(input_ids=input_ids, use_cache=True, **_lm_kwargs(model))
+        out = model(input_ids=prompt["input_ids"], use_cache=True, **_lm_kwargs(model))
     state["cache"], state["next"] = _cache_of(out), _next_token(out)
 
 
@@ -385,9 +441,14 @@ def _tensors_in(obj, depth: int = 0, seen: set[int] | None = None):
 
 # -- result --------------------------------------------------------------------------------------------
 def _result(mode: str, arch: str, phases: list[PhaseStat], tracker: MemoryTracker, started: float,
-            inputs: dict, assumptions: list[str], kv_bytes: int | None = None) -> SimResult:
+            inputs: dict, assumptions: list[str], kv_bytes: int | None = None, model=None) -> SimResult:
     top = max(reversed(phases), key=lambda p: p.peak_bytes)  # on a tie, the later (steady-state) phase
-    return SimResult(
+    counts = {}
+    if model is not None:
+        params = list(model.parameters())  # each shared Parameter once
+        counts = dict(num_params=sum(p.numel() for p in params),
+                      trainable_params=sum(p.numel() for p in params if p.requires_grad))
+    return SimResult(**counts,
         mode=mode,
         architecture=arch,
         phases=phases,
@@ -418,9 +479,11 @@ def _common_assumptions(gpu_emulation: bool, attn: str) -> list[str]:
     return out
 
 
-def _train_assumptions(gpu_emulation, attn, optimizer, impl, amp, grad_ckpt, lora) -> list[str]:
+def _train_assumptions(gpu_emulation, attn, optimizer, impl, amp, grad_ckpt, lora, batch_inputs) -> list[str]:
     out = _common_assumptions(gpu_emulation, attn)
-    out.append("labels = input_ids: transformers' loss upcasts the logits to fp32")
+    if batch_inputs.head in ("lm", "masked_lm"):
+        out.append("labels = input_ids: transformers' loss upcasts the logits to fp32")
+    out += batch_inputs.assumptions
     out.append("the model output is dropped once the loss is taken (as Trainer does); "
                "zero_grad(set_to_none=True) after each step")
     if optimizer == "adafactor":
@@ -443,7 +506,7 @@ def _train_assumptions(gpu_emulation, attn, optimizer, impl, amp, grad_ckpt, lor
 def _infer_assumptions(gpu_emulation, attn, model_kind: str) -> list[str]:
     out = _common_assumptions(gpu_emulation, attn)
     if model_kind == "encoder":
-        out.append("encoder-only model: one forward over the context, no KV cache, no decoding")
+        out.append("a model that does not generate: one forward over the batch, no KV cache, no decoding")
     else:
         out.append("DynamicCache; prefill keeps only the last position's logits when the model supports "
                    "logits_to_keep (as generate() does); each decode step feeds one token")

@@ -69,6 +69,14 @@ class SimResult:
     not_included: list[str] = field(default_factory=lambda: list(NOT_INCLUDED))
     versions: dict[str, str] = field(default_factory=dict)
     kv_cache_bytes: int | None = None  # inference: after the last phase
+    num_params: int | None = None        # parameters of the model built (tied ones once)
+    trainable_params: int | None = None  # of those, with requires_grad (training: all, or LoRA's adapters)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SimResult":
+        """The inverse of ``to_dict`` (a stored simulation read back)."""
+        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "phases"}
+        return cls(phases=[PhaseStat(**p) for p in d["phases"]], **fields)
 
     def phase(self, name: str, iteration: int = 1) -> PhaseStat:
         for p in self.phases:

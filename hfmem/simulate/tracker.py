@@ -61,6 +61,10 @@ class MemoryTracker(TorchDispatchMode):
         self.label = ""  # the current phase, recorded with the overall peak
         self.default_category = ACTIVATIONS
         self.stand_in_scalars = False  # answer .item() on data-less tensors (optimizer steps only)
+        # Answer a truth value read from a data-less tensor with False in the model's forward and backward:
+        # model code reads one for a validity check (``(labels >= vocab).any()``: valid data) or a random skip
+        # (LayerDrop's ``torch.rand([]) < layerdrop``: the layer runs, the worst case). Numbers stay refused.
+        self.bools_false = True
         # The last op that raised, and id() of its exception: only the id, because an exception that model
         # code catches would otherwise keep its traceback's tensors alive.
         self.failed_op = None
@@ -76,6 +80,8 @@ class MemoryTracker(TorchDispatchMode):
         except DataDependentOutputException as exc:
             if self.stand_in_scalars and func is _LOCAL_SCALAR:
                 return stand_in_scalar(args[0])
+            if self.bools_false and func is _LOCAL_SCALAR and args[0].dtype == torch.bool:
+                return False
             self.failed_op, self.failed_exc_id = func, id(exc)
             raise
         except Exception as exc:
