@@ -136,7 +136,8 @@ def simulate_model(model: str, mode: str = "train", options: Options | None = No
         report = analyze(model, Options(**{**opts.__dict__, "use_cache": False}))
     config = simulation_config(report)
     notes = list(report.notes)
-    if settings.get("attn") is None:  # what transformers picks with no attn_implementation
+    chosen = settings.get("attn") is None
+    if chosen:  # what transformers picks with no attn_implementation
         from .scenarios import attention
 
         attn, default, _ = attention.choose(config, None)
@@ -145,12 +146,18 @@ def simulate_model(model: str, mode: str = "train", options: Options | None = No
             notes.append(default)
     if opts.progress:
         opts.progress(f"simulating {model} ({mode}) on fake tensors")
-    if mode == "train":
-        result = sim.simulate_train(config, **settings)
-    elif mode == "infer":
-        result = sim.simulate_infer(config, **settings)
-    else:
+    if mode not in ("train", "infer"):
         raise UsageError(f"unknown mode {mode!r}", hint="use --mode train or --mode infer")
+    run = sim.simulate_train if mode == "train" else sim.simulate_infer
+    try:
+        result = run(config, **settings)
+    except sim.SimulationError as exc:
+        # a model transformers has no SDPA path for that the shipped list misses (DeBERTa-v2, MPNet, WavLM):
+        # transformers itself would pick eager
+        if not (chosen and settings["attn"] == "sdpa" and "no SDPA attention" in str(exc)):
+            raise
+        result = run(config, **{**settings, "attn": "eager"})
+        notes.append("attention: eager, what transformers picks for this model (it has no SDPA path)")
     if report.inventory.method == "meta-model (mapped)":
         notes.append(f"custom '{report.inventory.model_type}' code not run: simulated as "
                      f"{report.inventory.architecture} (same tensors; the custom code's own buffers and "
@@ -205,9 +212,14 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
     report = _with_config(model, opts)
     inv = report.inventory
     ckpt = checkpoint_format(report.config or {}, inv.params_by_dtype)
+    by_code = _by_code(report, "serves")
+    if by_code is not None:
+        return _infer_by_code(model, report, by_code, s, ckpt, gpu_obj, opts)
     stored = (inv.checkpoint or {}).get("bytes")
     estimator = fitmod.estimator_for(_census(inv), report.config or {}, checkpoint_format=ckpt,
                                      buffer_bytes=inv.buffer_bytes, checkpoint_stored_bytes=stored)
+    if s.images:
+        estimator = _with_images(estimator, report, s, opts)
     if gpu_obj is not None:
         s = InferenceSettings(**{**s.__dict__, "gpu_memory_bytes": gpu_obj.usable_bytes})
     try:
@@ -237,6 +249,153 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
             notes.append(f"{gpu_obj.name} has no fp8 compute: vLLM runs fp8 weights as weight-only "
                          "(Marlin), same bytes")
     return InferenceReport(report, estimate, ckpt, result, notes)
+
+
+def _with_images(estimator, report: ModelReport, s: "InferenceSettings", opts: Options):
+    """The decoder estimator of a vision-language model serving ``s.images`` images per sequence: their tokens
+    (the processor's count) join the context, and the vision tower's forward over the images — simulated from
+    its own code — is a phase of its own before the prefill (weights resident, the encoder's activations)."""
+    from dataclasses import replace
+
+    from .model import describe
+    from .model.description import VISION_ENCODER
+    from .scenarios import images as img
+    from .scenarios.by_simulation import vision_pass
+    from .scenarios.inference import PhaseEstimate
+
+    config = report.config or {}
+    desc = describe(config)
+    if VISION_ENCODER not in desc.roles:
+        raise UsageError(f"{report.model} has no vision tower: --images does not apply",
+                         hint="leave --images out")
+    per_image, how = img.tokens_per_image(config, s.image_size)
+    vision_config = img.vision_tower_config(config)
+    extra = s.images * per_image
+
+    def run(st: "InferenceSettings"):
+        est = estimator(replace(st, context=st.context + extra))
+        est.settings = replace(est.settings, context=st.context)
+        est.assumptions.insert(0, f"{st.images} image(s) per sequence: {how}; {extra:,} image tokens join the "
+                                  f"{st.context:,}-token context ({st.context + extra:,} in the KV cache)")
+        if vision_config is None:
+            est.notes.append(f"the {desc.model_type} vision tower's activations are not modelled yet (its input is a "
+                             "flattened patch sequence): only its weights and the image tokens are counted")
+            return est
+        act, line = vision_pass(vision_config, batch=st.images * st.batch, dtype=est.compute_dtype,
+                                progress=opts.progress)
+        static = est.components["weights_bytes"] + est.components["buffers_bytes"]
+        vision_peak = static + act
+        est.phases.insert(0, PhaseEstimate(name="vision", tokens=0, kv_cache_bytes=0, activations_bytes=act,
+                                           peak_allocated_bytes=vision_peak))
+        est.assumptions.insert(1, line)
+        if vision_peak > est.peak_allocated_bytes:
+            from .scenarios.overheads import reserved_bytes
+
+            o = st.overheads
+            est.peak_phase, est.peak_allocated_bytes = "vision", vision_peak
+            est.components.update(kv_cache_bytes=0, activations_bytes=act)
+            est.peak_reserved_bytes = reserved_bytes(vision_peak, act, o.allocator_fragmentation)
+            est.components["allocator_reserve_bytes"] = est.peak_reserved_bytes - vision_peak
+            est.device_total_bytes = (est.peak_reserved_bytes + est.components["cuda_context_bytes"]
+                                      + est.components.get("nccl_bytes", 0))
+        return est
+
+    return run
+
+
+def _by_code(report: ModelReport, purpose: str):
+    """The model description when ``report``'s model is estimated from its own code for ``purpose``
+    ("serves" / "trains": vision, audio, contrastive, encoder-decoder models, and text encoders when served);
+    None for the decoder LMs the closed forms cover."""
+    from .model import describe
+    from .scenarios.by_simulation import ByCode
+
+    if report.config is None or report.inventory.method not in ("meta-model", "headers-exact", "meta-model (mapped)"):
+        return None
+    desc = describe(report.config)
+    return desc if getattr(ByCode, purpose)(desc) else None
+
+
+def _code_attention(config: dict, requested: str | None, error) -> tuple[str, str | None]:
+    from .scenarios import attention
+
+    attn, default, refusal = attention.choose(config, requested)
+    if refusal:
+        raise error(refusal, setting="attn")
+    return attn, default
+
+
+def _code_fit(gpu_obj, needed: int, notes: list[str], max_batch: int | None = None):
+    from .plan.fit import FitResult
+
+    cap = int(gpu_obj.usable_bytes)
+    return FitResult(gpu=gpu_obj.name, gpu_memory_bytes=gpu_obj.memory_bytes, gpus=1, capacity_bytes=cap,
+                     gpu_usable_bytes=gpu_obj.usable_bytes, gpu_capacity_basis=gpu_obj.capacity_basis,
+                     needed_bytes=needed, fits=needed <= cap, headroom_bytes=cap - needed, max_context=None,
+                     max_context_limited_by=None, max_batch=max_batch, min_gpus=None, min_gpus_note=None,
+                     weight_format_that_fits=None, weight_formats=[], notes=[gpu_obj.capacity_note()] + notes)
+
+
+def largest_batch_by_code(run: Callable[[int], object], batch: int, cap: int) -> int:
+    """The largest batch whose device total fits ``cap``, for an estimate that runs the model's code per batch
+    (``run(b)`` returns an estimate with ``phases`` and ``device_total_bytes``). Each phase's peak grows linearly
+    with the batch (activations are per sample) but the phase that peaks can change (a small batch peaks in
+    the optimizer step, a large one in the backward), so each phase is extrapolated on its own from ``batch``
+    and ``2·batch``, the smallest bound is taken, then checked by running the code at the answer and walked
+    down until it fits. 0 when even batch 1 does not fit."""
+    def totals(b: int) -> tuple[dict[str, int], int]:
+        e = run(b)
+        overhead = e.device_total_bytes - e.peak_allocated_bytes
+        peaks = e.phases if isinstance(e.phases, dict) else {}
+        if not isinstance(e.phases, dict):
+            for p in e.phases:
+                peaks[p.name] = max(peaks.get(p.name, 0), p.peak_allocated_bytes)
+        return {k: v + overhead for k, v in peaks.items()}, e.device_total_bytes
+
+    if totals(1)[1] > cap:
+        return 0
+    low, _ = totals(batch)
+    high, _ = totals(2 * batch)
+    bound = None
+    for name, a in low.items():
+        per_sample = (high.get(name, a) - a) / batch
+        if per_sample > 0:
+            limit = batch + (cap - a) / per_sample
+            bound = limit if bound is None else min(bound, limit)
+    guess = max(1, int(bound)) if bound is not None else 2 * batch
+    for _ in range(8):
+        if totals(guess)[1] <= cap:
+            return guess
+        guess = max(1, int(guess * 0.98) if guess > 50 else guess - 1)
+    return guess if totals(guess)[1] <= cap else 0
+
+
+def _infer_by_code(model: str, report: ModelReport, desc, s: "InferenceSettings", ckpt: str, gpu_obj,
+                   opts: Options) -> "InferenceReport":
+    from dataclasses import replace
+
+    from .scenarios.by_simulation import estimate_inference_by_code
+    from .scenarios.inference import InferenceSettingsError
+
+    config = simulation_config(report)
+    attn, default = _code_attention(config, s.attn, InferenceSettingsError)
+
+    def run(st: "InferenceSettings"):
+        return estimate_inference_by_code(config, desc, st, checkpoint_format=ckpt, attn=attn,
+                                          logical_params=report.inventory.num_params, progress=opts.progress,
+                                          attn_chosen=s.attn is None)
+
+    estimate = run(s)
+    if default:
+        estimate.assumptions.insert(0, default)
+    fit = None
+    if gpu_obj is not None:
+        cap = int(gpu_obj.usable_bytes)
+        max_b = largest_batch_by_code(lambda b: run(replace(s, batch=b)), s.batch, cap)
+        fit = _code_fit(gpu_obj, estimate.device_total_bytes,
+                        ["max batch: extrapolated from the simulations at batch "
+                         f"{s.batch} and {2 * s.batch}, then simulated at the answer"], max_b)
+    return InferenceReport(report, estimate, ckpt, fit, list(report.notes))
 
 
 def infer_many(models: list[str], options: Options | None = None, *, settings: "InferenceSettings | None" = None,
@@ -371,7 +530,23 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
         seq_notes.append(f"sequence {s.seq:,} exceeds the model's max_position_embeddings {model_max:,}: "
                          "quality degrades beyond it unless rope scaling is configured")
 
+    by_code = None if rlhf else _by_code(report, "trains")
+    if by_code is not None:
+        from .scenarios.by_simulation import estimate_training_by_code
+        from .scenarios.finetune import TrainSettingsError
+
+        sim_config = simulation_config(report)
+        code_attn, code_default = _code_attention(sim_config, s.attn, TrainSettingsError)
+        if code_default:
+            filled.append(code_default)
+        if advise:
+            raise UsageError(f"{model}: --advise is not available for models estimated from their own code yet",
+                             hint="run without --advise; --gpu still says whether it fits and the largest batch")
+
     def estimate(st: "TrainSettings"):
+        if by_code is not None:
+            return estimate_training_by_code(sim_config, by_code, st, attn=code_attn, progress=opts.progress,
+                                             attn_chosen=s.attn is None)
         return estimate_training(inv.tensors, config, st, largest_layer_params=largest)
 
     extra = dict(rlhf_options or {})
@@ -396,7 +571,11 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
             cap = gpu_obj.usable_bytes
             need = out.rlhf.device_total_bytes if out.rlhf is not None else est.device_total_bytes
             out.fits = need <= cap
-            if out.rlhf is None:
+            if by_code is not None:
+                out.max_batch = largest_batch_by_code(lambda b: estimate(replace(s, batch=b)), s.batch, cap)
+                out.notes.append(f"max batch: extrapolated from the simulations at batch {s.batch} and "
+                                 f"{2 * s.batch}, then simulated at the answer; max sequence not searched")
+            elif out.rlhf is None:
                 ok_b = lambda b: estimate(replace(s, batch=b)).device_total_bytes <= cap  # noqa: E731
                 ok_s = lambda q: estimate(replace(s, seq=q)).device_total_bytes <= cap  # noqa: E731
                 out.max_batch = largest_fitting(ok_b, 1, MAX_BATCH_SEARCH) if ok_b(1) else 0

@@ -307,11 +307,12 @@ def test_a_gptq_checkpoint_is_served_in_its_format_and_dtype(tmp_path):
     assert r.estimate.components["kv_cache_bytes"] == 2048 * 524_288  # fp16 KV: 32 × 32 × 128 × 2 × 2 B
 
 
-def test_an_architecture_without_an_activation_model_says_so(tmp_path):
+def test_a_setting_not_modelled_for_an_encoder_decoder_says_so(tmp_path):
+    """T5 is served from its own code (tests/test_by_code.py); vLLM serving of it is not modelled: one line."""
     (tmp_path / "config.json").write_text(json.dumps({
         "architectures": ["T5ForConditionalGeneration"], "model_type": "t5", "d_model": 64, "d_ff": 128, "d_kv": 16,
         "num_heads": 4, "num_layers": 2, "vocab_size": 512, "is_encoder_decoder": True}))
-    proc = run_hfmem("infer", str(tmp_path))
+    proc = run_hfmem("infer", str(tmp_path), "--engine", "vllm")
     assert proc.returncode == 6
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "encoder-decoder" in lines[0] and "hfmem simulate" in lines[0]
+    assert len(lines) == 1 and "serving with vllm" in lines[0] and "hfmem simulate" in lines[0]

@@ -11,7 +11,8 @@ import typer
 from .. import vocab
 from ..errors import HfmemError, UsageError
 from .options import (Attn, CudaContextOpt, CudaGraphsOpt, DType, Engine, Format, FragmentationOpt, KVDType,
-                      NcclOpt, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt,
+                      NcclOpt, FormatOpt, GpuOpt, GpusOpt, ImageSizeOpt, AudioSecondsOpt, ModelsArg,
+                      NoCacheOpt, OfflineOpt,
                       RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
 from .output import finish, hint
 
@@ -45,6 +46,11 @@ def infer(
     attn: Annotated[Optional[Attn], typer.Option("--attn",
         help="Attention implementation (default: transformers' own, sdpa, or eager for models without SDPA "
              "such as Gemma 2 and gpt-oss; vLLM: flash).")] = None,
+    images: Annotated[int, typer.Option("--images",
+        help="Vision-language models: images per sequence (their tokens are added to the context and the vision "
+             "tower's forward is simulated).")] = 0,
+    image_size: ImageSizeOpt = None,
+    audio_seconds: AudioSecondsOpt = None,
     gpu: GpuOpt = None,
     gpus: GpusOpt = 1,
     gpu_memory_utilization: Annotated[float, typer.Option("--gpu-memory-utilization",
@@ -85,7 +91,8 @@ def infer(
         weights_format=weights.lower() if weights else None, compute_dtype=dtype.value if dtype else None,
         kv_dtype=None if kv_dtype is KVDType.auto else kv_dtype.value, attn=attn.value if attn else None,
         tp=gpus, overheads=overheads, block_size=block_size, gpu_memory_utilization=gpu_memory_utilization,
-        max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, logits=logits.value)
+        max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, logits=logits.value,
+        image_size=image_size, audio_seconds=audio_seconds, images=images)
     gpu_obj = parse_gpu(gpu) if gpu else None
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     failures: list[tuple[str, HfmemError]] = []

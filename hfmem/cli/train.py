@@ -11,7 +11,9 @@ import typer
 
 from .. import vocab
 from ..errors import HfmemError, SettingsError, UsageError
-from .options import (Attn, CudaContextOpt, Format, FragmentationOpt, Fsdp, Method, NcclOpt, Optimizer, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt, OptimizerImpl,
+from .options import (Attn, AudioSecondsOpt, CudaContextOpt, Format, FragmentationOpt, Fsdp, ImageSizeOpt, Method,
+                      NcclOpt, Optimizer, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt,
+                      OptimizerImpl, TargetSeqOpt,
                       RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
 from .output import finish, hint
 
@@ -88,6 +90,9 @@ def train(
     pp: Annotated[int, typer.Option("--pp", help="Pipeline-parallel degree (within --gpus).")] = 1,
     gpus_per_node: Annotated[int, typer.Option("--gpus-per-node",
         help="GPUs sharing one node's CPU RAM (offload).")] = 8,
+    target_seq: TargetSeqOpt = None,
+    image_size: ImageSizeOpt = None,
+    audio_seconds: AudioSecondsOpt = None,
     gpu: GpuOpt = None,
     advise: Annotated[bool, typer.Option("--advise",
         help="The out-of-memory remedies, each quantified, and the cheapest plan that fits (needs --gpu).")] = False,
@@ -152,8 +157,8 @@ def train(
         zero=zero, offload_optimizer=offload_optimizer, offload_param=offload_param,
         fsdp=fsdp_value, gpus=gpus, tp=tp, pp=pp, gpus_per_node=gpus_per_node,
         full_logits_metrics=full_logits_metrics, optimizer_in_backward=optimizer_in_backward,
-        eval_generate_batch=eval_b, eval_generate_tokens=eval_t,
-        overheads=overheads)
+        eval_generate_batch=eval_b, eval_generate_tokens=eval_t, target_seq=target_seq, image_size=image_size,
+        audio_seconds=audio_seconds, overheads=overheads)
     gpu_obj = parse_gpu(gpu) if gpu else None
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     failures: list[tuple[str, HfmemError]] = []

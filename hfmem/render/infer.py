@@ -23,7 +23,8 @@ def _model_json(r, emit: str | None = None) -> dict:
               "checkpoint_format": r.checkpoint_format, "compute_dtype": e.compute_dtype, "kv_dtype": e.kv_dtype,
               "attn": e.attn, "tp": s.tp, "tensor_parallel": s.tp, "world_size": s.tp,
               "gpus": s.tp,  # deprecated (docs/json.md): the tensor-parallel degree; read tensor_parallel
-              "gpu": r.fit.gpu if r.fit else None, "logits": s.logits, "block_size": s.block_size}
+              "gpu": r.fit.gpu if r.fit else None, "logits": s.logits, "block_size": s.block_size,
+              "image_size": s.image_size, "audio_seconds": s.audio_seconds, "images": s.images}
     if s.engine == "vllm":
         inputs.update(gpu_memory_utilization=s.gpu_memory_utilization,
                       max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_num_seqs)
@@ -37,6 +38,8 @@ def _model_json(r, emit: str | None = None) -> dict:
         "parameters": e.logical_params,
         "weights": {"format": e.weights_format, "stored_bytes": e.stored_weights_bytes,
                     "logical_parameters": e.logical_params},
+        "kind": e.kind,
+        "batch_inputs": e.batch_inputs,
         "components": e.components,
         "kv_bytes_per_token": e.kv_bytes_per_token,
         "kv_bytes_per_token_per_gpu": e.kv_bytes_per_token_per_gpu,
@@ -105,7 +108,12 @@ def _rows(r) -> list[tuple[str, str]]:
     rows = [
         (f"Weights ({e.weights_format})", size_or_dash(c["weights_bytes"])),
         ("Buffers", size_or_dash(c["buffers_bytes"])),
-        (f"KV cache ({peak.tokens:,} tok x {s.batch}, {e.kv_dtype})", size_or_dash(c["kv_cache_bytes"])),
+    ]
+    if e.kind == "encoder-decoder":
+        rows.append((f"KV cache (self + cross, {e.kv_dtype})", size_or_dash(c["kv_cache_bytes"])))
+    elif e.kind == "generate":
+        rows.append((f"KV cache ({peak.tokens:,} tok x {s.batch}, {e.kv_dtype})", size_or_dash(c["kv_cache_bytes"])))
+    rows += [
         (f"Activations ({e.peak_phase}" + (f", {e.attn})" if _has_attention(e) else ")"), size_or_dash(c["activations_bytes"])),
         ("= Peak allocated", size_or_dash(e.peak_allocated_bytes)),
         ("Allocator reserve", size_or_dash(c["allocator_reserve_bytes"])),
@@ -117,8 +125,16 @@ def _rows(r) -> list[tuple[str, str]]:
     if "nccl_bytes" in c:
         rows.append(("NCCL", size_or_dash(c["nccl_bytes"])))
     rows.append(("= Device total (nvidia-smi)", size_or_dash(e.device_total_bytes)))
-    rows.append(("KV per token (whole model)", f"{e.kv_bytes_per_token:,.0f} B"))
-    if r.fit is not None:
+    if e.kind == "generate":
+        rows.append(("KV per token (whole model)", f"{e.kv_bytes_per_token:,.0f} B"))
+    if r.fit is not None and e.kind != "generate":
+        f = r.fit
+        rows += [
+            (f"Fits 1 x {f.gpu}", ("yes" if f.fits else "NO") + f" ({size_or_dash(abs(f.headroom_bytes))} "
+                                                               f"{'free' if f.fits else 'short'})"),
+            ("Max batch", "-" if f.max_batch is None else f"{f.max_batch:,}"),
+        ]
+    elif r.fit is not None:
         f = r.fit
         rows += [
             (f"Fits {s.tp} x {f.gpu}", ("yes" if f.fits else "NO") + f" ({size_or_dash(abs(f.headroom_bytes))} "
@@ -134,8 +150,14 @@ def _rows(r) -> list[tuple[str, str]]:
 
 def _title(reports) -> str:
     s = reports[0].estimate.settings
+    if reports[0].estimate.kind != "generate":
+        from ..scenarios.by_simulation import describe_batch
+
+        names = ", ".join(f"'{r.report.model}'" for r in reports)
+        return f"Serving memory per GPU for {names} — {s.engine}: {describe_batch(reports[0].estimate.batch_inputs)}"
     what = (f"{s.engine}: context {s.context:,}, batch {s.batch}"
             + (f", {s.new_tokens} new tokens" if s.new_tokens and s.engine == "transformers" else "")
+            + (f", {s.images} image(s) per sequence" if s.images else "")
             + (f", tensor parallel {s.tp}" if s.tp > 1 else ""))
     names = ", ".join(f"'{r.report.model}'" for r in reports)
     return f"Serving memory per GPU for {names} — {what}"

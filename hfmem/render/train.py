@@ -95,6 +95,7 @@ def _model_json(r, emit: str | None = None) -> dict:
         "trainable_parameters": e.trainable_params,
         "frozen_parameters": e.frozen_params,
         "scheme": e.scheme,
+        "batch_inputs": e.batch_inputs,
         "components": e.components,
         "phases": _phase_list(e.phases),
         "peak_phase": e.peak_phase,
@@ -206,9 +207,12 @@ def _rows(r) -> list[tuple[str, str]]:
     if e.cpu_bytes:
         rows.append(("CPU RAM per node", _size(e.cpu_bytes)))
     if r.gpu is not None and r.rlhf is None:
-        rows += [(f"Fits {e.settings.gpus} x {r.gpu.name}", "yes" if r.fits else "NO"),
-                 (f"Max micro-batch at seq {e.settings.seq:,}", str(r.max_batch)),
-                 (f"Max seq at micro-batch {e.settings.batch}", f"{r.max_seq:,}")]
+        rows.append((f"Fits {e.settings.gpus} x {r.gpu.name}", "yes" if r.fits else "NO"))
+        if e.batch_inputs:  # estimated from the model's code: the batch is searched, the sequence is not
+            rows.append(("Max micro-batch", "-" if r.max_batch is None else str(r.max_batch)))
+        else:
+            rows += [(f"Max micro-batch at seq {e.settings.seq:,}", str(r.max_batch)),
+                     (f"Max seq at micro-batch {e.settings.batch}", "-" if r.max_seq is None else f"{r.max_seq:,}")]
     return rows
 
 
@@ -222,7 +226,12 @@ def _title(reports) -> str:
         par.append(f"FSDP {s.fsdp}")
     if s.tp > 1 or s.pp > 1:
         par.append(f"tp {s.tp} x pp {s.pp}")
-    what = (f"{s.method}, {s.precision}, {s.optimizer}, micro-batch {s.batch} x seq {s.seq:,}, {s.attn}"
+    sample = f"micro-batch {s.batch} x seq {s.seq:,}, {s.attn}"
+    if reports[0].estimate.batch_inputs:
+        from ..scenarios.by_simulation import describe_batch
+
+        sample = "micro-" + describe_batch(reports[0].estimate.batch_inputs)
+    what = (f"{s.method}, {s.precision}, {s.optimizer}, {sample}"
             + (", grad checkpointing" if s.grad_ckpt else "") + (f", accumulation {s.grad_accum}" if s.grad_accum > 1 else "")
             + "; " + ", ".join(par))
     names = ", ".join(f"'{r.report.model}'" for r in reports)

@@ -65,6 +65,10 @@ class TrainSettings:
     optimizer_in_backward: bool = False  # step each parameter in a post-accumulate-grad hook and free its grad
     eval_generate_batch: int = 0         # an evaluation that generates: sequences at once ...
     eval_generate_tokens: int = 0        # ... of this many tokens (prompt + generated), e.g. PEFT's 50 x 800
+    target_seq: int | None = None        # encoder-decoders: label tokens per sample (None: seq, within the
+                                         # decoder's positions)
+    image_size: int | None = None        # vision inputs: side in pixels (None: the config's image_size, else 224)
+    audio_seconds: float | None = None   # audio inputs: seconds per sample (None: 10 s; Whisper: 30 s windows)
     overheads: Overheads = field(default_factory=Overheads)
 
     def validate(self) -> "TrainSettings":
@@ -78,6 +82,13 @@ class TrainSettings:
             raise TrainSettingsError(f"attn must be one of {', '.join(ATTNS)}, not {self.attn!r}")
         if int(self.eval_generate_batch) < 0 or int(self.eval_generate_tokens) < 0:
             raise TrainSettingsError("eval-generate batch and tokens must be 0 or more")
+        for name in ("target_seq", "image_size"):
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+                raise TrainSettingsError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})",
+                                         setting=name)
+        if self.audio_seconds is not None and not float(self.audio_seconds) > 0:
+            raise TrainSettingsError(f"audio-seconds must be more than 0 (got {self.audio_seconds})",
+                                     setting="audio_seconds")
         for name in ("batch", "seq", "grad_accum", "gpus", "tp", "pp", "lora_rank", "gpus_per_node"):
             if int(getattr(self, name)) < 1:
                 raise TrainSettingsError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
@@ -140,6 +151,9 @@ class TrainEstimate:
     assumptions: list[str]
     notes: list[str]
     adapters: dict | None = None
+    # what the micro-batch is for a model estimated from its own code (batch, tokens, image_size,
+    # audio_seconds, target_tokens); empty for decoder LMs (read ``settings``)
+    batch_inputs: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -66,6 +66,9 @@ class InferenceSettings:
     gpu_memory_bytes: int | None = None  # the GPU's memory, when known (vLLM sizes its KV pool from it)
     logits: str = "last"  # "last": generate's logits_to_keep=1; "all": a plain forward (scoring, perplexity,
                           # or transformers < 4.45's generate, which computed every position's logits)
+    image_size: int | None = None       # vision inputs: side in pixels (None: the config's image_size, else 224)
+    audio_seconds: float | None = None  # audio inputs: seconds per sample (None: 10 s; Whisper: one 30 s window)
+    images: int = 0                     # vision-language models: images per sequence (their tokens join the context)
 
     def validate(self) -> "InferenceSettings":
         if self.engine not in ENGINES:
@@ -75,6 +78,14 @@ class InferenceSettings:
             if int(getattr(self, name)) < 1:
                 raise InferenceSettingsError(f"{name.replace('_', '-')} must be at least 1 "
                                              f"(got {getattr(self, name)})", setting=name)
+        if self.image_size is not None and int(self.image_size) < 1:
+            raise InferenceSettingsError(f"image-size must be at least 1 (got {self.image_size})",
+                                         setting="image_size")
+        if self.audio_seconds is not None and not float(self.audio_seconds) > 0:
+            raise InferenceSettingsError(f"audio-seconds must be more than 0 (got {self.audio_seconds})",
+                                         setting="audio_seconds")
+        if int(self.images) < 0:
+            raise InferenceSettingsError(f"images must be 0 or more (got {self.images})", setting="images")
         if int(self.new_tokens) < 0:
             raise InferenceSettingsError(f"new-tokens must be 0 or more (got {self.new_tokens})", setting="new_tokens")
         if self.attn is not None and self.attn not in ATTNS:
@@ -132,6 +143,10 @@ class InferenceEstimate:
     notes: list[str]
     kv_layout_summary: dict[str, int]
     vllm: dict | None = None         # vLLM only: KV budget and the blocks/sequences it allows
+    # "generate" (a decoder LM: prefill + decode), "forward" (a model that does not generate: one forward over
+    # the batch) or "encoder-decoder" (encode, then decode with self and cross KV)
+    kind: str = "generate"
+    batch_inputs: dict = field(default_factory=dict)  # what one sample is: tokens, image side, audio seconds
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,0 +1,392 @@
+"""Serving and training memory calibrated from the model's own code, for the models hfmem has no closed-form
+activation model for: vision models (CNNs, ViTs), audio encoders (wav2vec2, HuBERT), contrastive dual encoders
+(CLIP, SigLIP), encoder-decoders (T5, BART, Whisper) and text encoders at serving time.
+
+How. The first time a model is asked about at some settings, the real transformers code runs once on fake
+tensors at exactly those settings (``hfmem.simulate``: every allocation the CUDA caching allocator would make,
+512-byte rounding, CUDA's attention and dropout kernels), which takes seconds and no GPU; the result is kept on
+disk (``hfmem.simulate.store``) keyed by the config, the settings and the torch/transformers versions, so the
+same question is then answered without importing torch. Parameters, gradients, optimizer states, the KV cache
+(self and cross attention) and the activations are read from the simulation's categories at its peak; the
+reserved memory and the CUDA context are added as for every other estimate (``overheads``).
+
+What it does not do (each refused in one line): vLLM and other engines, quantized weights, tensor parallelism,
+DeepSpeed ZeRO / FSDP, QLoRA, optimizers the simulator does not run (8-bit Adam, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from ..errors import SettingsError, UnsupportedArchitectureError
+from ..model import ModelDescription
+from ..model.description import AUDIO_ENCODER, ENCODER, TEXT_ENCODER, VISION_ENCODER
+from .overheads import reserved_bytes
+
+_DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
+           "fp32": "float32", "float32": "float32"}
+_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+_OPTIMIZERS = {"adamw": "adamw", "sgd": "sgd", "sgd-momentum": "sgd-momentum", "adafactor": "adafactor"}
+WHISPER_WINDOW_S = 30  # WhisperFeatureExtractor.chunk_length: every input is padded or cut to 30 s
+
+SOURCE = "calibrated on this machine from the model's code"
+
+
+class ByCode:
+    """Which models are estimated here, and why (one line for the JSON's assumptions)."""
+
+    @staticmethod
+    def serves(desc: ModelDescription) -> bool:
+        """Serving: every model without a text decoder (the closed-form serving model is a decoder LM's)."""
+        return not desc.unknown and desc.decoder is None and bool(desc.towers or desc.other_towers)
+
+    @staticmethod
+    def trains(desc: ModelDescription) -> bool:
+        """Training: the same, except the text encoders whose family has a calibrated closed form (BERT,
+        RoBERTa and the other BERT-code encoders, with an MLM or task head); MPNet, ModernBERT, Longformer,
+        ELECTRA's pre-training and the like run their own code (docs/coverage.md: the closed form missed them
+        by 8-144%)."""
+        if not ByCode.serves(desc):
+            return False
+        roles = {t.role for t in desc.towers}
+        if roles != {TEXT_ENCODER}:
+            return True
+        from .train_structures import family_for
+
+        family, _ = family_for(desc.model_type)
+        # ModernBERT is only structurally near BERT (GeGLU, RoPE, local attention), and a pre-training head
+        # (ELECTRA's discriminator, BERT's NSP) is not the calibrated MLM/classification step
+        return family != "bert" or desc.model_type == "modernbert" or desc.architecture.endswith("ForPreTraining")
+
+
+def _refuse(what: str, model_type: str) -> UnsupportedArchitectureError:
+    return UnsupportedArchitectureError(
+        f"{model_type}: {what} is not modelled for models estimated from their own code yet",
+        hint="the default (transformers, one GPU, 16/32-bit weights) is; `hfmem simulate` runs other settings")
+
+
+def _dtype(name: str | None, fallback: str) -> str:
+    if name is None:
+        return fallback
+    try:
+        return _DTYPES[str(name).lower()]
+    except KeyError:
+        raise SettingsError(f"dtype {name!r} cannot be simulated (use bf16, fp16 or fp32)", setting="dtype") from None
+
+
+def checkpoint_dtype(checkpoint_format: str) -> str | None:
+    """The compute dtype a 16/32-bit checkpoint loads in (transformers 5's dtype="auto"); None for quantized."""
+    return _DTYPES.get(checkpoint_format)
+
+
+def _simulate(config: dict, mode: str, settings: dict, progress=None, *, attn_chosen: bool = False):
+    """The simulation for (config, mode, settings): from the store, else run now and stored. ``attn_chosen``:
+    the attention was hfmem's default, not the user's: a model transformers has no SDPA path for (DeBERTa-v2,
+    MPNet, WavLM: not in the shipped list) runs eager, as transformers itself would pick, and says so."""
+    from ..simulate import store
+
+    k = store.key(config, mode, settings)
+    hit = store.get(k)
+    if hit is not None:
+        return hit, True
+    from .. import simulate as sim
+
+    if progress:
+        progress(f"calibrating from the model's code ({mode}, fake tensors): first time for these settings")
+    run = sim.simulate_train if mode == "train" else sim.simulate_infer
+    try:
+        result = run(config, **settings)
+    except sim.SimulationError as exc:
+        if not (attn_chosen and settings.get("attn") == "sdpa" and "no SDPA attention" in str(exc)):
+            raise
+        settings = {**settings, "attn": "eager"}
+        result = run(config, **settings)
+        result.assumptions.insert(0, "attention: eager, what transformers picks for this model (it has no SDPA "
+                                     "path)")
+    store.put(k, result)
+    return result, False
+
+
+DECODE_STEPS_SIMULATED = 16  # longer generations are extended from 8 and 16 steps (the fake run is op-bound)
+
+
+def _long_decode(config: dict, sim_settings: dict, progress, attn_chosen: bool):
+    """A simulation of ``new_tokens`` decode steps from two shorter ones: every step runs the same ops and appends
+    the same self-attention K,V to the cache, so the decode phase's peak, live set and cache grow by a constant
+    per step; the prefill is the same in all three."""
+    from dataclasses import replace as copy_with
+
+    n = sim_settings["new_tokens"]
+    n1, n2 = DECODE_STEPS_SIMULATED // 2, DECODE_STEPS_SIMULATED
+    short, cached1 = _simulate(config, "infer", {**sim_settings, "new_tokens": n1}, progress, attn_chosen=attn_chosen)
+    long, cached2 = _simulate(config, "infer", {**sim_settings, "new_tokens": n2}, progress, attn_chosen=attn_chosen)
+
+    def grow(a: int, b: int) -> int:
+        return b + (b - a) * (n - n2) // (n2 - n1)
+
+    phases = []
+    for p1, p2 in zip(short.phases, long.phases):
+        if p2.name != "decode":
+            phases.append(p2)
+            continue
+        by_category = {k: grow(p1.by_category.get(k, 0), v) for k, v in p2.by_category.items()}
+        phases.append(copy_with(p2, peak_bytes=grow(p1.peak_bytes, p2.peak_bytes),
+                                live_bytes_end=grow(p1.live_bytes_end, p2.live_bytes_end), by_category=by_category,
+                                kv_cache_bytes=grow(p1.kv_cache_bytes or 0, p2.kv_cache_bytes or 0)))
+    top = max(reversed(phases), key=lambda p: p.peak_bytes)
+    categories = dict(long.peak_by_category)
+    if top.name == "decode":
+        categories = {**top.by_category, "kv_cache": top.kv_cache_bytes or 0}
+    result = copy_with(long, phases=phases, peak_allocated_bytes=top.peak_bytes,
+                       peak_phase=f"{top.name}@{top.iteration}", peak_by_category=categories,
+                       kv_cache_bytes=phases[-1].kv_cache_bytes, inputs={**long.inputs, "new_tokens": n})
+    return result, cached1 and cached2
+
+
+def _calibration_line(result, cached: bool) -> str:
+    v = result.versions
+    return (f"{SOURCE}: the real {result.architecture} code run on fake tensors at these settings "
+            f"(transformers {v.get('transformers')}, torch {v.get('torch')}; hfmem simulate"
+            f"{', read from the cache of earlier runs' if cached else ''})")
+
+
+def _positions(desc: ModelDescription) -> int | None:
+    t = desc.tower(TEXT_ENCODER) or desc.tower(ENCODER)
+    return t.max_positions if t is not None else None
+
+
+# -- serving ---------------------------------------------------------------------------------------------
+def infer_settings_for_simulation(desc: ModelDescription, s, *, checkpoint_format: str,
+                                  attn: str) -> tuple[dict, list[str]]:
+    """The simulator's settings for an ``InferenceSettings`` ``s`` and the assumptions they imply."""
+    mt = desc.model_type
+    if s.engine != "transformers":
+        raise _refuse(f"serving with {s.engine}", mt)
+    if s.tp > 1:
+        raise _refuse("tensor parallelism", mt)
+    base = checkpoint_dtype(checkpoint_format)
+    if s.weights_format is not None and s.weights_format.lower() not in _DTYPES:
+        raise _refuse(f"{s.weights_format} weights", mt)
+    if base is None and s.weights_format is None and s.compute_dtype is None:
+        raise _refuse(f"a {checkpoint_format} checkpoint", mt)
+    dtype = _dtype(s.compute_dtype or s.weights_format, base or "float32")
+    if s.kv_dtype is not None and _dtype(s.kv_dtype, dtype) != dtype:
+        raise _refuse("a KV-cache dtype other than the compute dtype", mt)
+    notes: list[str] = []
+    roles = {t.role for t in desc.towers}
+    batch, context = s.batch, s.context
+    if desc.encoder_length and s.audio_seconds:  # Whisper: long audio in 30 s windows, run as one batch
+        windows = max(1, math.ceil(s.audio_seconds / WHISPER_WINDOW_S))
+        batch *= windows
+        notes.append(f"{s.audio_seconds:g} s of audio = {windows} window(s) of {WHISPER_WINDOW_S} s per sample, "
+                     f"run as a batch of {batch} (pipeline chunking)")
+    limit = _positions(desc)
+    if (TEXT_ENCODER in roles or ENCODER in roles) and limit and context > limit and not desc.encoder_length:
+        notes.append(f"context {context:,} is more than the model's {limit:,} positions: {limit:,} tokens per "
+                     "sample")
+        context = limit
+    out = dict(batch=batch, context=context, new_tokens=s.new_tokens if desc.is_encoder_decoder else 0,
+               dtype=dtype, attn=attn, gpu_emulation=True)
+    if VISION_ENCODER in roles and s.image_size:
+        out["image_size"] = s.image_size
+    if AUDIO_ENCODER in roles and s.audio_seconds and not desc.encoder_length:
+        out["audio_seconds"] = s.audio_seconds
+    if desc.is_encoder_decoder and not s.new_tokens:
+        notes.append("new tokens 0: the encoder pass and the decoder's first step only (--new-tokens N adds N "
+                     "decode steps and their self-attention cache)")
+    return out, notes
+
+
+def estimate_inference_by_code(config: dict, desc: ModelDescription, s, *, checkpoint_format: str, attn: str,
+                               logical_params: int, progress=None, attn_chosen: bool = False):
+    """``InferenceEstimate`` for a model served as its simulation measures it (see the module docstring)."""
+    from .inference import InferenceEstimate, PhaseEstimate
+
+    sim_settings, notes = infer_settings_for_simulation(desc, s, checkpoint_format=checkpoint_format, attn=attn)
+    if sim_settings["new_tokens"] > DECODE_STEPS_SIMULATED:
+        result, cached = _long_decode(config, sim_settings, progress, attn_chosen)
+        notes.append(f"{sim_settings['new_tokens']} decode steps: simulated {DECODE_STEPS_SIMULATED // 2} and "
+                     f"{DECODE_STEPS_SIMULATED}, extended linearly (each step adds the same self-attention K,V and "
+                     "runs the same ops)")
+    else:
+        result, cached = _simulate(config, "infer", sim_settings, progress, attn_chosen=attn_chosen)
+    attn = result.inputs.get("attn", attn)
+    cat = result.peak_by_category
+    weights, buffers = cat.get("parameters", 0), cat.get("buffers", 0)
+    # The cache is tagged when a phase ends (the decode steps' new self-attention entries count as activations
+    # until then): its size at the end of the peak phase, whose peak is in its last step.
+    top = result.phase(*result.peak_phase.split("@")[:1], int(result.peak_phase.split("@")[1]))
+    kv = top.kv_cache_bytes or cat.get("kv_cache", 0)
+    allocated = result.peak_allocated_bytes
+    activations = allocated - weights - buffers - kv
+    phases = []
+    for p in result.phases:
+        p_kv = p.kv_cache_bytes or 0
+        p_static = p.by_category.get("parameters", 0) + p.by_category.get("buffers", 0)
+        phases.append(PhaseEstimate(name=p.name, tokens=sim_settings["context"], kv_cache_bytes=p_kv,
+                                    activations_bytes=p.peak_bytes - p_static - p_kv,
+                                    peak_allocated_bytes=p.peak_bytes))
+    o = s.overheads
+    reserved = reserved_bytes(allocated, activations + kv, o.allocator_fragmentation)
+    components = {"weights_bytes": weights, "buffers_bytes": buffers, "kv_cache_bytes": kv,
+                  "activations_bytes": activations, "allocator_reserve_bytes": reserved - allocated,
+                  "cuda_context_bytes": o.cuda_context_bytes}
+    dtype = sim_settings["dtype"]
+    kind = "encoder-decoder" if desc.is_encoder_decoder else "forward"
+    if kind == "forward":
+        for p in phases:
+            p.name = "forward"
+    assumptions = [_calibration_line(result, cached)] + notes + list(result.assumptions) + [
+        f"peak_reserved adds {o.allocator_fragmentation:.0%} of activations and KV cache (allocator reserve)",
+        "device_total adds the CUDA context"]
+    return InferenceEstimate(
+        settings=replace(s, attn=attn), weights_format=_short(dtype), compute_dtype=dtype, kv_dtype=dtype,
+        attn=attn, logical_params=logical_params, stored_weights_bytes=weights, components=components,
+        kv_bytes_per_token=0.0, kv_bytes_per_token_per_gpu=0.0, phases=phases,
+        peak_phase="forward" if kind == "forward" else result.peak_phase.split("@")[0],
+        peak_allocated_bytes=allocated, peak_reserved_bytes=reserved,
+        device_total_bytes=reserved + o.cuda_context_bytes, max_position_embeddings=_positions(desc),
+        assumptions=list(dict.fromkeys(assumptions)), notes=[], kv_layout_summary={}, kind=kind,
+        batch_inputs=batch_inputs(config, desc, {**sim_settings, "batch": s.batch},
+                                  windows=sim_settings["batch"] // s.batch if desc.encoder_length else None))
+
+
+def batch_inputs(config: dict, desc: ModelDescription, sim_settings: dict, windows: int | None = None) -> dict:
+    """What one sample of the batch is, in the user's units (the keys of the JSON's ``batch_inputs``)."""
+    roles = {t.role for t in desc.towers} | set(desc.other_towers)
+    out: dict = {"batch": sim_settings["batch"]}
+    if windows:
+        out["windows_per_sample"] = windows
+    if VISION_ENCODER in roles:
+        vc = config.get("vision_config") if isinstance(config.get("vision_config"), dict) else config
+        side = vc.get("image_size") or 224
+        out["image_size"] = sim_settings.get("image_size") or (side[0] if isinstance(side, list) else side)
+    if AUDIO_ENCODER in roles or desc.encoder_length:
+        out["audio_seconds"] = WHISPER_WINDOW_S if desc.encoder_length else sim_settings.get("audio_seconds", 10.0)
+    if roles & {TEXT_ENCODER, ENCODER} and not desc.encoder_length:
+        out["tokens"] = sim_settings.get("context", sim_settings.get("seq"))
+    if desc.is_encoder_decoder:
+        out["new_tokens"] = sim_settings.get("new_tokens", 0)
+    return out
+
+
+def describe_batch(inputs: dict) -> str:
+    """'batch 1, images 224×224' — a table title's words for ``batch_inputs``."""
+    parts = [f"batch {inputs.get('batch', 1)}"]
+    if "tokens" in inputs:
+        parts.append(f"{inputs['tokens']:,} tokens")
+    if inputs.get("target_tokens"):
+        parts.append(f"{inputs['target_tokens']:,} target tokens")
+    if "image_size" in inputs:
+        parts.append(f"images {inputs['image_size']}×{inputs['image_size']}")
+    if "audio_seconds" in inputs:
+        n = inputs.get("windows_per_sample") or 1
+        parts.append(f"{inputs['audio_seconds']:g} s of audio" + (f" × {n} windows" if n > 1 else ""))
+    if inputs.get("new_tokens"):
+        parts.append(f"{inputs['new_tokens']} new tokens")
+    return ", ".join(parts)
+
+
+def _short(dtype: str) -> str:
+    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[dtype]
+
+
+# -- training --------------------------------------------------------------------------------------------
+def train_settings_for_simulation(desc: ModelDescription, s, *, attn: str) -> tuple[dict, list[str]]:
+    """The simulator's settings for a ``TrainSettings`` ``s`` and the assumptions they imply."""
+    mt = desc.model_type
+    if s.zero is not None or s.fsdp or s.tp > 1 or s.pp > 1 or s.gpus > 1:
+        raise _refuse("multi-GPU training (DDP, ZeRO, FSDP, tensor or pipeline parallel)", mt)
+    if s.method == "qlora":
+        raise _refuse("QLoRA", mt)
+    if s.optimizer not in _OPTIMIZERS:
+        raise _refuse(f"the {s.optimizer} optimizer", mt)
+    if s.precision.startswith("deepspeed"):
+        raise _refuse(f"{s.precision} precision", mt)
+    if s.optimizer_in_backward or s.full_logits_metrics or s.eval_generate_batch:
+        raise _refuse("optimizer-in-backward and evaluation phases", mt)
+    amp = {"amp-bf16": "bf16", "amp-fp16": "fp16"}.get(s.precision)
+    dtype = "float32" if amp else _dtype(s.precision, "bfloat16")
+    notes: list[str] = []
+    roles = {t.role for t in desc.towers}
+    seq = s.seq
+    limit = _positions(desc)
+    if (TEXT_ENCODER in roles or ENCODER in roles) and limit and seq > limit and not desc.encoder_length:
+        notes.append(f"sequence {seq:,} is more than the model's {limit:,} positions: {limit:,} tokens per sample")
+        seq = limit
+    out = dict(batch=s.batch, seq=seq, dtype=dtype, attn=attn, grad_ckpt=s.grad_ckpt,
+               optimizer=_OPTIMIZERS[s.optimizer], optimizer_impl=s.adamw_impl, amp=amp, gpu_emulation=True)
+    if s.grad_accum > 1:
+        out["grad_accum"] = s.grad_accum
+    if s.method in ("lora", "dora"):
+        targets = s.lora_targets
+        out["lora"] = {"r": s.lora_rank, "alpha": 2 * s.lora_rank, "dora": s.method == "dora" or s.dora,
+                       "targets": list(targets) if isinstance(targets, (list, tuple)) else (targets or "all-linear")}
+    if getattr(s, "target_seq", None) and desc.is_encoder_decoder:
+        out["target_seq"] = s.target_seq
+    if VISION_ENCODER in roles and getattr(s, "image_size", None):
+        out["image_size"] = s.image_size
+    if AUDIO_ENCODER in roles and getattr(s, "audio_seconds", None) and not desc.encoder_length:
+        out["audio_seconds"] = s.audio_seconds
+    return out, notes
+
+
+def estimate_training_by_code(config: dict, desc: ModelDescription, s, *, attn: str, progress=None,
+                              attn_chosen: bool = False):
+    """``TrainEstimate`` for one training step as its simulation measures it (see the module docstring)."""
+    from .finetune import TrainEstimate
+
+    sim_settings, notes = train_settings_for_simulation(desc, s, attn=attn)
+    result, cached = _simulate(config, "train", sim_settings, progress, attn_chosen=attn_chosen)
+    attn = result.inputs.get("attn", attn)
+    last = max(p.iteration for p in result.phases)
+    fwd, bwd, step = (next(p for p in reversed(result.phases) if p.name == name and p.iteration == last)
+                      for name in ("forward", "backward", "optimizer_step"))
+    allocated = result.peak_allocated_bytes
+    # The components, as for every training estimate: the model states at full size and the activations
+    # saved at the end of the forward (steady-state step); the peak is the largest phase, not their sum.
+    weights = fwd.by_category.get("parameters", 0) + fwd.by_category.get("buffers", 0)
+    grads = bwd.by_category.get("gradients", 0)
+    states = step.by_category.get("optimizer_state", 0)
+    saved = fwd.live_bytes_end - fwd.live_bytes_start
+    step_temp = max(0, step.peak_bytes - step.live_bytes_start)
+    phases: dict[str, int] = {}
+    for p in result.phases:
+        phases[p.name] = max(phases.get(p.name, 0), p.peak_bytes)
+    o = s.overheads
+    reserved = reserved_bytes(allocated, saved + grads + step_temp, o.allocator_fragmentation)
+    components = {"weights_bytes": weights, "master_weights_bytes": 0, "gradients_bytes": grads,
+                  "optimizer_bytes": states, "optimizer_step_temporary_bytes": step_temp,
+                  "activations_bytes": saved, "allocator_reserve_bytes": reserved - allocated,
+                  "cuda_context_bytes": o.cuda_context_bytes}
+    trainable = result.trainable_params or 0
+    assumptions = [_calibration_line(result, cached)] + notes + list(result.assumptions) + [
+        f"micro-batch {s.batch}" + (f", gradient accumulation {s.grad_accum}" if s.grad_accum > 1 else ""),
+        "activations: saved at the end of the forward (steady-state step); peak_allocated = the largest phase "
+        "(forward, backward, optimizer step), not the sum of the parts",
+        f"peak_reserved adds {o.allocator_fragmentation:.0%} of activations, gradients and step temporaries",
+        "device_total adds the CUDA context"]
+    inputs = {k: v for k, v in result.inputs.items()
+              if k in ("batch", "tokens", "image_size", "audio_seconds", "target_tokens") and v is not None}
+    if inputs.get("tokens") is None and sim_settings.get("seq") and "input_ids" == result.inputs.get("main_input"):
+        inputs["tokens"] = sim_settings["seq"]
+    return TrainEstimate(
+        settings=replace(s, attn=attn, seq=sim_settings["seq"]), trainable_params=trainable,
+        frozen_params=max(0, (result.num_params or 0) - trainable), components=components, phases=phases,
+        peak_phase=result.peak_phase.split("@")[0], peak_allocated_bytes=allocated, peak_reserved_bytes=reserved,
+        device_total_bytes=reserved + o.cuda_context_bytes, cpu_bytes=0, cpu_components={},
+        activations={"saved_bytes": saved, "by_part": {}, "source": SOURCE},
+        scheme="single-device", assumptions=list(dict.fromkeys(assumptions)), notes=[], adapters=None,
+        batch_inputs=inputs)
+
+
+def vision_pass(vision_config: dict, *, batch: int, dtype: str, progress=None) -> tuple[int, str]:
+    """(activation bytes, the assumption line) of a vision tower's forward over ``batch`` images, simulated from
+    its own code (``CLIPVisionModel``, ``SiglipVisionModel``) and stored like every other simulation."""
+    settings = dict(batch=batch, context=1, new_tokens=0, dtype=dtype, attn="sdpa", gpu_emulation=True)
+    result, cached = _simulate(vision_config, "infer", settings, progress, attn_chosen=True)
+    cat = result.peak_by_category
+    act = result.peak_allocated_bytes - cat.get("parameters", 0) - cat.get("buffers", 0)
+    return act, (f"vision tower: {batch} image(s) through {result.architecture}, its activations "
+                 + _calibration_line(result, cached).replace(SOURCE + ": ", "calibrated from its own code: "))

@@ -1,0 +1,69 @@
+"""Images served to a vision-language model: how many tokens each adds to the language model's context (from
+the processor's settings in config.json), and the vision tower that encodes them. Pure functions; the vision
+tower's activations come from a simulation of its own code (``by_simulation``).
+
+Tokens per image, by family (what each processor inserts for one image):
+
+* LLaVA-1.5 (``llava``): the vision tower's patch grid, (image_size / patch_size)² — 576 for CLIP ViT-L/14 at
+  336 px; ``vision_feature_select_strategy`` "full" keeps the CLS token too (+1). LlavaProcessor expands one
+  ``<image>`` token to that many.
+* Gemma 3 (``gemma3``): ``mm_tokens_per_image`` (256: SigLIP's 64×64 patches pooled 4×4), whatever the
+  input resolution (Gemma3Processor resizes to 896×896).
+* Qwen2-VL / Qwen2.5-VL: dynamic resolution — the image is resized to multiples of 28 px (patch 14 × spatial
+  merge 2) and every 2×2 patch group is one token: (H/28)·(W/28); ``--image-size`` says the side (448 px when not
+  given: 256 tokens).
+"""
+
+from __future__ import annotations
+
+from ..errors import UnsupportedArchitectureError
+
+QWEN_DEFAULT_SIDE = 448
+# vision sub-config model_type -> the transformers class that runs it alone (its forward takes pixel_values)
+VISION_CLASSES = {"clip_vision_model": "CLIPVisionModel", "siglip_vision_model": "SiglipVisionModel"}
+
+
+def tokens_per_image(config: dict, image_size: int | None = None) -> tuple[int, str]:
+    """(tokens one image adds to the context, how they were counted) for a VLM config."""
+    mt = config.get("model_type")
+    vc = config.get("vision_config") or {}
+    if mt == "llava":
+        side = int(vc.get("image_size") or 336)
+        patch = int(vc.get("patch_size") or 14)
+        if image_size and image_size != side:
+            raise UnsupportedArchitectureError(
+                f"llava: its processor resizes every image to {side}×{side}; --image-size {image_size} does not apply",
+                hint="leave --image-size out")
+        n = (side // patch) ** 2 + (1 if config.get("vision_feature_select_strategy") == "full" else 0)
+        return n, f"LLaVA: ({side}/{patch})² = {n} tokens per image (its processor expands <image> to the patch grid)"
+    if mt == "gemma3":
+        n = int(config.get("mm_tokens_per_image") or 256)
+        return n, f"Gemma 3: mm_tokens_per_image = {n} tokens per image (resized to 896×896, pooled)"
+    if mt in ("qwen2_vl", "qwen2_5_vl"):
+        unit = int(vc.get("patch_size") or vc.get("spatial_patch_size") or 14) * int(vc.get("spatial_merge_size") or 2)
+        side = image_size or QWEN_DEFAULT_SIDE
+        cells = max(1, round(side / unit))  # smart_resize: to the nearest multiple of 28 px
+        n = cells * cells
+        return n, (f"Qwen2-VL: a {side}×{side} image resized to {cells * unit}×{cells * unit} = ({cells * unit}/"
+                   f"{unit})² = {n} tokens (2×2 patches of {unit // 2} px merged)"
+                   + ("" if image_size else f"; --image-size not given: {QWEN_DEFAULT_SIDE} px"))
+    raise UnsupportedArchitectureError(f"{mt}: the image tokens of its processor are not modelled yet",
+                                       hint="serve text only (leave --images out), or run `hfmem simulate`")
+
+
+def vision_tower_config(config: dict) -> dict | None:
+    """The vision sub-config as a model config its own transformers class builds, or None when that tower's
+    forward is not a plain ``pixel_values`` batch (Qwen2-VL's flattened patch sequence)."""
+    vc = config.get("vision_config")
+    if not isinstance(vc, dict):
+        return None
+    cls = VISION_CLASSES.get(vc.get("model_type"))
+    if cls is None:
+        return None
+    out = dict(vc, architectures=[cls])
+    dtype = config.get("torch_dtype") or config.get("dtype")
+    if dtype and not (vc.get("torch_dtype") or vc.get("dtype")):
+        out["torch_dtype"] = dtype
+    return out
+
+
