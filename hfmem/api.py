@@ -212,7 +212,7 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
     report = _with_config(model, opts)
     inv = report.inventory
     ckpt = checkpoint_format(report.config or {}, inv.params_by_dtype)
-    by_code = _by_code(report, "serves")
+    by_code = _by_code(report, "serves", s, ckpt)
     if by_code is not None:
         return _infer_by_code(model, report, by_code, s, ckpt, gpu_obj, opts)
     stored = (inv.checkpoint or {}).get("bytes")
@@ -257,40 +257,27 @@ def _with_images(estimator, report: ModelReport, s: "InferenceSettings", opts: O
     its own code — is a phase of its own before the prefill (weights resident, the encoder's activations)."""
     from dataclasses import replace
 
-    from .model import describe
-    from .model.description import VISION_ENCODER
-    from .scenarios import images as img
     from .scenarios.by_simulation import vision_pass
+    from .scenarios.images import plan_images
     from .scenarios.inference import PhaseEstimate
+    from .scenarios.overheads import reserved_bytes
 
-    config = report.config or {}
-    desc = describe(config)
-    if VISION_ENCODER not in desc.roles:
-        raise UsageError(f"{report.model} has no vision tower: --images does not apply",
-                         hint="leave --images out")
-    per_image, how = img.tokens_per_image(config, s.image_size)
-    vision_config = img.vision_tower_config(config)
-    extra = s.images * per_image
+    plan = plan_images(report.model, report.config or {}, s.image_size)
 
     def run(st: "InferenceSettings"):
-        est = estimator(replace(st, context=st.context + extra))
+        est = estimator(replace(st, context=st.context + st.images * plan.per_image))
         est.settings = replace(est.settings, context=st.context)
-        est.assumptions.insert(0, f"{st.images} image(s) per sequence: {how}; {extra:,} image tokens join the "
-                                  f"{st.context:,}-token context ({st.context + extra:,} in the KV cache)")
-        if vision_config is None:
-            est.notes.append(f"the {desc.model_type} vision tower's activations are not modelled yet (its input is a "
-                             "flattened patch sequence): only its weights and the image tokens are counted")
+        est.assumptions.insert(0, plan.assumption(st.images, st.context, "join"))
+        if plan.vision_config is None:
+            est.notes.append(plan.not_modelled_note())
             return est
-        act, line = vision_pass(vision_config, batch=st.images * st.batch, dtype=est.compute_dtype,
+        act, line = vision_pass(plan.vision_config, batch=st.images * st.batch, dtype=est.compute_dtype,
                                 progress=opts.progress)
-        static = est.components["weights_bytes"] + est.components["buffers_bytes"]
-        vision_peak = static + act
+        vision_peak = est.components["weights_bytes"] + est.components["buffers_bytes"] + act
         est.phases.insert(0, PhaseEstimate(name="vision", tokens=0, kv_cache_bytes=0, activations_bytes=act,
                                            peak_allocated_bytes=vision_peak))
         est.assumptions.insert(1, line)
         if vision_peak > est.peak_allocated_bytes:
-            from .scenarios.overheads import reserved_bytes
-
             o = st.overheads
             est.peak_phase, est.peak_allocated_bytes = "vision", vision_peak
             est.components.update(kv_cache_bytes=0, activations_bytes=act)
@@ -303,17 +290,58 @@ def _with_images(estimator, report: ModelReport, s: "InferenceSettings", opts: O
     return run
 
 
-def _by_code(report: ModelReport, purpose: str):
+def _train_images(model: str, report: ModelReport, s: "TrainSettings", opts: Options):
+    """Fine-tuning a vision-language model on ``s.images`` images per sequence: their tokens (the processor's
+    count) lengthen every sequence, and the frozen vision tower's forward over the micro-batch's images —
+    simulated from its own code — is a phase of its own at the start of the step, with the model states
+    resident (the LLaVA recipe: the vision tower frozen, the projector and the language model trained)."""
+    from dataclasses import replace
+
+    from .scenarios.by_simulation import vision_pass
+    from .scenarios.images import plan_images
+    from .scenarios.overheads import reserved_bytes
+
+    plan = plan_images(model, report.config or {}, s.image_size)
+
+    def run(st: "TrainSettings", closed_form):
+        est = closed_form(replace(st, seq=st.seq + st.images * plan.per_image, images=0))
+        est.settings = replace(est.settings, seq=st.seq, images=st.images)
+        est.assumptions.insert(0, plan.assumption(st.images, st.seq, "lengthen"))
+        if plan.vision_config is None:
+            est.notes.append(plan.not_modelled_note())
+            return est
+        dtype = "float32" if st.precision in ("fp32", "amp-bf16", "amp-fp16") else \
+            {"bf16": "bfloat16", "fp16": "float16"}.get(st.precision, "bfloat16")
+        act, line = vision_pass(plan.vision_config, batch=st.images * st.batch, dtype=dtype, progress=opts.progress)
+        c = est.components
+        resident = c.get("weights_bytes", 0) + c.get("master_weights_bytes", 0) + c.get("optimizer_bytes", 0) + (
+            c.get("gradients_bytes", 0) if st.grad_accum > 1 else 0)
+        est.phases = {"vision": resident + act, **est.phases}
+        est.assumptions.insert(1, line + "; the vision tower frozen (no saved activations)")
+        if resident + act > est.peak_allocated_bytes:
+            est.peak_phase, est.peak_allocated_bytes = "vision", resident + act
+            est.peak_reserved_bytes = reserved_bytes(est.peak_allocated_bytes, act, st.overheads.allocator_fragmentation)
+            c["allocator_reserve_bytes"] = est.peak_reserved_bytes - est.peak_allocated_bytes
+            est.device_total_bytes = est.peak_reserved_bytes + c.get("cuda_context_bytes", 0) + c.get("nccl_bytes", 0)
+        return est
+
+    return run
+
+
+def _by_code(report: ModelReport, purpose: str, settings=None, checkpoint_format: str = ""):
     """The model description when ``report``'s model is estimated from its own code for ``purpose``
-    ("serves" / "trains": vision, audio, contrastive, encoder-decoder models, and text encoders when served);
-    None for the decoder LMs the closed forms cover."""
+    ("serves" / "trains": vision, audio, contrastive, encoder-decoder models, text encoders when served, and
+    decoder LMs of families with no stored coefficients at settings the simulator runs); None for the models
+    the closed forms cover."""
     from .model import describe
     from .scenarios.by_simulation import ByCode
 
     if report.config is None or report.inventory.method not in ("meta-model", "headers-exact", "meta-model (mapped)"):
         return None
     desc = describe(report.config)
-    return desc if getattr(ByCode, purpose)(desc) else None
+    if purpose == "serves":
+        return desc if ByCode.serves(desc, settings, checkpoint_format) else None
+    return desc if ByCode.trains(desc) or (settings is not None and ByCode.trains_decoder(desc, settings)) else None
 
 
 def _code_attention(config: dict, requested: str | None, error) -> tuple[str, str | None]:
@@ -530,7 +558,7 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
         seq_notes.append(f"sequence {s.seq:,} exceeds the model's max_position_embeddings {model_max:,}: "
                          "quality degrades beyond it unless rope scaling is configured")
 
-    by_code = None if rlhf else _by_code(report, "trains")
+    by_code = None if rlhf else _by_code(report, "trains", s)
     if by_code is not None:
         from .scenarios.by_simulation import estimate_training_by_code
         from .scenarios.finetune import TrainSettingsError
@@ -543,11 +571,16 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
             raise UsageError(f"{model}: --advise is not available for models estimated from their own code yet",
                              hint="run without --advise; --gpu still says whether it fits and the largest batch")
 
-    def estimate(st: "TrainSettings"):
+    image_pass = _train_images(model, report, s, opts) if s.images else None
+
+    def base(st: "TrainSettings"):
         if by_code is not None:
             return estimate_training_by_code(sim_config, by_code, st, attn=code_attn, progress=opts.progress,
                                              attn_chosen=s.attn is None)
         return estimate_training(inv.tensors, config, st, largest_layer_params=largest)
+
+    def estimate(st: "TrainSettings"):
+        return image_pass(st, base) if image_pass is not None else base(st)
 
     extra = dict(rlhf_options or {})
     if rlhf and gpu_obj is not None:

@@ -106,6 +106,7 @@ def test_whisper_large_v3_kv_cache_is_self_plus_cross_attention_by_hand():
     assert e.batch_inputs["audio_seconds"] == 30
 
 
+@pytest.mark.slow
 def test_whisper_long_audio_is_cut_into_30_second_windows():
     one = api.infer(folder("openai/whisper-large-v3"), OFF, new_tokens=1).estimate
     two = api.infer(folder("openai/whisper-large-v3"), OFF, new_tokens=1, audio_seconds=45).estimate
@@ -244,3 +245,46 @@ def test_a_long_generation_is_extended_from_two_short_ones_exactly(tmp_path):
     decode = next(p for p in e.phases if p.name == "decode")
     assert decode.kv_cache_bytes == 2 * 2 * (rounded(41 * 64 * 2) + rounded(1500 * 64 * 2))
     assert any("40 decode steps: simulated 8 and 16" in a for a in e.assumptions)
+
+
+# -- decoder LMs of families without stored coefficients ---------------------------------------------------
+def _mpt(tmp_path) -> str:
+    """A 2-layer MPT (ALiBi, fused Wqkv; no coefficients shipped for it): d_model 256, 4 heads, vocab 1024."""
+    cfg = {"architectures": ["MptForCausalLM"], "model_type": "mpt", "d_model": 256, "n_heads": 4, "n_layers": 2,
+           "expansion_ratio": 4, "max_seq_len": 2048, "vocab_size": 1024, "torch_dtype": "bfloat16"}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    return str(tmp_path)
+
+
+def test_an_uncalibrated_decoder_is_calibrated_from_its_own_code(tmp_path):
+    path = _mpt(tmp_path)
+    e = api.infer(path, OFF, context=300, new_tokens=2).estimate
+    assert e.kind == "generate"
+    assert any(a.startswith("calibrated on this machine from the model's code") for a in e.assumptions)
+    # K and V of 2 layers, 256 wide, bf16: 2·2·256·2 = 2,048 B per token; DynamicCache after 2 decode steps holds
+    # 302 tokens per layer tensor
+    assert e.kv_bytes_per_token == 2 * 2 * 256 * 2
+    decode = next(p for p in e.phases if p.name == "decode")
+    assert decode.kv_cache_bytes == 2 * 2 * rounded(302 * 256 * 2)
+    t = api.train(path, OFF, seq=128, batch=2).estimate
+    # Wqkv 256·768, out_proj 256², up/down 2·256·1024 per layer (no biases), 2 LayerNorms (weight only), the
+    # final norm, the embedding 1024·256 tied to the head
+    per_layer = 256 * 768 + 256 * 256 + 2 * 256 * 1024 + 2 * 256
+    assert t.trainable_params == 2 * per_layer + 256 + 1024 * 256
+    assert t.activations["source"].startswith("calibrated on this machine")
+
+
+def test_settings_the_simulator_does_not_run_keep_the_closed_form(tmp_path):
+    e = api.infer(_mpt(tmp_path), OFF, context=300, engine="vllm").estimate
+    assert not any(a.startswith("calibrated on this machine") for a in e.assumptions)
+    assert any("is not calibrated: the structural formula" in a for a in e.assumptions + e.notes)
+
+
+def test_llava_training_images_lengthen_each_sequence_and_the_frozen_tower_runs_first():
+    """One image = 576 tokens: training on 512 text tokens + 1 image is the decoder's step at 1,088 tokens,
+    plus the frozen CLIP tower's forward as a phase before it."""
+    with_image = api.train("llava-hf/llava-1.5-7b-hf", OFF, method="lora", seq=512, batch=2, images=1).estimate
+    text_only = api.train("llava-hf/llava-1.5-7b-hf", OFF, method="lora", seq=512 + 576, batch=2).estimate
+    assert with_image.components["activations_bytes"] == text_only.components["activations_bytes"]
+    assert with_image.phases["forward"] == text_only.phases["forward"]
+    assert "vision" in with_image.phases and with_image.settings.seq == 512

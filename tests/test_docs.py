@@ -33,7 +33,20 @@ def test_cli_reference_is_generated_and_current():
 
 # -- every hfmem command shown in README.md and docs/ runs as shown, offline ---------------------------------
 # A command is a line of a fenced block: `$ hfmem ...` in any block, or `hfmem ...` in a bash/sh block; a
-# trailing `# comment` is dropped. Placeholders are written `<like-this>`: such commands are skipped.
+# trailing `# comment` is dropped. Placeholders are written `<like-this>`: such commands are skipped. A command
+# that runs a model's code on fake tensors — `hfmem simulate`, or one whose comment says "runs the model's code"
+# (an estimate calibrated from the model's own code the first time) — belongs to the slow set.
+SLOW_COMMENT = "runs the model's code"
+
+
+def slow_commands() -> set[str]:
+    out = set()
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for line in doc.read_text().splitlines():
+            if SLOW_COMMENT in line and "hfmem " in line:
+                out.add(re.sub(r"\s+#.*$", "", line.strip()).removeprefix("$ "))
+    return out
+
 
 def documented_commands() -> list[tuple[str, str]]:
     found = []
@@ -60,7 +73,7 @@ def test_the_docs_show_commands():
 
 
 @pytest.mark.parametrize("doc, command", [
-    pytest.param(doc, cmd, marks=[pytest.mark.slow] if " simulate " in f" {cmd} " else [])
+    pytest.param(doc, cmd, marks=[pytest.mark.slow] if " simulate " in f" {cmd} " or cmd in slow_commands() else [])
     for doc, cmd in documented_commands()])
 def test_documented_command_runs_offline(doc, command, tmp_path):
     assert "|" not in command, "a documented pipe must be one that works; write commands one per line"

@@ -90,6 +90,9 @@ def train(
     pp: Annotated[int, typer.Option("--pp", help="Pipeline-parallel degree (within --gpus).")] = 1,
     gpus_per_node: Annotated[int, typer.Option("--gpus-per-node",
         help="GPUs sharing one node's CPU RAM (offload).")] = 8,
+    images: Annotated[int, typer.Option("--images",
+        help="Vision-language models: images per sequence (their tokens lengthen each sequence; the frozen "
+             "vision tower's forward is simulated).")] = 0,
     target_seq: TargetSeqOpt = None,
     image_size: ImageSizeOpt = None,
     audio_seconds: AudioSecondsOpt = None,
@@ -158,7 +161,7 @@ def train(
         fsdp=fsdp_value, gpus=gpus, tp=tp, pp=pp, gpus_per_node=gpus_per_node,
         full_logits_metrics=full_logits_metrics, optimizer_in_backward=optimizer_in_backward,
         eval_generate_batch=eval_b, eval_generate_tokens=eval_t, target_seq=target_seq, image_size=image_size,
-        audio_seconds=audio_seconds, overheads=overheads)
+        audio_seconds=audio_seconds, images=images, overheads=overheads)
     gpu_obj = parse_gpu(gpu) if gpu else None
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     failures: list[tuple[str, HfmemError]] = []

@@ -231,6 +231,8 @@ def _title(reports) -> str:
         from ..scenarios.by_simulation import describe_batch
 
         sample = "micro-" + describe_batch(reports[0].estimate.batch_inputs)
+    if s.images:
+        sample += f", {s.images} image(s) per sequence"
     what = (f"{s.method}, {s.precision}, {s.optimizer}, {sample}"
             + (", grad checkpointing" if s.grad_ckpt else "") + (f", accumulation {s.grad_accum}" if s.grad_accum > 1 else "")
             + "; " + ", ".join(par))

@@ -37,9 +37,36 @@ class ByCode:
     """Which models are estimated here, and why (one line for the JSON's assumptions)."""
 
     @staticmethod
-    def serves(desc: ModelDescription) -> bool:
-        """Serving: every model without a text decoder (the closed-form serving model is a decoder LM's)."""
-        return not desc.unknown and desc.decoder is None and bool(desc.towers or desc.other_towers)
+    def serves(desc: ModelDescription, settings=None, checkpoint_format: str = "") -> bool:
+        """Serving: every model without a text decoder (the closed-form serving model is a decoder LM's), and a
+        decoder LM of a family with no stored coefficients when the settings are ones the simulator runs
+        (transformers, one GPU, 16/32-bit weights, text only, generate's last-position logits): it is calibrated
+        from its own code instead of borrowing another family's coefficients."""
+        if desc.unknown:
+            return False
+        if desc.decoder is None:
+            return bool(desc.towers or desc.other_towers)
+        if settings is None or not uncalibrated_decoder(desc, "infer"):
+            return False
+        s = settings
+        return (s.engine == "transformers" and s.tp == 1 and not s.images and s.logits == "last"
+                and checkpoint_dtype(checkpoint_format) is not None
+                and (s.weights_format is None or s.weights_format.lower() in _DTYPES)
+                and (s.kv_dtype is None or _DTYPES.get(str(s.kv_dtype).lower()) == _dtype(
+                    s.compute_dtype or s.weights_format, checkpoint_dtype(checkpoint_format))))
+
+    @staticmethod
+    def trains_decoder(desc: ModelDescription, settings) -> bool:
+        """A decoder LM of a family with no training coefficients (family_for finds none: the generic
+        Korthikanti form would be borrowed), at settings the simulator runs."""
+        if desc.unknown or desc.decoder is None:
+            return False
+        if not (uncalibrated_decoder(desc, "train") or _multimodal_by_proxy(desc)):
+            return False
+        s = settings
+        return (s.zero is None and not s.fsdp and s.tp == 1 and s.pp == 1 and s.gpus == 1 and s.method != "qlora"
+                and s.optimizer in _OPTIMIZERS and not s.precision.startswith("deepspeed")
+                and not (s.optimizer_in_backward or s.full_logits_metrics or s.eval_generate_batch))
 
     @staticmethod
     def trains(desc: ModelDescription) -> bool:
@@ -58,6 +85,33 @@ class ByCode:
         # ModernBERT is only structurally near BERT (GeGLU, RoPE, local attention), and a pre-training head
         # (ELECTRA's discriminator, BERT's NSP) is not the calibrated MLM/classification step
         return family != "bert" or desc.model_type == "modernbert" or desc.architecture.endswith("ForPreTraining")
+
+
+def uncalibrated_decoder(desc: ModelDescription, purpose: str) -> bool:
+    """Whether the decoder's family has no stored coefficients for ``purpose`` ("infer": infer_calibration.json
+    has no entry for the model type; "train": calibration.json has none, nor a nearest family)."""
+    t = desc.decoder
+    if t is None or t.unmodelled or desc.unmodelled or desc.unsized:
+        return False
+    if purpose == "infer":
+        from .infer_activations import load_calibration
+
+        return t.model_type not in load_calibration().get("architectures", {})
+    from .train_structures import family_for
+
+    return family_for(t.model_type)[0] is None
+
+
+def _multimodal_by_proxy(desc: ModelDescription) -> bool:
+    """A multimodal LM (a vision or audio tower beside the decoder) whose training coefficients are only its
+    text family's (NEAREST_FAMILY: Qwen2-VL as Qwen2, LLaVA as Llama): its own decoder code (M-RoPE, the
+    wrapper's embedding merge) differs, so it runs its own code (docs/coverage.md: Qwen2-VL +12% otherwise)."""
+    from .train_structures import family_for
+
+    if not any(t.role in (VISION_ENCODER, AUDIO_ENCODER) for t in desc.towers) and not desc.other_towers:
+        return False
+    _, how = family_for(desc.model_type)
+    return how.startswith("nearest family")
 
 
 def _refuse(what: str, model_type: str) -> UnsupportedArchitectureError:
@@ -186,7 +240,8 @@ def infer_settings_for_simulation(desc: ModelDescription, s, *, checkpoint_forma
         notes.append(f"context {context:,} is more than the model's {limit:,} positions: {limit:,} tokens per "
                      "sample")
         context = limit
-    out = dict(batch=batch, context=context, new_tokens=s.new_tokens if desc.is_encoder_decoder else 0,
+    out = dict(batch=batch, context=context,
+               new_tokens=s.new_tokens if (desc.is_encoder_decoder or desc.decoder is not None) else 0,
                dtype=dtype, attn=attn, gpu_emulation=True)
     if VISION_ENCODER in roles and s.image_size:
         out["image_size"] = s.image_size
@@ -233,23 +288,32 @@ def estimate_inference_by_code(config: dict, desc: ModelDescription, s, *, check
                   "activations_bytes": activations, "allocator_reserve_bytes": reserved - allocated,
                   "cuda_context_bytes": o.cuda_context_bytes}
     dtype = sim_settings["dtype"]
-    kind = "encoder-decoder" if desc.is_encoder_decoder else "forward"
+    kind = "encoder-decoder" if desc.is_encoder_decoder else "generate" if desc.decoder is not None else "forward"
     if kind == "forward":
         for p in phases:
             p.name = "forward"
     assumptions = [_calibration_line(result, cached)] + notes + list(result.assumptions) + [
         f"peak_reserved adds {o.allocator_fragmentation:.0%} of activations and KV cache (allocator reserve)",
         "device_total adds the CUDA context"]
+    per_token = 0.0
+    if kind == "generate":
+        from . import kv_cache as kvc
+
+        per_token = float(kvc.kv_bytes_per_token(kvc.kv_layout(config), kv_bytes_per_elem=_DTYPE_BYTES[dtype]))
+        for p in phases:
+            if p.name == "decode":
+                p.tokens = sim_settings["context"] + sim_settings["new_tokens"]
     return InferenceEstimate(
         settings=replace(s, attn=attn), weights_format=_short(dtype), compute_dtype=dtype, kv_dtype=dtype,
         attn=attn, logical_params=logical_params, stored_weights_bytes=weights, components=components,
-        kv_bytes_per_token=0.0, kv_bytes_per_token_per_gpu=0.0, phases=phases,
+        kv_bytes_per_token=per_token, kv_bytes_per_token_per_gpu=per_token, phases=phases,
         peak_phase="forward" if kind == "forward" else result.peak_phase.split("@")[0],
         peak_allocated_bytes=allocated, peak_reserved_bytes=reserved,
         device_total_bytes=reserved + o.cuda_context_bytes, max_position_embeddings=_positions(desc),
         assumptions=list(dict.fromkeys(assumptions)), notes=[], kv_layout_summary={}, kind=kind,
-        batch_inputs=batch_inputs(config, desc, {**sim_settings, "batch": s.batch},
-                                  windows=sim_settings["batch"] // s.batch if desc.encoder_length else None))
+        batch_inputs={} if kind == "generate" else batch_inputs(
+            config, desc, {**sim_settings, "batch": s.batch},
+            windows=sim_settings["batch"] // s.batch if desc.encoder_length else None))
 
 
 def batch_inputs(config: dict, desc: ModelDescription, sim_settings: dict, windows: int | None = None) -> dict:

@@ -69,6 +69,7 @@ class TrainSettings:
                                          # decoder's positions)
     image_size: int | None = None        # vision inputs: side in pixels (None: the config's image_size, else 224)
     audio_seconds: float | None = None   # audio inputs: seconds per sample (None: 10 s; Whisper: 30 s windows)
+    images: int = 0                      # vision-language models: images per sequence (tokens join seq)
     overheads: Overheads = field(default_factory=Overheads)
 
     def validate(self) -> "TrainSettings":
@@ -82,6 +83,8 @@ class TrainSettings:
             raise TrainSettingsError(f"attn must be one of {', '.join(ATTNS)}, not {self.attn!r}")
         if int(self.eval_generate_batch) < 0 or int(self.eval_generate_tokens) < 0:
             raise TrainSettingsError("eval-generate batch and tokens must be 0 or more")
+        if int(self.images) < 0:
+            raise TrainSettingsError(f"images must be 0 or more (got {self.images})", setting="images")
         for name in ("target_seq", "image_size"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise TrainSettingsError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})",

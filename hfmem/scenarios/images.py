@@ -16,7 +16,9 @@ Tokens per image, by family (what each processor inserts for one image):
 
 from __future__ import annotations
 
-from ..errors import UnsupportedArchitectureError
+from dataclasses import dataclass
+
+from ..errors import UnsupportedArchitectureError, UsageError
 
 QWEN_DEFAULT_SIDE = 448
 # vision sub-config model_type -> the transformers class that runs it alone (its forward takes pixel_values)
@@ -67,3 +69,35 @@ def vision_tower_config(config: dict) -> dict | None:
     return out
 
 
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """What serving or training a VLM on images adds: tokens per image (and how they were counted), and the
+    vision tower's own config when its forward can be simulated alone."""
+
+    model_type: str
+    per_image: int
+    how: str
+    vision_config: dict | None
+
+    def assumption(self, images: int, length: int, verb: str) -> str:
+        extra = images * self.per_image
+        return (f"{images} image(s) per sequence: {self.how}; {extra:,} image tokens {verb} the {length:,}-token "
+                f"{'context' if verb == 'join' else 'sequence'} ({length + extra:,} in all)")
+
+    def not_modelled_note(self) -> str:
+        return (f"the {self.model_type} vision tower's activations are not modelled yet (its input is a flattened "
+                "patch sequence): only its weights and the image tokens are counted")
+
+
+def plan_images(model: str, config: dict, image_size: int | None) -> ImagePlan:
+    """The ``ImagePlan`` of ``config``; a usage error when the model has no vision tower."""
+    from ..model import describe
+    from ..model.description import VISION_ENCODER
+
+    desc = describe(config)
+    if VISION_ENCODER not in desc.roles:
+        raise UsageError(f"{model} has no vision tower: --images does not apply", hint="leave --images out")
+    per_image, how = tokens_per_image(config, image_size)
+    return ImagePlan(desc.model_type, per_image, how, vision_tower_config(config))
