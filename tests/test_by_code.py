@@ -288,3 +288,43 @@ def test_llava_training_images_lengthen_each_sequence_and_the_frozen_tower_runs_
     assert with_image.components["activations_bytes"] == text_only.components["activations_bytes"]
     assert with_image.phases["forward"] == text_only.phases["forward"]
     assert "vision" in with_image.phases and with_image.settings.seq == 512
+
+
+# -- from the local test Hub, by metadata only ---------------------------------------------------------------
+def test_a_vision_model_from_the_hub_is_served_from_its_headers_and_its_code(fake_hub, monkeypatch):
+    """A 2-layer ViT (hidden 64, patch 16 at 32 px: 4 patches + CLS) served by the local Hub with a float16
+    safetensors header and no weights: parameters by hand, the serving estimate from its code; the CLI and the
+    API agree."""
+    from test_hub_fetch import safetensors_file
+
+    h, inter, layers, labels = 64, 128, 2, 10
+    cfg = {"architectures": ["ViTForImageClassification"], "model_type": "vit", "hidden_size": h,
+           "num_hidden_layers": layers, "num_attention_heads": 4, "intermediate_size": inter, "image_size": 32,
+           "patch_size": 16, "num_channels": 3, "num_labels": labels, "torch_dtype": "float16"}
+    tensors = [("vit.embeddings.cls_token", [1, 1, h]), ("vit.embeddings.position_embeddings", [1, 5, h]),
+               ("vit.embeddings.patch_embeddings.projection.weight", [h, 3, 16, 16]),
+               ("vit.embeddings.patch_embeddings.projection.bias", [h]),
+               ("vit.layernorm.weight", [h]), ("vit.layernorm.bias", [h]),
+               ("classifier.weight", [labels, h]), ("classifier.bias", [labels])]
+    for n in range(layers):
+        p = f"vit.encoder.layer.{n}."
+        for x in ("query", "key", "value"):
+            tensors += [(p + f"attention.attention.{x}.weight", [h, h]), (p + f"attention.attention.{x}.bias", [h])]
+        tensors += [(p + "attention.output.dense.weight", [h, h]), (p + "attention.output.dense.bias", [h]),
+                    (p + "intermediate.dense.weight", [inter, h]), (p + "intermediate.dense.bias", [inter]),
+                    (p + "output.dense.weight", [h, inter]), (p + "output.dense.bias", [h]),
+                    (p + "layernorm_before.weight", [h]), (p + "layernorm_before.bias", [h]),
+                    (p + "layernorm_after.weight", [h]), (p + "layernorm_after.bias", [h])]
+    blob, _ = safetensors_file(tensors)
+    fake_hub.add_repo("org/tiny-vit", {"config.json": json.dumps(cfg).encode(), "model.safetensors": blob})
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    per_layer = 4 * (h * h + h) + 2 * h * inter + inter + h + 4 * h
+    by_hand = h + 5 * h + h * 3 * 16 * 16 + h + 2 * h + labels * h + labels + layers * per_layer
+    e = api.infer("org/tiny-vit", hfmem.Options(), batch=3).estimate
+    assert api.analyze("org/tiny-vit").inventory.num_params == by_hand
+    assert e.kind == "forward" and e.batch_inputs == {"batch": 3, "image_size": 32}
+    assert e.weights_format == "fp16"
+    assert e.components["weights_bytes"] == sum(rounded(2 * math.prod(shape)) for _, shape in tensors)
+    doc = json_out(run_hfmem("infer", "org/tiny-vit", "--batch", "3", "--format", "json",
+                             env={"HF_ENDPOINT": fake_hub.endpoint}))
+    assert doc["models"][0]["device_total_bytes"] == e.device_total_bytes

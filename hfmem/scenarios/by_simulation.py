@@ -1,6 +1,7 @@
 """Serving and training memory calibrated from the model's own code, for the models hfmem has no closed-form
 activation model for: vision models (CNNs, ViTs), audio encoders (wav2vec2, HuBERT), contrastive dual encoders
-(CLIP, SigLIP), encoder-decoders (T5, BART, Whisper) and text encoders at serving time.
+(CLIP, SigLIP), encoder-decoders (T5, BART, Whisper), text encoders at serving time, and decoder LMs whose family
+has no stored coefficients (``ByCode``: which, and at which settings).
 
 How. The first time a model is asked about at some settings, the real transformers code runs once on fake
 tensors at exactly those settings (``hfmem.simulate``: every allocation the CUDA caching allocator would make,
@@ -102,16 +103,15 @@ def uncalibrated_decoder(desc: ModelDescription, purpose: str) -> bool:
     return family_for(t.model_type)[0] is None
 
 
-def _multimodal_by_proxy(desc: ModelDescription) -> bool:
-    """A multimodal LM (a vision or audio tower beside the decoder) whose training coefficients are only its
-    text family's (NEAREST_FAMILY: Qwen2-VL as Qwen2, LLaVA as Llama): its own decoder code (M-RoPE, the
-    wrapper's embedding merge) differs, so it runs its own code (docs/coverage.md: Qwen2-VL +12% otherwise)."""
-    from .train_structures import family_for
+# Multimodal LMs whose training closed form (their text family's coefficients, NEAREST_FAMILY) was measured more
+# than 5% off the simulation of their own code (docs/coverage.md: Qwen2-VL +12.2%, Qwen2.5-VL +8.1%; M-RoPE and the
+# wrapper's embedding merge); LLaVA (+0.6%) and Gemma 3 (0.0%) keep the closed form.
+PROXY_OFF = frozenset({"qwen2_vl", "qwen2_5_vl"})
 
-    if not any(t.role in (VISION_ENCODER, AUDIO_ENCODER) for t in desc.towers) and not desc.other_towers:
-        return False
-    _, how = family_for(desc.model_type)
-    return how.startswith("nearest family")
+
+def _multimodal_by_proxy(desc: ModelDescription) -> bool:
+    """A multimodal LM in ``PROXY_OFF``: trained from its own code rather than its text family's coefficients."""
+    return desc.model_type in PROXY_OFF
 
 
 def _refuse(what: str, model_type: str) -> UnsupportedArchitectureError:
