@@ -89,6 +89,7 @@ def test_the_largest_batch_that_fits_is_the_edge():
 
 
 # -- audio: Whisper large-v3 -----------------------------------------------------------------------------
+@pytest.mark.slow  # full-size model: seconds of simulation
 def test_whisper_large_v3_kv_cache_is_self_plus_cross_attention_by_hand():
     """openai/whisper-large-v3: 32 decoder layers, d_model 1280, 1500 encoder positions (30 s), fp16. Cross
     attention caches K and V of all 1500 encoder positions per layer; self attention the start token and
@@ -118,6 +119,7 @@ def test_whisper_long_audio_is_cut_into_30_second_windows():
 
 
 # -- encoder-decoders ------------------------------------------------------------------------------------
+@pytest.mark.slow  # full-size model: seconds of simulation
 def test_flan_t5_xl_serves_with_its_own_untied_lm_head():
     """flan-t5-xl's checkpoint holds lm_head apart from the shared embedding (config: tie_word_embeddings
     false): 2,849,757,184 parameters by hand (tests/test_towers.py), fp32 as its config declares."""
@@ -139,6 +141,7 @@ def test_bart_large_names_no_head_and_is_served_as_its_generation_class():
 
 
 # -- training --------------------------------------------------------------------------------------------
+@pytest.mark.slow  # full-size model: seconds of simulation
 def test_clip_contrastive_training_holds_adamw_states_for_every_parameter():
     """CLIP ViT-L/14, bf16 weights, AdamW (torch keeps exp_avg and exp_avg_sq in the parameter's dtype):
     427,616,513 trainable parameters (the model card's 428 M), states 2 × 2 bytes each."""
