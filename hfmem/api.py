@@ -341,7 +341,8 @@ def _by_code(report: ModelReport, purpose: str, settings=None, checkpoint_format
     desc = describe(report.config)
     if purpose == "serves":
         return desc if ByCode.serves(desc, settings, checkpoint_format) else None
-    return desc if ByCode.trains(desc) or (settings is not None and ByCode.trains_decoder(desc, settings)) else None
+    return desc if ByCode.trains(desc, settings) or (settings is not None and ByCode.trains_decoder(desc, settings)) \
+        else None
 
 
 def _code_attention(config: dict, requested: str | None, error) -> tuple[str, str | None]:

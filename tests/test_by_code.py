@@ -331,3 +331,17 @@ def test_a_vision_model_from_the_hub_is_served_from_its_headers_and_its_code(fak
     doc = json_out(run_hfmem("infer", "org/tiny-vit", "--batch", "3", "--format", "json",
                              env={"HF_ENDPOINT": fake_hub.endpoint}))
     assert doc["models"][0]["device_total_bytes"] == e.device_total_bytes
+
+
+def test_an_uncalibrated_text_encoder_keeps_the_closed_form_where_the_simulator_cannot_run(tmp_path):
+    """MPNet (no BERT-calibrated closed form) trains from its own code with AdamW; with 8-bit Adam, which the
+    simulator does not run, it keeps the closed form (a stated fallback) instead of refusing."""
+    cfg = {"architectures": ["MPNetForMaskedLM"], "model_type": "mpnet", "hidden_size": 64, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 512, "max_position_embeddings": 130}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    own = api.train(str(tmp_path), OFF, seq=64, batch=2, optimizer="adamw").estimate
+    assert own.activations["source"].startswith("calibrated on this machine")
+    eight = api.train(str(tmp_path), OFF, seq=64, batch=2, optimizer="adamw-8bit").estimate
+    assert not eight.activations["source"].startswith("calibrated on this machine")
+    # both count the same trainable parameters: the built model's (simulation) and the inventory's (closed form)
+    assert own.trainable_params == eight.trainable_params

@@ -64,13 +64,10 @@ class ByCode:
             return False
         if not (uncalibrated_decoder(desc, "train") or _multimodal_by_proxy(desc)):
             return False
-        s = settings
-        return (s.zero is None and not s.fsdp and s.tp == 1 and s.pp == 1 and s.gpus == 1 and s.method != "qlora"
-                and s.optimizer in _OPTIMIZERS and not s.precision.startswith("deepspeed")
-                and not (s.optimizer_in_backward or s.full_logits_metrics or s.eval_generate_batch))
+        return simulated_training_settings(settings)
 
     @staticmethod
-    def trains(desc: ModelDescription) -> bool:
+    def trains(desc: ModelDescription, settings=None) -> bool:
         """Training: the same, except the text encoders whose family has a calibrated closed form (BERT,
         RoBERTa and the other BERT-code encoders, with an MLM or task head); MPNet, ModernBERT, Longformer,
         ELECTRA's pre-training and the like run their own code (docs/coverage.md: the closed form missed them
@@ -84,8 +81,18 @@ class ByCode:
 
         family, _ = family_for(desc.model_type)
         # ModernBERT is only structurally near BERT (GeGLU, RoPE, local attention), and a pre-training head
-        # (ELECTRA's discriminator, BERT's NSP) is not the calibrated MLM/classification step
-        return family != "bert" or desc.model_type == "modernbert" or desc.architecture.endswith("ForPreTraining")
+        # (ELECTRA's discriminator, BERT's NSP) is not the calibrated MLM/classification step; at settings the
+        # simulator does not run (8-bit Adam, ZeRO, ...) these encoders keep the closed form, as decoders do
+        own_code = family != "bert" or desc.model_type == "modernbert" or desc.architecture.endswith("ForPreTraining")
+        return own_code and (settings is None or simulated_training_settings(settings))
+
+
+def simulated_training_settings(s) -> bool:
+    """Whether ``hfmem.simulate`` runs this training setup: one GPU, no DeepSpeed/FSDP, no QLoRA, an optimizer it
+    implements, no evaluation phases."""
+    return (s.zero is None and not s.fsdp and s.tp == 1 and s.pp == 1 and s.gpus == 1 and s.method != "qlora"
+            and s.optimizer in _OPTIMIZERS and not s.precision.startswith("deepspeed")
+            and not (s.optimizer_in_backward or s.full_logits_metrics or s.eval_generate_batch))
 
 
 def uncalibrated_decoder(desc: ModelDescription, purpose: str) -> bool:
