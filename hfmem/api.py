@@ -148,16 +148,9 @@ def simulate_model(model: str, mode: str = "train", options: Options | None = No
         opts.progress(f"simulating {model} ({mode}) on fake tensors")
     if mode not in ("train", "infer"):
         raise UsageError(f"unknown mode {mode!r}", hint="use --mode train or --mode infer")
-    run = sim.simulate_train if mode == "train" else sim.simulate_infer
-    try:
-        result = run(config, **settings)
-    except sim.SimulationError as exc:
-        # a model transformers has no SDPA path for that the shipped list misses (DeBERTa-v2, MPNet, WavLM):
-        # transformers itself would pick eager
-        if not (chosen and settings["attn"] == "sdpa" and "no SDPA attention" in str(exc)):
-            raise
-        result = run(config, **{**settings, "attn": "eager"})
-        notes.append("attention: eager, what transformers picks for this model (it has no SDPA path)")
+    result = sim.simulate(mode, config, attn_chosen=chosen, **settings)
+    if sim.EAGER_FALLBACK in result.assumptions:
+        notes.append(sim.EAGER_FALLBACK)
     if report.inventory.method == "meta-model (mapped)":
         notes.append(f"custom '{report.inventory.model_type}' code not run: simulated as "
                      f"{report.inventory.architecture} (same tensors; the custom code's own buffers and "

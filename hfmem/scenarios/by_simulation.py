@@ -155,16 +155,7 @@ def _simulate(config: dict, mode: str, settings: dict, progress=None, *, attn_ch
 
     if progress:
         progress(f"calibrating from the model's code ({mode}, fake tensors): first time for these settings")
-    run = sim.simulate_train if mode == "train" else sim.simulate_infer
-    try:
-        result = run(config, **settings)
-    except sim.SimulationError as exc:
-        if not (attn_chosen and settings.get("attn") == "sdpa" and "no SDPA attention" in str(exc)):
-            raise
-        settings = {**settings, "attn": "eager"}
-        result = run(config, **settings)
-        result.assumptions.insert(0, "attention: eager, what transformers picks for this model (it has no SDPA "
-                                     "path)")
+    result = sim.simulate(mode, config, attn_chosen=attn_chosen, **settings)
     store.put(k, result)
     return result, False
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from .result import PhaseStat, SimResult, SimulationError
 
-__all__ = ["PhaseStat", "SimResult", "SimulationError", "simulate_infer", "simulate_train"]
+__all__ = ["PhaseStat", "SimResult", "SimulationError", "simulate", "simulate_infer", "simulate_train"]
 
 
 def __getattr__(name: str):
     # PEP 562: the engine (torch, transformers) loads only when a simulation is asked for.
-    if name in ("simulate_train", "simulate_infer"):
+    if name in ("simulate", "simulate_train", "simulate_infer", "EAGER_FALLBACK"):
         from . import engine
 
         return getattr(engine, name)

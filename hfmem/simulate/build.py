@@ -12,7 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 # checkpoint_untied / retie_input_embeddings: the checkpoint's own tying (flan-t5's separate lm_head), as the
 # inventory counts it
 from ..inventory.meta_model import _model_class, _quiet, checkpoint_untied, make_config, retie_input_embeddings
-from .result import SimulationError
+from .result import NoSdpaError, SimulationError
 from .tracker import _LOCAL_SCALAR, stand_in_scalar
 
 ATTN_IMPLEMENTATIONS = {"sdpa": "sdpa", "eager": "eager", "flash": "sdpa"}  # flash: sdpa routed to the flash op
@@ -87,7 +87,7 @@ def build_model(config: dict, *, dtype: torch.dtype, attn: str):
         kwargs = {"dtype": dtype}
         if has_attention(config_obj):
             kwargs["attn_implementation"] = ATTN_IMPLEMENTATIONS[attn]
-        with _quiet(), _scalars_stand_in():
+        with _quiet(), _ScalarStandIn():
             model = cls._from_config(config_obj, **kwargs) if hasattr(cls, "_from_config") \
                 else cls.from_config(config_obj, **kwargs)
         if untied:
@@ -96,7 +96,7 @@ def build_model(config: dict, *, dtype: torch.dtype, attn: str):
         raise
     except Exception as exc:  # transformers raises many kinds for configs or settings it cannot build
         if "does not support an attention implementation" in str(exc):  # e.g. Gemma2, gpt-oss with sdpa
-            raise SimulationError(f"{arch}: transformers {transformers_version()} has no SDPA attention for this "
+            raise NoSdpaError(f"{arch}: transformers {transformers_version()} has no SDPA attention for this "
                                   f"architecture (attn={attn}); use attn='eager'") from None
         raise SimulationError(f"{arch}: transformers could not build the model with attn={attn} "
                               f"({exc.__class__.__name__}: {first_line(exc)})") from None
@@ -113,10 +113,6 @@ class _ScalarStandIn(TorchDispatchMode):
         if func is _LOCAL_SCALAR:
             return False if args[0].dtype == torch.bool else stand_in_scalar(args[0])
         return func(*args, **(kwargs or {}))
-
-
-def _scalars_stand_in():
-    return _ScalarStandIn()
 
 
 def transformers_version() -> str:

@@ -26,6 +26,7 @@ from .inputs import InputSizes, ModelInputs, build_inputs, head_kind
 from .result import (
     ACTIVATIONS,
     BUFFERS,
+    NoSdpaError,
     GRADIENTS,
     KV_CACHE,
     OPTIMIZER_STATE,
@@ -79,7 +80,7 @@ def simulate_train(config: dict, *, batch: int = 1, seq: int = 512, dtype: str =
         model, model_notes = _training_model(config, arch, weights_dtype, attn, grad_ckpt, lora, fake_mode)
         opt = optim.make_optimizer(optimizer, optimizer_impl, [p for p in model.parameters() if p.requires_grad])
         sizes = InputSizes(batch, seq, target_seq or _default_target(model, seq), image_size, audio_seconds)
-        batch_inputs = build_inputs(model, sizes, labels=True, dtype=_input_dtype(model, weights_dtype))
+        batch_inputs = build_inputs(model, sizes, labels=True, dtype=weights_dtype)
         inputs.update(batch_inputs.sample)
         _track_start(tracker, model, _tensors(batch_inputs.tensors))
         phases = _train_loop(model, opt, batch_inputs, tracker, iterations, amp, gpu_emulation, arch, grad_accum)
@@ -114,7 +115,7 @@ def simulate_infer(config: dict, *, batch: int = 1, context: int = 512, new_toke
         model = build.build_model(config, dtype=weights_dtype, attn=attn)
         model.eval()
         sizes = InputSizes(batch, context, None, image_size, audio_seconds)
-        prompt = build_inputs(model, sizes, labels=False, dtype=_input_dtype(model, weights_dtype))
+        prompt = build_inputs(model, sizes, labels=False, dtype=weights_dtype)
         inputs.update(prompt.sample)
         if _model_kind(model) == "encoder":
             inputs["new_tokens"] = 0  # nothing is generated
@@ -123,6 +124,25 @@ def simulate_infer(config: dict, *, batch: int = 1, context: int = 512, new_toke
     assumptions = _infer_assumptions(gpu_emulation, attn, model_kind=_model_kind(model)) + prompt.assumptions
     assumptions += [n for n in [build.bare_encoder_decoder_note(config, model)] if n]
     return _result("infer", arch, phases, tracker, started, inputs, assumptions, kv_bytes, model=model)
+
+
+EAGER_FALLBACK = "attention: eager, what transformers picks for this model (it has no SDPA path)"
+
+
+def simulate(mode: str, config: dict, *, attn_chosen: bool = False, **settings) -> SimResult:
+    """``simulate_train`` (mode "train") or ``simulate_infer`` ("infer") with ``settings``. ``attn_chosen``: the
+    attention was the caller's default, not the user's; a model transformers has no SDPA path for that the
+    shipped list misses (DeBERTa-v2, MPNet, WavLM) then runs eager, as transformers itself would, and its
+    assumptions say so (``EAGER_FALLBACK``)."""
+    run = simulate_train if mode == "train" else simulate_infer
+    try:
+        return run(config, **settings)
+    except NoSdpaError:
+        if not (attn_chosen and settings.get("attn") == "sdpa"):
+            raise
+    result = run(config, **{**settings, "attn": "eager"})
+    result.assumptions.insert(0, EAGER_FALLBACK)
+    return result
 
 
 # -- running -------------------------------------------------------------------------------------------
@@ -214,11 +234,6 @@ def _training_model(config: dict, arch: str, dtype: torch.dtype, attn: str, grad
 
 def _tensors(batch: dict) -> list[torch.Tensor]:
     return [t for t in batch.values() if isinstance(t, torch.Tensor)]
-
-
-def _input_dtype(model, weights_dtype: torch.dtype) -> torch.dtype:
-    """Float inputs (pixels, audio) in the weights' dtype, as a pipeline casts them (``.to(model.dtype)``)."""
-    return weights_dtype
 
 
 def _default_target(model, seq: int) -> int | None:

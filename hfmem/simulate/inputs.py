@@ -79,10 +79,6 @@ def head_kind(model) -> str:
     return "none"
 
 
-def is_contrastive(model) -> bool:
-    return head_kind(model) == "contrastive"
-
-
 def _int_size(value, default: int) -> int:
     if isinstance(value, (list, tuple)) and value:
         value = value[0]

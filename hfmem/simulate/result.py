@@ -34,6 +34,11 @@ class SimulationError(HfmemError):
     exit_code = 9
 
 
+class NoSdpaError(SimulationError):
+    """transformers has no SDPA attention for the architecture (``attn_implementation="sdpa"`` raises): a caller
+    that picked SDPA itself, not the user, runs eager instead, as transformers would with no implementation named."""
+
+
 @dataclass
 class PhaseStat:
     """One phase of one iteration: ``peak_bytes`` is the allocator-level peak inside the phase,
