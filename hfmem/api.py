@@ -290,7 +290,7 @@ def _train_images(model: str, report: ModelReport, s: "TrainSettings", opts: Opt
     resident (the LLaVA recipe: the vision tower frozen, the projector and the language model trained)."""
     from dataclasses import replace
 
-    from .scenarios.by_simulation import vision_pass
+    from .scenarios.by_simulation import training_dtype, vision_pass
     from .scenarios.images import plan_images
     from .scenarios.overheads import reserved_bytes
 
@@ -303,9 +303,8 @@ def _train_images(model: str, report: ModelReport, s: "TrainSettings", opts: Opt
         if plan.vision_config is None:
             est.notes.append(plan.not_modelled_note())
             return est
-        dtype = "float32" if st.precision in ("fp32", "amp-bf16", "amp-fp16") else \
-            {"bf16": "bfloat16", "fp16": "float16"}.get(st.precision, "bfloat16")
-        act, line = vision_pass(plan.vision_config, batch=st.images * st.batch, dtype=dtype, progress=opts.progress)
+        act, line = vision_pass(plan.vision_config, batch=st.images * st.batch,
+                                dtype=training_dtype(st.precision)[0], progress=opts.progress)
         c = est.components
         resident = c.get("weights_bytes", 0) + c.get("master_weights_bytes", 0) + c.get("optimizer_bytes", 0) + (
             c.get("gradients_bytes", 0) if st.grad_accum > 1 else 0)

@@ -345,3 +345,15 @@ def test_an_uncalibrated_text_encoder_keeps_the_closed_form_where_the_simulator_
     assert not eight.activations["source"].startswith("calibrated on this machine")
     # both count the same trainable parameters: the built model's (simulation) and the inventory's (closed form)
     assert own.trainable_params == eight.trainable_params
+
+
+def test_a_quantized_checkpoint_is_refused_even_with_a_compute_dtype(tmp_path):
+    """The simulator builds 16/32-bit weights: a GPTQ checkpoint served with --dtype bf16 would be counted as
+    bf16 weights it does not hold, so it is refused in one line rather than estimated."""
+    from hfmem.errors import UnsupportedArchitectureError
+
+    cfg = json.loads((CONFIGS / "google/vit-base-patch16-224/config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "gptq", "bits": 4, "group_size": 128}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UnsupportedArchitectureError, match="checkpoint is not modelled"):
+        api.infer(str(tmp_path), OFF, compute_dtype="bf16")

@@ -20,15 +20,13 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ..errors import SettingsError, UnsupportedArchitectureError
+from ..errors import UnsupportedArchitectureError
 from ..model import ModelDescription
 from ..model.description import AUDIO_ENCODER, ENCODER, TEXT_ENCODER, VISION_ENCODER
+from ..vocab import DTYPE_BYTES, SHORT_DTYPES, canonical_dtype, is_dtype
 from .overheads import reserved_bytes
 
-_DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
-           "fp32": "float32", "float32": "float32"}
-_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
-_OPTIMIZERS = {"adamw": "adamw", "sgd": "sgd", "sgd-momentum": "sgd-momentum", "adafactor": "adafactor"}
+SIMULATED_OPTIMIZERS = ("adamw", "sgd", "sgd-momentum", "adafactor")  # hfmem.simulate.optim runs these
 WHISPER_WINDOW_S = 30  # WhisperFeatureExtractor.chunk_length: every input is padded or cut to 30 s
 
 SOURCE = "calibrated on this machine from the model's code"
@@ -50,11 +48,8 @@ class ByCode:
         if settings is None or not uncalibrated_decoder(desc, "infer"):
             return False
         s = settings
-        return (s.engine == "transformers" and s.tp == 1 and not s.images and s.logits == "last"
-                and checkpoint_dtype(checkpoint_format) is not None
-                and (s.weights_format is None or s.weights_format.lower() in _DTYPES)
-                and (s.kv_dtype is None or _DTYPES.get(str(s.kv_dtype).lower()) == _dtype(
-                    s.compute_dtype or s.weights_format, checkpoint_dtype(checkpoint_format))))
+        return (not s.images and s.logits == "last" and checkpoint_dtype(checkpoint_format) is not None
+                and unsupported_serving(s, checkpoint_format) is None)
 
     @staticmethod
     def trains_decoder(desc: ModelDescription, settings) -> bool:
@@ -64,7 +59,7 @@ class ByCode:
             return False
         if not (uncalibrated_decoder(desc, "train") or _multimodal_by_proxy(desc)):
             return False
-        return simulated_training_settings(settings)
+        return unsupported_training(settings) is None
 
     @staticmethod
     def trains(desc: ModelDescription, settings=None) -> bool:
@@ -84,15 +79,54 @@ class ByCode:
         # (ELECTRA's discriminator, BERT's NSP) is not the calibrated MLM/classification step; at settings the
         # simulator does not run (8-bit Adam, ZeRO, ...) these encoders keep the closed form, as decoders do
         own_code = family != "bert" or desc.model_type == "modernbert" or desc.architecture.endswith("ForPreTraining")
-        return own_code and (settings is None or simulated_training_settings(settings))
+        return own_code and (settings is None or unsupported_training(settings) is None)
 
 
-def simulated_training_settings(s) -> bool:
-    """Whether ``hfmem.simulate`` runs this training setup: one GPU, no DeepSpeed/FSDP, no QLoRA, an optimizer it
-    implements, no evaluation phases."""
-    return (s.zero is None and not s.fsdp and s.tp == 1 and s.pp == 1 and s.gpus == 1 and s.method != "qlora"
-            and s.optimizer in _OPTIMIZERS and not s.precision.startswith("deepspeed")
-            and not (s.optimizer_in_backward or s.full_logits_metrics or s.eval_generate_batch))
+def unsupported_serving(s, checkpoint_format: str) -> str | None:
+    """What of the serving settings ``s`` the simulator does not run (the words of the refusal), or None."""
+    if s.engine != "transformers":
+        return f"serving with {s.engine}"
+    if s.tp > 1:
+        return "tensor parallelism"
+    if s.weights_format is not None and not is_dtype(s.weights_format):
+        return f"{s.weights_format} weights"
+    if checkpoint_dtype(checkpoint_format) is None and s.weights_format is None:
+        return f"a {checkpoint_format} checkpoint"
+    if s.kv_dtype is not None and not (is_dtype(s.kv_dtype) and canonical_dtype(s.kv_dtype) == serving_dtype(
+            s, checkpoint_format)):
+        return "a KV-cache dtype other than the compute dtype"
+    return None
+
+
+def serving_dtype(s, checkpoint_format: str) -> str:
+    """The dtype the weights and activations are simulated in: --dtype, else --weights, else the checkpoint's."""
+    name = s.compute_dtype or s.weights_format
+    return canonical_dtype(name) if name is not None else checkpoint_dtype(checkpoint_format) or "float32"
+
+
+def unsupported_training(s) -> str | None:
+    """What of the training settings ``s`` the simulator does not run (the words of the refusal), or None."""
+    if s.zero is not None or s.fsdp or s.tp > 1 or s.pp > 1 or s.gpus > 1:
+        return "multi-GPU training (DDP, ZeRO, FSDP, tensor or pipeline parallel)"
+    if s.method == "qlora":
+        return "QLoRA"
+    if s.optimizer not in SIMULATED_OPTIMIZERS:
+        return f"the {s.optimizer} optimizer"
+    if s.precision.startswith("deepspeed"):
+        return f"{s.precision} precision"
+    if s.optimizer_in_backward or s.full_logits_metrics or s.eval_generate_batch:
+        return "optimizer-in-backward and evaluation phases"
+    return None
+
+
+def training_dtype(precision: str) -> tuple[str, str | None]:
+    """(weights dtype, autocast dtype or None) of a ``TrainSettings.precision`` (training.PRECISIONS): fp32 weights
+    under AMP, else the 16-bit weights the activations are computed in."""
+    from .training import PRECISIONS
+
+    p = PRECISIONS[precision]
+    amp = {"amp-bf16": "bf16", "amp-fp16": "fp16"}.get(precision)
+    return ("float32" if p.weight_bytes == 4 else p.activation_dtype), amp
 
 
 def uncalibrated_decoder(desc: ModelDescription, purpose: str) -> bool:
@@ -127,18 +161,9 @@ def _refuse(what: str, model_type: str) -> UnsupportedArchitectureError:
         hint="the default (transformers, one GPU, 16/32-bit weights) is; `hfmem simulate` runs other settings")
 
 
-def _dtype(name: str | None, fallback: str) -> str:
-    if name is None:
-        return fallback
-    try:
-        return _DTYPES[str(name).lower()]
-    except KeyError:
-        raise SettingsError(f"dtype {name!r} cannot be simulated (use bf16, fp16 or fp32)", setting="dtype") from None
-
-
 def checkpoint_dtype(checkpoint_format: str) -> str | None:
     """The compute dtype a 16/32-bit checkpoint loads in (transformers 5's dtype="auto"); None for quantized."""
-    return _DTYPES.get(checkpoint_format)
+    return canonical_dtype(checkpoint_format) if is_dtype(checkpoint_format) else None
 
 
 def _simulate(config: dict, mode: str, settings: dict, progress=None, *, attn_chosen: bool = False):
@@ -208,36 +233,33 @@ def _positions(desc: ModelDescription) -> int | None:
     return t.max_positions if t is not None else None
 
 
+def _within_positions(desc: ModelDescription, tokens: int, what: str, notes: list[str]) -> int:
+    """``tokens`` capped at a text encoder's (or a text encoder-decoder's) learned positions, with a note."""
+    limit = _positions(desc)
+    roles = {t.role for t in desc.towers}
+    if (TEXT_ENCODER in roles or ENCODER in roles) and limit and tokens > limit and not desc.encoder_length:
+        notes.append(f"{what} {tokens:,} is more than the model's {limit:,} positions: {limit:,} tokens per sample")
+        return limit
+    return tokens
+
+
 # -- serving ---------------------------------------------------------------------------------------------
 def infer_settings_for_simulation(desc: ModelDescription, s, *, checkpoint_format: str,
                                   attn: str) -> tuple[dict, list[str]]:
     """The simulator's settings for an ``InferenceSettings`` ``s`` and the assumptions they imply."""
-    mt = desc.model_type
-    if s.engine != "transformers":
-        raise _refuse(f"serving with {s.engine}", mt)
-    if s.tp > 1:
-        raise _refuse("tensor parallelism", mt)
-    base = checkpoint_dtype(checkpoint_format)
-    if s.weights_format is not None and s.weights_format.lower() not in _DTYPES:
-        raise _refuse(f"{s.weights_format} weights", mt)
-    if base is None and s.weights_format is None and s.compute_dtype is None:
-        raise _refuse(f"a {checkpoint_format} checkpoint", mt)
-    dtype = _dtype(s.compute_dtype or s.weights_format, base or "float32")
-    if s.kv_dtype is not None and _dtype(s.kv_dtype, dtype) != dtype:
-        raise _refuse("a KV-cache dtype other than the compute dtype", mt)
+    why = unsupported_serving(s, checkpoint_format)
+    if why:
+        raise _refuse(why, desc.model_type)
+    dtype = serving_dtype(s, checkpoint_format)
     notes: list[str] = []
     roles = {t.role for t in desc.towers}
-    batch, context = s.batch, s.context
+    batch = s.batch
     if desc.encoder_length and s.audio_seconds:  # Whisper: long audio in 30 s windows, run as one batch
         windows = max(1, math.ceil(s.audio_seconds / WHISPER_WINDOW_S))
         batch *= windows
         notes.append(f"{s.audio_seconds:g} s of audio = {windows} window(s) of {WHISPER_WINDOW_S} s per sample, "
                      f"run as a batch of {batch} (pipeline chunking)")
-    limit = _positions(desc)
-    if (TEXT_ENCODER in roles or ENCODER in roles) and limit and context > limit and not desc.encoder_length:
-        notes.append(f"context {context:,} is more than the model's {limit:,} positions: {limit:,} tokens per "
-                     "sample")
-        context = limit
+    context = _within_positions(desc, s.context, "context", notes)
     out = dict(batch=batch, context=context,
                new_tokens=s.new_tokens if (desc.is_encoder_decoder or desc.decoder is not None) else 0,
                dtype=dtype, attn=attn, gpu_emulation=True)
@@ -297,12 +319,12 @@ def estimate_inference_by_code(config: dict, desc: ModelDescription, s, *, check
     if kind == "generate":
         from . import kv_cache as kvc
 
-        per_token = float(kvc.kv_bytes_per_token(kvc.kv_layout(config), kv_bytes_per_elem=_DTYPE_BYTES[dtype]))
+        per_token = float(kvc.kv_bytes_per_token(kvc.kv_layout(config), kv_bytes_per_elem=DTYPE_BYTES[dtype]))
         for p in phases:
             if p.name == "decode":
                 p.tokens = sim_settings["context"] + sim_settings["new_tokens"]
     return InferenceEstimate(
-        settings=replace(s, attn=attn), weights_format=_short(dtype), compute_dtype=dtype, kv_dtype=dtype,
+        settings=replace(s, attn=attn), weights_format=SHORT_DTYPES[dtype], compute_dtype=dtype, kv_dtype=dtype,
         attn=attn, logical_params=logical_params, stored_weights_bytes=weights, components=components,
         kv_bytes_per_token=per_token, kv_bytes_per_token_per_gpu=per_token, phases=phases,
         peak_phase="forward" if kind == "forward" else result.peak_phase.split("@")[0],
@@ -350,46 +372,29 @@ def describe_batch(inputs: dict) -> str:
     return ", ".join(parts)
 
 
-def _short(dtype: str) -> str:
-    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[dtype]
-
-
 # -- training --------------------------------------------------------------------------------------------
 def train_settings_for_simulation(desc: ModelDescription, s, *, attn: str) -> tuple[dict, list[str]]:
     """The simulator's settings for a ``TrainSettings`` ``s`` and the assumptions they imply."""
-    mt = desc.model_type
-    if s.zero is not None or s.fsdp or s.tp > 1 or s.pp > 1 or s.gpus > 1:
-        raise _refuse("multi-GPU training (DDP, ZeRO, FSDP, tensor or pipeline parallel)", mt)
-    if s.method == "qlora":
-        raise _refuse("QLoRA", mt)
-    if s.optimizer not in _OPTIMIZERS:
-        raise _refuse(f"the {s.optimizer} optimizer", mt)
-    if s.precision.startswith("deepspeed"):
-        raise _refuse(f"{s.precision} precision", mt)
-    if s.optimizer_in_backward or s.full_logits_metrics or s.eval_generate_batch:
-        raise _refuse("optimizer-in-backward and evaluation phases", mt)
-    amp = {"amp-bf16": "bf16", "amp-fp16": "fp16"}.get(s.precision)
-    dtype = "float32" if amp else _dtype(s.precision, "bfloat16")
+    why = unsupported_training(s)
+    if why:
+        raise _refuse(why, desc.model_type)
+    dtype, amp = training_dtype(s.precision)
     notes: list[str] = []
     roles = {t.role for t in desc.towers}
-    seq = s.seq
-    limit = _positions(desc)
-    if (TEXT_ENCODER in roles or ENCODER in roles) and limit and seq > limit and not desc.encoder_length:
-        notes.append(f"sequence {seq:,} is more than the model's {limit:,} positions: {limit:,} tokens per sample")
-        seq = limit
+    seq = _within_positions(desc, s.seq, "sequence", notes)
     out = dict(batch=s.batch, seq=seq, dtype=dtype, attn=attn, grad_ckpt=s.grad_ckpt,
-               optimizer=_OPTIMIZERS[s.optimizer], optimizer_impl=s.adamw_impl, amp=amp, gpu_emulation=True)
+               optimizer=s.optimizer, optimizer_impl=s.adamw_impl, amp=amp, gpu_emulation=True)
     if s.grad_accum > 1:
         out["grad_accum"] = s.grad_accum
     if s.method in ("lora", "dora"):
         targets = s.lora_targets
         out["lora"] = {"r": s.lora_rank, "alpha": 2 * s.lora_rank, "dora": s.method == "dora" or s.dora,
                        "targets": list(targets) if isinstance(targets, (list, tuple)) else (targets or "all-linear")}
-    if getattr(s, "target_seq", None) and desc.is_encoder_decoder:
+    if s.target_seq and desc.is_encoder_decoder:
         out["target_seq"] = s.target_seq
-    if VISION_ENCODER in roles and getattr(s, "image_size", None):
+    if VISION_ENCODER in roles and s.image_size:
         out["image_size"] = s.image_size
-    if AUDIO_ENCODER in roles and getattr(s, "audio_seconds", None) and not desc.encoder_length:
+    if AUDIO_ENCODER in roles and s.audio_seconds and not desc.encoder_length:
         out["audio_seconds"] = s.audio_seconds
     return out, notes
 
