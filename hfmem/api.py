@@ -251,9 +251,8 @@ def _with_images(estimator, report: ModelReport, s: "InferenceSettings", opts: O
     from dataclasses import replace
 
     from .scenarios.by_simulation import vision_pass
-    from .scenarios.images import plan_images
+    from .scenarios.images import plan_images, vision_phase_is_peak
     from .scenarios.inference import PhaseEstimate
-    from .scenarios.overheads import reserved_bytes
 
     plan = plan_images(report.model, report.config or {}, s.image_size)
 
@@ -271,13 +270,8 @@ def _with_images(estimator, report: ModelReport, s: "InferenceSettings", opts: O
                                            peak_allocated_bytes=vision_peak))
         est.assumptions.insert(1, line)
         if vision_peak > est.peak_allocated_bytes:
-            o = st.overheads
-            est.peak_phase, est.peak_allocated_bytes = "vision", vision_peak
             est.components.update(kv_cache_bytes=0, activations_bytes=act)
-            est.peak_reserved_bytes = reserved_bytes(vision_peak, act, o.allocator_fragmentation)
-            est.components["allocator_reserve_bytes"] = est.peak_reserved_bytes - vision_peak
-            est.device_total_bytes = (est.peak_reserved_bytes + est.components["cuda_context_bytes"]
-                                      + est.components.get("nccl_bytes", 0))
+            vision_phase_is_peak(est, vision_peak, act, st.overheads.allocator_fragmentation)
         return est
 
     return run
@@ -291,8 +285,7 @@ def _train_images(model: str, report: ModelReport, s: "TrainSettings", opts: Opt
     from dataclasses import replace
 
     from .scenarios.by_simulation import training_dtype, vision_pass
-    from .scenarios.images import plan_images
-    from .scenarios.overheads import reserved_bytes
+    from .scenarios.images import plan_images, vision_phase_is_peak
 
     plan = plan_images(model, report.config or {}, s.image_size)
 
@@ -311,10 +304,7 @@ def _train_images(model: str, report: ModelReport, s: "TrainSettings", opts: Opt
         est.phases = {"vision": resident + act, **est.phases}
         est.assumptions.insert(1, line + "; the vision tower frozen (no saved activations)")
         if resident + act > est.peak_allocated_bytes:
-            est.peak_phase, est.peak_allocated_bytes = "vision", resident + act
-            est.peak_reserved_bytes = reserved_bytes(est.peak_allocated_bytes, act, st.overheads.allocator_fragmentation)
-            c["allocator_reserve_bytes"] = est.peak_reserved_bytes - est.peak_allocated_bytes
-            est.device_total_bytes = est.peak_reserved_bytes + c.get("cuda_context_bytes", 0) + c.get("nccl_bytes", 0)
+            vision_phase_is_peak(est, resident + act, act, st.overheads.allocator_fragmentation)
         return est
 
     return run

@@ -101,3 +101,16 @@ def plan_images(model: str, config: dict, image_size: int | None) -> ImagePlan:
         raise UsageError(f"{model} has no vision tower: --images does not apply", hint="leave --images out")
     per_image, how = tokens_per_image(config, image_size)
     return ImagePlan(desc.model_type, per_image, how, vision_tower_config(config))
+
+
+def vision_phase_is_peak(est, peak_bytes: int, churn_bytes: int, fragmentation: float) -> None:
+    """Make the vision tower's phase the peak of a serving or training estimate ``est`` (both carry the same
+    totals): peak allocated, the reserve over the phase's own churn, and the device total with the CUDA context
+    (and NCCL) the estimate already counts."""
+    from .overheads import reserved_bytes
+
+    c = est.components
+    est.peak_phase, est.peak_allocated_bytes = "vision", peak_bytes
+    est.peak_reserved_bytes = reserved_bytes(peak_bytes, churn_bytes, fragmentation)
+    c["allocator_reserve_bytes"] = est.peak_reserved_bytes - peak_bytes
+    est.device_total_bytes = est.peak_reserved_bytes + c.get("cuda_context_bytes", 0) + c.get("nccl_bytes", 0)
