@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from .result import SimResult
@@ -46,14 +45,9 @@ def get(k: str) -> SimResult | None:
 
 def put(k: str, result: SimResult) -> None:
     """Store ``result``; a cache that cannot be written is skipped (the answer is still given)."""
-    import tempfile
+    from ..sources.resultcache import write_atomically
 
-    folder = store_dir()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(result.to_dict(), fh)
-        os.replace(tmp, folder / f"{k}.json")
+        write_atomically(store_dir() / f"{k}.json", json.dumps(result.to_dict()))
     except OSError:
         pass

@@ -192,26 +192,31 @@ def get(key: str) -> CacheEntry | None:
     return _load(_path(key), key)
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder renamed into place, so a reader
+    never sees half a file; the temporary file is removed if writing fails (OSError propagates)."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def put(key: str, report: dict) -> str | None:
     """Atomically write one entry. A cache that cannot be written (read-only, full) is not an error for the
     user: the answer is still given, from memory, and the returned note says so (None when written)."""
-    import tempfile
-
-    folder = results_dir()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"schema": SCHEMA, "key": key, "created": time.time(), "sha256": _checksum(report),
-                           "report": report}, fh)
-            os.replace(tmp, _path(key))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomically(_path(key), json.dumps({"schema": SCHEMA, "key": key, "created": time.time(),
+                                                 "sha256": _checksum(report), "report": report}))
     except OSError as exc:
         return not_writable_note(exc)
     return None

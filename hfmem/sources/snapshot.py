@@ -107,13 +107,10 @@ def read_sources_md(reference: Path) -> dict[str, dict]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    import tempfile  # only building a snapshot writes one; reading it (every offline answer) does not
+    # only building a snapshot writes one; reading it (every offline answer) does not import the writer
+    from .resultcache import write_atomically
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_atomically(path, text)
 
 
 def write_entry(out: Path, repo_id: str, config_bytes: bytes, provenance: dict, inventory: dict | None,
