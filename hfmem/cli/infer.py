@@ -11,7 +11,7 @@ import typer
 from .. import vocab
 from ..errors import HfmemError, UsageError
 from .options import (Attn, CudaContextOpt, CudaGraphsOpt, DType, Engine, Format, FragmentationOpt, KVDType,
-                      NcclOpt, FormatOpt, GpuOpt, GpusOpt, ImageSizeOpt, AudioSecondsOpt, ModelsArg,
+                      NcclOpt, FormatOpt, GpuOpt, GpusOpt, ImageSizeOpt, ImagesOpt, AudioSecondsOpt, ModelsArg,
                       NoCacheOpt, OfflineOpt,
                       RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
 from .output import finish, hint
@@ -46,9 +46,7 @@ def infer(
     attn: Annotated[Optional[Attn], typer.Option("--attn",
         help="Attention implementation (default: transformers' own, sdpa, or eager for models without SDPA "
              "such as Gemma 2 and gpt-oss; vLLM: flash).")] = None,
-    images: Annotated[int, typer.Option("--images",
-        help="Vision-language models: images per sequence (their tokens are added to the context and the vision "
-             "tower's forward is simulated).")] = 0,
+    images: ImagesOpt = 0,
     image_size: ImageSizeOpt = None,
     audio_seconds: AudioSecondsOpt = None,
     gpu: GpuOpt = None,

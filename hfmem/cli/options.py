@@ -152,6 +152,10 @@ ImageSizeOpt = Annotated[Optional[int], typer.Option(
     "--image-size", help="Vision inputs: image side in pixels (default: the model's image_size, else 224).")]
 AudioSecondsOpt = Annotated[Optional[float], typer.Option(
     "--audio-seconds", help="Audio inputs: seconds per sample (default 10; Whisper: 30 s windows).")]
+ImagesOpt = Annotated[int, typer.Option(
+    "--images", help="Vision-language models: images per sequence; their tokens join the context (infer) or "
+                     "lengthen each sequence (train), and the vision tower's forward is simulated (frozen in "
+                     "train).")]
 TargetSeqOpt = Annotated[Optional[int], typer.Option(
     "--target-seq", help="Encoder-decoders: label tokens per sample (default: --seq, within the decoder's "
                          "positions).")]

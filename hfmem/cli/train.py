@@ -11,8 +11,8 @@ import typer
 
 from .. import vocab
 from ..errors import HfmemError, SettingsError, UsageError
-from .options import (Attn, AudioSecondsOpt, CudaContextOpt, Format, FragmentationOpt, Fsdp, ImageSizeOpt, Method,
-                      NcclOpt, Optimizer, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt,
+from .options import (Attn, AudioSecondsOpt, CudaContextOpt, Format, FragmentationOpt, Fsdp, ImageSizeOpt, ImagesOpt,
+                      Method, NcclOpt, Optimizer, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt,
                       OptimizerImpl, TargetSeqOpt,
                       RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
 from .output import finish, hint
@@ -90,9 +90,7 @@ def train(
     pp: Annotated[int, typer.Option("--pp", help="Pipeline-parallel degree (within --gpus).")] = 1,
     gpus_per_node: Annotated[int, typer.Option("--gpus-per-node",
         help="GPUs sharing one node's CPU RAM (offload).")] = 8,
-    images: Annotated[int, typer.Option("--images",
-        help="Vision-language models: images per sequence (their tokens lengthen each sequence; the frozen "
-             "vision tower's forward is simulated).")] = 0,
+    images: ImagesOpt = 0,
     target_seq: TargetSeqOpt = None,
     image_size: ImageSizeOpt = None,
     audio_seconds: AudioSecondsOpt = None,
