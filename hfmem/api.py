@@ -388,6 +388,10 @@ def _infer_by_code(model: str, report: ModelReport, desc, s: "InferenceSettings"
     from .scenarios.by_simulation import estimate_inference_by_code
     from .scenarios.inference import InferenceSettingsError
 
+    if s.images:  # only a vision-language model takes images per sequence: the one-line refusal is plan_images'
+        from .scenarios.images import plan_images
+
+        plan_images(model, report.config or {}, s.image_size)
     config = simulation_config(report)
     attn, default = _code_attention(config, s.attn, InferenceSettingsError)
 

@@ -357,3 +357,12 @@ def test_a_quantized_checkpoint_is_refused_even_with_a_compute_dtype(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UnsupportedArchitectureError, match="checkpoint is not modelled"):
         api.infer(str(tmp_path), OFF, compute_dtype="bf16")
+
+
+def test_images_per_sequence_on_a_vision_model_is_a_usage_error():
+    """A ResNet's images are its batch: --images (tokens per sequence of a VLM) was silently ignored by infer and
+    refused for the wrong reason by train."""
+    for command in ("infer", "train"):
+        proc = run_hfmem(command, folder("microsoft/resnet-50"), "--images", "2", "--offline")
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and "not a vision-language model" in lines[0], proc.stderr

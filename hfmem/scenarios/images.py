@@ -99,6 +99,9 @@ def plan_images(model: str, config: dict, image_size: int | None) -> ImagePlan:
     desc = describe(config)
     if VISION_ENCODER not in desc.roles:
         raise UsageError(f"{model} has no vision tower: --images does not apply", hint="leave --images out")
+    if desc.decoder is None:  # a vision model (ResNet, ViT, CLIP): its images are the batch, not extra tokens
+        raise UsageError(f"{model} is not a vision-language model: --images (images per sequence) does not apply",
+                         hint="give its images as --batch (and --image-size)")
     per_image, how = tokens_per_image(config, image_size)
     return ImagePlan(desc.model_type, per_image, how, vision_tower_config(config))
 
