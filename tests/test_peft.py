@@ -4,7 +4,7 @@ Each case builds the model on the meta device from a real config.json (cache/mod
 where the width is what matters), counts the census with hfmem, applies ``peft.get_peft_model`` with the same
 LoraConfig and compares with PEFT's own ``get_nb_trainable_parameters()`` -- trainable and total, exactly --
 and, where the layout is unambiguous, the shapes of every trainable tensor. PEFT works on meta (DoRA too).
-Versions: peft 0.21.2, transformers 5.24.
+Versions: peft 0.22.0, transformers 5.24.
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ CASES = [
     # tied LM head and embedding: each modules_to_save copy is full size
     ("meta-llama/Llama-3.2-1B", {"r": 8, "target_modules": "all-linear",
                                  "modules_to_save": ["lm_head", "embed_tokens"]}, True),
+    # peft 0.22: "norm" copies only the final norm (0.21's bare endswith also copied input_layernorm and
+    # post_attention_layernorm: 75,776 trainable on these 2 layers, 67,584 under 0.22)
     ("meta-llama/Llama-3.2-1B", {"r": 8, "target_modules": ["q_proj"], "modules_to_save": ["norm"]}, True),
     ("meta-llama/Llama-3.2-1B", {"r": 8, "target_modules": "all-linear", "exclude_modules": ["o_proj"]}, True),
     ("Qwen/Qwen2-0.5B-Instruct", {"r": 8, "target_modules": ["q_proj", "k_proj"], "bias": "all"}, True),
@@ -123,8 +125,18 @@ CASES = [
                                      "target_parameters": ["experts.gate_up_proj", "down_proj"]}, True),
     ("Qwen/Qwen3-30B-A3B", {"r": 8, "target_modules": "all-linear"}, True),
     ("Qwen/Qwen3-30B-A3B", {"r": 8, "target_modules": ["gate_proj", "up_proj", "down_proj"]}, True),
-    ("deepseek-ai/DeepSeek-V2-Lite-Chat", {"r": 8, "target_modules": "all-linear"}, True),  # dense MLP skipped
-    ("Qwen/Qwen1.5-MoE-A2.7B-Chat", {"r": 8, "target_modules": "all-linear"}, True),  # qwen2_moe: no conversion
+    # peft 0.22: v4 names that match only nn.Linear modules stay module targets (the first dense MLP and the
+    # shared experts), and the fused routed experts are targeted as parameters as well (0.21 skipped the Linears)
+    ("deepseek-ai/DeepSeek-V2-Lite-Chat", {"r": 8, "target_modules": "all-linear"}, True),
+    ("deepseek-ai/DeepSeek-V2-Lite-Chat", {"r": 8, "target_modules": ["gate_proj", "up_proj", "down_proj"]}, True),
+    # the Linears excluded, "down_proj" matches no module: converted to the experts' parameter only
+    ("deepseek-ai/DeepSeek-V2-Lite-Chat", {"r": 8, "target_modules": ["down_proj"], "exclude_modules": ["down_proj"]},
+     True),
+    # peft 0.22 converts qwen2_moe itself too (0.21 left it alone): router and fused experts as parameters, the
+    # shared expert's Linears as modules
+    ("Qwen/Qwen1.5-MoE-A2.7B-Chat", {"r": 8, "target_modules": "all-linear"}, True),
+    ("Qwen/Qwen1.5-MoE-A2.7B-Chat", {"r": 8, "target_modules": ["gate"]}, True),  # the router: gate.weight
+    ("Qwen/Qwen1.5-MoE-A2.7B-Chat", {"r": 16, "target_modules": ["gate_proj", "up_proj", "down_proj"]}, True),
     ("openai/gpt-oss-20b", {"r": 8, "target_modules": "all-linear"}, True),
     # gpt-oss experts are stored transposed: same count, A/B non-rank sizes swapped
     ("openai/gpt-oss-20b", {"r": 8, "target_modules": ["q_proj"],
@@ -193,7 +205,6 @@ ERRORS = [
     ("mistralai/Mixtral-8x7B-v0.1", {"r": 8}),  # the conversion empties the default targets
     ("mistralai/Mixtral-8x7B-v0.1", {"r": 8, "target_modules": ["experts"]}),
     ("Qwen/Qwen3-30B-A3B", {"r": 8, "target_modules": ["up_proj", "down_proj"]}),
-    ("Qwen/Qwen1.5-MoE-A2.7B-Chat", {"r": 8, "target_modules": ["gate"]}),
     ("openai-community/gpt2", {"r": 8, "target_modules": ["ln_f"]}),
     ("openai-community/gpt2", {"r": 8, "target_modules": ["wte"], "lora_bias": True}),
     ("openai-community/gpt2", {"r": 8, "target_modules": ["c_attn"], "lora_bias": True, "use_dora": True}),

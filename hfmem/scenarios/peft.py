@@ -2,9 +2,11 @@
 
 Pure: the input is the parameter census of a model (``Inventory.tensors``, see
 ``hfmem.inventory.meta_model.census``), as dicts or typed ``hfmem.model.CensusEntry`` (read typed inside); no
-torch, no peft import. The rules below are those of peft 0.21.2 with transformers 5.24, read in their source and
+torch, no peft import. The rules below are those of peft 0.22.0 with transformers 5.24, read in their source and
 checked against ``get_peft_model`` + ``get_nb_trainable_parameters`` in tests/test_peft.py, and
-``check_target_module_exists`` in tests/test_train_split.py.
+``check_target_module_exists`` in tests/test_train_split.py. What 0.22 changed against 0.21.2 (and hfmem with it):
+``modules_to_save`` copies only modules named exactly so (see below), and the v5 MoE conversion also covers
+``qwen2_moe`` and keeps a v4 name as a module target where it names ``nn.Linear`` modules (see below).
 
 Matching (peft/tuners/tuners_utils.py ``check_target_module_exists``, ``_maybe_include_all_linear_layers``) is
 decided in one place, ``target_matches`` (on a module's name); ``known_path_matcher`` applies it to names known
@@ -20,19 +22,25 @@ forms in ``hfmem.scenarios.lora_activations``), so adapter counts and activation
 * ``target_modules=None`` takes PEFT's default for the model type
   (``TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING``, copied below: llama -> q_proj, v_proj).
 * ``modules_to_save`` entries are excluded from LoRA (``re.match(rf"(^|.*\\.){m}($|\\..*)", name)``) and get a
-  full trainable copy (``ModulesToSaveWrapper``) of every module whose name simply ``endswith(m)`` -- so
-  ``"norm"`` also copies ``input_layernorm``. A tied LM head's copy is a new, untied tensor: full size.
+  full trainable copy (``ModulesToSaveWrapper``) of every module whose name equals ``m`` or ends with
+  ``"." + m`` (peft 0.22 utils/other.py ``_set_trainable`` -> ``_is_valid_match``; 0.21 tested a bare
+  ``endswith(m)``, so ``"norm"`` also copied ``input_layernorm``, it no longer does). A tied LM head's copy is a
+  new, untied tensor: full size.
 
-transformers v5 MoE conversion (peft/utils/transformers_weight_conversion.py ``_convert_peft_config_moe``): for
-the model types of the ``mixtral`` and ``qwen2_moe`` conversion families (Mixtral, Qwen3-MoE, DeepSeek-V2/V3,
-GLM-4-MoE, OLMoE, ... but *not* qwen2_moe itself), PEFT rewrites v4 expert/router names into
-``target_parameters``: ``gate`` -> ``gate.weight`` (the router), ``w1``/``w3`` or ``gate_proj``/``up_proj``
--> ``gate_up_proj`` (at rank 2r when both are named; naming only one is an error), ``w2``/``down_proj`` ->
-``down_proj``. ``"all-linear"`` and regexes are first resolved to leaf names plus those v4 names, so on these
-models all-linear *does* adapt the router and the fused experts -- and, since ``gate_proj``/``up_proj``/
-``down_proj`` are no longer module targets, it does *not* adapt dense MLPs or shared experts with those names
-(DeepSeek-V2/V3's first dense layers and shared experts). ``target_modules=None`` is an error on these models
-(the conversion turns it into an empty set before PEFT's default would apply).
+transformers v5 MoE conversion (peft 0.22.0 peft/utils/transformers_weight_conversion.py
+``_convert_peft_config_moe``): for the model types of the ``mixtral`` and ``qwen2_moe`` conversion families
+(Mixtral, Qwen1.5/2-MoE -- added to the family in 0.22 --, Qwen3-MoE, DeepSeek-V2/V3, GLM-4-MoE, OLMoE, ...),
+PEFT rewrites v4 expert/router names into ``target_parameters``: ``gate`` -> ``gate.weight`` (the router),
+``w1``/``w3`` or ``gate_proj``/``up_proj`` -> ``gate_up_proj`` (at rank 2r when both are named; naming only one
+is an error), ``w2``/``down_proj`` -> ``down_proj`` (a dotted target keeps its path: ``mlp.gate`` ->
+``mlp.gate.weight``). Since 0.22 (PEFT #3711 and #3945, cited in that function's comments), a v4 name that matches
+only ``nn.Linear`` modules on the model (dense MLPs, shared experts) *stays* a module target, and is converted
+to the parameter target as well only where a parameter of a non-Linear module has the new name (the fused
+routed experts beside the shared ones); a name matching nothing, or any non-Linear module (the router), is
+converted only. ``"all-linear"`` and regexes are first resolved to leaf names plus those v4 names, so on these
+models all-linear adapts the router, the fused experts *and* (since 0.22) the dense MLPs and shared experts
+(DeepSeek-V2/V3's first dense layers, Qwen-MoE's ``shared_expert``). ``target_modules=None`` is an error on these
+models (the conversion turns it into an empty set before PEFT's default would apply).
 
 Tensors (peft/tuners/lora/layer.py): Linear/Conv1D: ``lora_A`` [r, in], ``lora_B`` [out, r] (the census already
 gives a Conv1D's in/out, whose weight is stored [in, out]); ``lora_bias=True`` adds ``lora_B.bias`` [out];
@@ -71,7 +79,8 @@ from ..model import CensusEntry, census_of
 
 ALL_LINEAR = "all-linear"
 
-# peft 0.21.2, peft/utils/constants.py TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING (targets=None).
+# peft 0.22.0 (unchanged since 0.21.2), peft/utils/constants.py TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+# (targets=None).
 DEFAULT_TARGETS: dict[str, list[str] | str] = {
     "t5": ["q", "v"], "mt5": ["q", "v"], "bart": ["q_proj", "v_proj"], "gpt2": ["c_attn"],
     "bloom": ["query_key_value"], "blip-2": ["q", "v", "q_proj", "v_proj"], "opt": ["q_proj", "v_proj"],
@@ -90,9 +99,9 @@ DEFAULT_TARGETS: dict[str, list[str] | str] = {
     "rwkv7": ["r_proj", "k_proj", "v_proj", "o_proj", "key", "value"],
 }
 
-# peft 0.21.2 transformers_weight_conversion: v4 -> v5 names per conversion family, the fused pairs, and the
-# model types (transformers 5.24 ``_MODEL_TO_CONVERSION_PATTERN``, those with a checkpoint conversion mapping)
-# the conversion applies to. qwen2_moe itself maps to no family, so it is not converted.
+# peft 0.22.0 transformers_weight_conversion: v4 -> v5 names per conversion family, the fused pairs, and the
+# model types (transformers 5.24 ``_MODEL_TO_CONVERSION_PATTERN`` as PEFT extends it, those with a checkpoint
+# conversion mapping) the conversion applies to. PEFT 0.22 maps qwen2_moe itself to its family (0.21 did not).
 _MOE_V4_TO_V5 = {
     "mixtral": {"gate": "gate.weight", "w1": "gate_up_proj", "w3": "gate_up_proj", "w2": "down_proj"},
     "qwen2_moe": {"gate": "gate.weight", "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj",
@@ -104,8 +113,8 @@ MOE_CONVERSION_FAMILY: dict[str, str] = {
     **{t: "qwen2_moe" for t in (
         "afmoe", "beam", "cohere2_moe", "deepseek_v2", "deepseek_v3", "deepseek_v32", "dots1", "ernie4_5_moe",
         "exaone_moe", "flex_olmo", "glm4_moe", "glm4_moe_lite", "glm4v_moe", "glm_moe_dsa", "hunyuan_v1_moe",
-        "longcat_flash", "mellum", "olmoe", "qwen3_moe", "qwen3_next", "qwen3_omni_moe", "qwen3_omni_moe_text",
-        "qwen3_omni_moe_thinker", "sarvam_mla", "solar_open")},
+        "longcat_flash", "mellum", "olmoe", "qwen2_moe", "qwen3_moe", "qwen3_next", "qwen3_omni_moe",
+        "qwen3_omni_moe_text", "qwen3_omni_moe_thinker", "sarvam_mla", "solar_open")},
 }
 
 _LEADING_PATH = re.compile(r"^(\^?\(\.\*\\\.\)\?|\^?\.\*\\\.|\^?\.\*)")
@@ -171,7 +180,7 @@ def is_all_linear(targets) -> bool:
 
 def target_matches(targets, module_name: str, *, output_layer: bool = False) -> bool:
     """Whether PEFT's ``target_modules=targets`` adapts the module called ``module_name`` (its full dotted name
-    in ``model.named_modules()``), as peft 0.21.2's ``check_target_module_exists`` decides it:
+    in ``model.named_modules()``), as peft 0.22.0's ``check_target_module_exists`` decides it (as 0.21.2 did):
 
     * a list (any iterable of names): ``module_name`` equals an entry or ends with ``"." + entry``;
     * a string: a regex that must match the *whole* name (``re.fullmatch``, peft/utils/other.py
@@ -252,7 +261,12 @@ def known_path_matcher(targets, notes: list[str]):
 
 
 def _saved_match(m: str, leaf: str, notes: list[str]) -> bool:
-    """modules_to_save: PEFT tests ``full_name.endswith(m)``; a dotted m is checked on its last component."""
+    """modules_to_save: peft 0.22 copies a module whose full name equals ``m`` or ends with ``"." + m``
+    (utils/other.py ``_set_trainable``, ``_is_valid_match``) -- the list rule of ``target_matches``; 0.21's bare
+    ``endswith(m)`` also copied ``input_layernorm`` for ``"norm"``. A dotted m whose path the census leaf does not
+    reach is checked on its last component."""
+    if target_matches([m], leaf):
+        return True
     if "." in m:
         last = m.rpartition(".")[2]
         if leaf == last:
@@ -260,8 +274,7 @@ def _saved_match(m: str, leaf: str, notes: list[str]) -> bool:
             if note not in notes:
                 notes.append(note)
             return True
-        return False
-    return leaf.endswith(m)
+    return False
 
 
 def _excluded(leaf: str, top: bool, exclude, modules_to_save, notes: list[str]) -> bool:
@@ -302,9 +315,22 @@ def _param_match(targets, key: str, notes: list[str]) -> bool:
     return False
 
 
-def _convert_v5_moe(family: str, targets, tensors: tuple[CensusEntry, ...],
-                    notes: list[str]) -> tuple[set, set, dict]:
-    """peft's ``_convert_peft_config_moe``: (module targets, parameter targets, rank multipliers)."""
+def _is_linear(t: CensusEntry) -> bool:
+    """An ``nn.Linear`` module (transformers' ``Conv1D`` is not one; a Linear router such as Llama-4's is)."""
+    return t.is_module and not t.conv1d
+
+
+def _convert_v5_moe(family: str, targets, tensors: tuple[CensusEntry, ...], notes: list[str], *,
+                    exclude=None, modules_to_save=None) -> tuple[set, set, dict]:
+    """peft 0.22's ``_convert_peft_config_moe``: (module targets, parameter targets, rank multipliers).
+
+    A target naming a v4 expert/router name (``gate_proj``, ``layers.0.mlp.gate``) becomes the parameter target
+    with that name replaced from the right (``str_rreplace``: ``gate_up_proj``, ``layers.0.mlp.gate.weight``),
+    unless every module it matches -- by ``check_target_module_exists``, so after ``exclude_modules`` and
+    ``modules_to_save`` -- is an ``nn.Linear``: then it stays a module target (PEFT #3711: the shared experts of
+    DeepSeek-V3 and the like), and also becomes the parameter target only if a parameter held by a non-Linear
+    module has that name (PEFT #3945: the routed experts beside them). Only a converted name counts towards the
+    fused pair (``gate_proj`` + ``up_proj`` -> ``gate_up_proj`` at rank 2r)."""
     mapping = _MOE_V4_TO_V5[family]
     if isinstance(targets, str):
         if is_all_linear(targets):
@@ -315,20 +341,32 @@ def _convert_v5_moe(family: str, targets, tensors: tuple[CensusEntry, ...],
                                                            for k, _ in _param_keys(t)}
             tops = {t.name for t in tensors if t.role == "lm_head"}
             resolved = {leaf for leaf in leaves if leaf and rx(leaf, leaf in tops)}
-            resolved |= {old for old, new in mapping.items() if rx(old)
-                         and any(k.rpartition(".")[2] == new.rpartition(".")[2]
-                                 for t in tensors for k, _ in _param_keys(t))}
+            # a v4 name the pattern spells out is recovered through a parameter now bearing its new name
+            # (PEFT probes ``<container>.<old>`` for each parameter ``<container>.<new>``, ``weight`` skipped)
+            renamed = {k.rpartition(".")[2] for t in tensors for k, _ in _param_keys(t)} - {"weight"}
+            resolved |= {old for old, new in mapping.items() if new in renamed and rx(old)}
             if not resolved:
                 return set(), set(), {}
         targets = resolved
+    # parameters PEFT can reach only through target_parameters: those held by a non-Linear module
+    non_linear_keys = [k for t in tensors if not _is_linear(t) for k, _ in _param_keys(t)]
     modules, params, present = set(), set(), {}
-    for target in targets:
+    for target in sorted(targets):
         hit = next(((old, new) for old, new in mapping.items() if target == old or target.endswith("." + old)), None)
         if hit is None:
             modules.add(target)
             continue
-        params.add(hit[1])
-        present.setdefault(hit[1], set()).add(hit[0])
+        old, new = hit
+        new_target = new.join(target.rsplit(old, 1))
+        matching = [t for t in tensors if _module_leaf(t)
+                    and not _excluded(_module_leaf(t), t.role == "lm_head", exclude, modules_to_save, notes)
+                    and _list_match([target], _module_leaf(t), notes)]
+        if matching and all(_is_linear(t) for t in matching):
+            modules.add(target)
+            if not any(_param_match([new_target], k, notes) for k in non_linear_keys):
+                continue
+        params.add(new_target)
+        present.setdefault(new, set()).add(old)
     ranks = {}
     for new, required in _MOE_FUSED[family].items():
         got = present.get(new, set())
@@ -338,8 +376,10 @@ def _convert_v5_moe(family: str, targets, tensors: tuple[CensusEntry, ...],
         if len(got) == len(required) > 1:
             ranks[new] = len(required)
     if params:
+        kept = sorted(m for m in modules if any(m == old or m.endswith("." + old) for old in mapping))
         notes.append(f"PEFT's transformers-v5 MoE conversion ({family}) targets parameters "
-                     f"{sorted(params)} in place of the v4 names")
+                     f"{sorted(params)} in place of the v4 names"
+                     + (f" (and keeps {kept} as module targets: they name nn.Linear modules)" if kept else ""))
     return modules, params, ranks
 
 
@@ -419,9 +459,10 @@ def lora_adapters(tensors: list[dict], *, rank: int, targets: str | list[str] | 
 
     if family is not None:
         if targets is None:
-            raise UsageError(f"PEFT 0.21 has no default LoRA targets for {model_type} under transformers 5 "
+            raise UsageError(f"PEFT has no default LoRA targets for {model_type} under transformers 5 "
                              "(its MoE conversion empties them)", hint="name the target modules")
-        module_targets, converted, ranks = _convert_v5_moe(family, targets, tensors, notes)
+        module_targets, converted, ranks = _convert_v5_moe(family, targets, tensors, notes, exclude=exclude_modules,
+                                                           modules_to_save=modules_to_save)
         param_targets |= converted
         targets = sorted(module_targets)
     elif targets is None:
