@@ -93,8 +93,8 @@ def _typer_params(args: list[str]) -> dict:
 def _a_valid_token(param, kind) -> list[list[str]]:
     """Command-line forms of one option with valid values (each choice of an Enum)."""
     kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
-    if kind is bool:
-        return [[param.opts[-1]]]
+    if kind is bool:  # a flag, or both halves of a --x/--no-x pair
+        return [[param.opts[-1]], *([opt] for opt in param.secondary_opts)]
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return [[opt, m.value] for m in kind for opt in (param.opts[0], param.opts[-1])]
     if kind is int:

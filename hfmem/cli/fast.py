@@ -11,7 +11,7 @@ there. typer offers no public switch for it (a ``parser=`` builds a TypeAdapter 
   command's option names (``--format``, ``-f``; no ``--opt=value``, no bundled short options, no ``--``),
   each option at most once, an option's value the next token and not starting with ``-``;
 * every parameter is one typer turns into the same Python value without pydantic's help: ``str``, a bool
-  flag, an ``Enum`` given by its exact value, an ``int`` or ``float`` written as plain decimal digits, the
+  flag or ``--x/--no-x`` pair, an ``Enum`` given by its exact value, an ``int`` or ``float`` written as plain decimal digits, the
   models as a list of strings; with no envvar, callback, prompt, counter or custom parser.
 
 The names, flags and defaults come from the click command typer builds from the same declarations
@@ -83,7 +83,7 @@ def _spec(command, function):
     for param in command.params:
         kind = _plain_type(hints.get(param.name))
         if (param.envvar is not None or param.callback is not None or not param.expose_value or param.is_eager
-                or param.multiple or param.secondary_opts or getattr(param, "prompt", None)
+                or param.multiple or getattr(param, "prompt", None)
                 or getattr(param, "count", False)):
             return None
         if param.param_type_name == "argument":
@@ -99,8 +99,12 @@ def _spec(command, function):
             return None
         if kind not in (bool, str, int, float) and not (isinstance(kind, type) and issubclass(kind, enum.Enum)):
             return None
+        if param.secondary_opts and kind is not bool:
+            return None
         for name in param.opts:
-            names[name] = (param, kind)
+            names[name] = (param, kind, True)
+        for name in param.secondary_opts:  # the off half of a ``--x/--no-x`` pair
+            names[name] = (param, kind, False)
     return models, names
 
 
@@ -134,11 +138,11 @@ def plain_call(app, args: list[str]):
         found = names.get(token)
         if found is None:
             return None
-        param, kind = found
+        param, kind, flag_value = found
         if param.name in values:
             return None
         if kind is bool:
-            values[param.name] = True
+            values[param.name] = flag_value
             continue
         value = next(tokens, None)
         if value is None or value.startswith("-"):

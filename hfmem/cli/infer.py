@@ -26,6 +26,15 @@ class Emit(str, Enum):
     vllm = "vllm"
 
 
+def _lora_targets(value: str | None):
+    """--lora-targets as train reads it: all-linear, default (PEFT's per model type: None), or names."""
+    if value is None or value.lower() == vocab.LORA_TARGETS:
+        return vocab.LORA_TARGETS
+    if value.lower() in ("default", "none"):
+        return None
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
 def infer(
     models: ModelsArg,
     context: Annotated[int, typer.Option("--context", "-c",
@@ -46,6 +55,14 @@ def infer(
     attn: Annotated[Optional[Attn], typer.Option("--attn",
         help="Attention implementation (default: transformers' own, sdpa, or eager for models without SDPA "
              "such as Gemma 2 and gpt-oss; vLLM: flash).")] = None,
+    bnb_compute_dtype: Annotated[Optional[DType], typer.Option("--bnb-compute-dtype",
+        help="bitsandbytes 4-bit (nf4/fp4) compute dtype, BitsAndBytesConfig's bnb_4bit_compute_dtype (default: a "
+             "prequantized checkpoint's, else fp32, transformers' default).")] = None,
+    lora_rank: Annotated[int, typer.Option("--lora-rank",
+        help="Serve unmerged LoRA adapters of rank r (PEFT; 0: none).")] = 0,
+    lora_targets: Annotated[Optional[str], typer.Option("--lora-targets",
+        help="Modules the served adapters adapt: all-linear (default), default (PEFT's per model), or names: "
+             "q_proj,v_proj.")] = None,
     images: ImagesOpt = 0,
     image_size: ImageSizeOpt = None,
     audio_seconds: AudioSecondsOpt = None,
@@ -90,7 +107,9 @@ def infer(
         kv_dtype=None if kv_dtype is KVDType.auto else kv_dtype.value, attn=attn.value if attn else None,
         tp=gpus, overheads=overheads, block_size=block_size, gpu_memory_utilization=gpu_memory_utilization,
         max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, logits=logits.value,
-        image_size=image_size, audio_seconds=audio_seconds, images=images)
+        image_size=image_size, audio_seconds=audio_seconds, images=images,
+        bnb_compute_dtype=bnb_compute_dtype.value if bnb_compute_dtype else None, lora_rank=lora_rank,
+        lora_targets=_lora_targets(lora_targets))
     gpu_obj = parse_gpu(gpu) if gpu else None
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     failures: list[tuple[str, HfmemError]] = []
@@ -105,6 +124,11 @@ def infer(
             emits[r.report.model] = cmd
             for c in caveats:
                 hint(f"note: {r.report.model}: {c}")
+    import sys  # `hfmem measure infer` called this command: measure these reports instead of rendering them
+
+    measure = sys.modules.get("hfmem.cli.measure")
+    if measure is not None and measure.active("infer"):
+        return measure.hand_over("infer", reports, failures, fmt)
     from ..render import infer as render
 
     finish(fmt, reports, failures, emits, json_doc=render.infer_json, markdown=render.markdown_infer,

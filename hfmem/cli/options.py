@@ -64,13 +64,21 @@ SETTING_FLAGS: dict[str, str] = {
     "block_size": "--block-size", "gpu_memory_utilization": "--gpu-memory-utilization",
     "max_num_batched_tokens": "--max-num-batched-tokens", "max_num_seqs": "--max-num-seqs", "logits": "--logits",
     "method": "--method", "precision": "--precision", "optimizer": "--optimizer", "adamw_impl": "--optimizer-impl",
-    "seq": "--seq", "grad_accum": "--grad-accum", "grad_ckpt": "--grad-ckpt", "lora_rank": "--lora-rank",
+    "seq": "--seq", "grad_accum": "--grad-accum", "grad_ckpt": "--grad-ckpt",
+    "grads_set_to_none": "--no-zero-grad-set-to-none", "lora_rank": "--lora-rank",
     "lora_targets": "--lora-targets", "dora": "--dora", "qlora_format": "--qlora-format", "zero": "--zero",
     "offload_optimizer": "--offload-optimizer", "offload_param": "--offload-param", "fsdp": "--fsdp",
+    "fsdp_offload": "--fsdp-offload", "zero_reduce_bucket": "--zero-reduce-bucket",
+    "zero_allgather_bucket": "--zero-allgather-bucket", "zero_prefetch_bucket": "--zero-prefetch-bucket",
+    "zero_max_live_params": "--zero-max-live-params", "zero_persistence_threshold": "--zero-persistence-threshold",
     "gpus": "--gpus", "pp": "--pp", "gpus_per_node": "--gpus-per-node",
     "full_logits_metrics": "--full-logits-metrics", "optimizer_in_backward": "--optimizer-in-backward",
     "group_size": "--group-size", "rollout": "--rollout", "cuda_context_bytes": "--cuda-context",
     "nccl_bytes": "--nccl", "cuda_graphs_bytes": "--cuda-graphs", "allocator_fragmentation": "--fragmentation",
+    # [recipes-qlora]
+    "prepare_kbit": "--prepare-kbit", "bnb_compute_dtype": "--bnb-compute-dtype",
+    "bnb_quant_storage": "--bnb-quant-storage", "adapter_dtype": "--adapter-dtype", "lora_dropout": "--lora-dropout",
+    "reentrant": "--reentrant", "loss_path": "--loss-path",
 }
 
 

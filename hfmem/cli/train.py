@@ -68,6 +68,9 @@ def train(
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = 1,
     grad_ckpt: Annotated[bool, typer.Option("--grad-ckpt",
         help="Activation (gradient) checkpointing, non-reentrant, per layer.")] = False,
+    zero_grad_set_to_none: Annotated[bool, typer.Option("--zero-grad-set-to-none/--no-zero-grad-set-to-none",
+        help="--no-zero-grad-set-to-none: zero_grad keeps the gradient tensors (torch < 2.0's default), so "
+             "gradients stay allocated through forward and backward")] = True,
     attn: Annotated[Optional[Attn], typer.Option("--attn",
         help="Attention implementation (default: transformers' own, sdpa, or eager for models without "
              "SDPA such as Gemma 2 and gpt-oss).")] = None,
@@ -78,6 +81,24 @@ def train(
         help="DoRA: LoRA + a magnitude vector per adapted layer.")] = False,
     qlora_format: Annotated[str, typer.Option("--qlora-format",
         help=f"QLoRA base format: {', '.join(vocab.QLORA_FORMATS)}.")] = vocab.QLORA_FORMATS[0],
+    prepare_kbit: Annotated[Optional[bool], typer.Option("--prepare-kbit/--no-prepare-kbit",
+        help="PEFT's prepare_model_for_kbit_training (fp32 embeddings/LM head/norms, fp32 residual stream, "
+             "gradient checkpointing). Default: on for qlora, off for lora.")] = None,
+    bnb_compute_dtype: Annotated[Optional[str], typer.Option("--bnb-compute-dtype",
+        help="bnb_4bit_compute_dtype: fp32, bf16 or fp16 (default: the recipes' bf16, fp16 with "
+             "--precision fp16; bitsandbytes' own default is fp32).")] = None,
+    bnb_quant_storage: Annotated[str, typer.Option("--bnb-quant-storage",
+        help="bnb_4bit_quant_storage: uint8 (default), bf16, fp16, fp32 (same bytes).")] = "uint8",
+    adapter_dtype: Annotated[Optional[str], typer.Option("--adapter-dtype",
+        help="LoRA adapter dtype: fp32 (default, PEFT's autocast_adapter_dtype=True), bf16, fp16.")] = None,
+    lora_dropout: Annotated[float, typer.Option("--lora-dropout",
+        help="LoraConfig lora_dropout (default 0.0; many recipes use 0.05).")] = 0.0,
+    reentrant: Annotated[Optional[bool], typer.Option("--reentrant/--no-reentrant",
+        help="Checkpointing use_reentrant (default: non-reentrant, transformers 5.24's default).")] = None,
+    loss_path: Annotated[str, typer.Option("--loss-path",
+        help="Causal-LM loss as transformers runs it: 5.x (ForCausalLMLoss, default), 4.46 (4.46's loss_utils: "
+             "16-bit logits held + fp32 copy + contiguous shifted copy) or 4.x (<= 4.45: fp32 logits + a "
+             "contiguous shifted copy).")] = "5.x",
     zero: Annotated[Optional[int], typer.Option("--zero",
         help="DeepSpeed ZeRO stage 0-3 (with fp32 or a deepspeed-* precision; deepspeed-bf16 unless --precision "
              "says otherwise).")] = None,
@@ -85,6 +106,18 @@ def train(
         help="ZeRO: optimizer states and step on CPU.")] = False,
     offload_param: Annotated[bool, typer.Option("--offload-param", help="ZeRO-3: parameters on CPU.")] = False,
     fsdp: Annotated[Optional[Fsdp], typer.Option("--fsdp", help="torch FSDP sharding strategy.")] = None,
+    fsdp_offload: Annotated[bool, typer.Option("--fsdp-offload",
+        help="FSDP CPUOffload(offload_params=True): sharded parameters, gradients and optimizer on CPU.")] = False,
+    zero_reduce_bucket: Annotated[Optional[str], typer.Option("--zero-reduce-bucket",
+        help="DeepSpeed reduce_bucket_size, elements (5e8 default) or auto (hidden²).")] = None,
+    zero_allgather_bucket: Annotated[Optional[str], typer.Option("--zero-allgather-bucket",
+        help="DeepSpeed allgather_bucket_size, elements (5e8 default; ZeRO-1/2).")] = None,
+    zero_prefetch_bucket: Annotated[Optional[str], typer.Option("--zero-prefetch-bucket",
+        help="DeepSpeed stage3_prefetch_bucket_size, elements (5e7 default) or auto (0.9·hidden²).")] = None,
+    zero_max_live_params: Annotated[Optional[str], typer.Option("--zero-max-live-params",
+        help="DeepSpeed stage3_max_live_parameters, elements (1e9 default).")] = None,
+    zero_persistence_threshold: Annotated[Optional[str], typer.Option("--zero-persistence-threshold",
+        help="DeepSpeed stage3_param_persistence_threshold, elements (1e5 default) or auto (10·hidden).")] = None,
     gpus: GpusOpt = 1,
     tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree (within --gpus).")] = 1,
     pp: Annotated[int, typer.Option("--pp", help="Pipeline-parallel degree (within --gpus).")] = 1,
@@ -151,12 +184,29 @@ def train(
             eval_b, eval_t = (int(x) for x in eval_generate.lower().split("x"))
         except ValueError:
             raise UsageError(f"--eval-generate {eval_generate!r} is not BATCHxTOKENS", hint="e.g. 50x800") from None
+    def _zero_size(value):  # "5e8" -> 500000000, "auto" stays; a bad value is left for validate() to name
+        from ..scenarios.sharding import parse_zero_size
+
+        try:
+            return parse_zero_size(value, "reduce_bucket_size")
+        except SettingsError:
+            return value
+
+    zero_reduce_bucket, zero_allgather_bucket, zero_prefetch_bucket, zero_max_live_params, \
+        zero_persistence_threshold = (_zero_size(v) for v in (zero_reduce_bucket, zero_allgather_bucket,
+                                                              zero_prefetch_bucket, zero_max_live_params,
+                                                              zero_persistence_threshold))
     settings = TrainSettings(
         method=method.value, precision=prec, optimizer=optimizer.value, adamw_impl=optimizer_impl.value,
         batch=batch, seq=seq, grad_accum=grad_accum, grad_ckpt=grad_ckpt, attn=attn.value if attn else None,
+        grads_set_to_none=zero_grad_set_to_none,
         lora_rank=lora_rank, lora_targets=_targets(lora_targets), dora=dora, qlora_format=qlora_format,
+        prepare_kbit=prepare_kbit, bnb_compute_dtype=bnb_compute_dtype, bnb_quant_storage=bnb_quant_storage,
+        adapter_dtype=adapter_dtype, lora_dropout=lora_dropout, reentrant=reentrant, loss_path=loss_path,
         zero=zero, offload_optimizer=offload_optimizer, offload_param=offload_param,
-        fsdp=fsdp_value, gpus=gpus, tp=tp, pp=pp, gpus_per_node=gpus_per_node,
+        fsdp=fsdp_value, fsdp_offload=fsdp_offload, zero_reduce_bucket=zero_reduce_bucket,
+        zero_allgather_bucket=zero_allgather_bucket, zero_prefetch_bucket=zero_prefetch_bucket,
+        zero_max_live_params=zero_max_live_params, zero_persistence_threshold=zero_persistence_threshold, gpus=gpus, tp=tp, pp=pp, gpus_per_node=gpus_per_node,
         full_logits_metrics=full_logits_metrics, optimizer_in_backward=optimizer_in_backward,
         eval_generate_batch=eval_b, eval_generate_tokens=eval_t, target_seq=target_seq, image_size=image_size,
         audio_seconds=audio_seconds, images=images, overheads=overheads)
@@ -179,6 +229,11 @@ def train(
                 emits[r.report.model] = fn(r.estimate.settings)
             except SettingsError as exc:  # a setting the emitted format cannot express
                 raise UsageError(f"--emit {emit.value}: {exc}") from None
+    import sys  # `hfmem measure train` called this command: measure these reports instead of rendering them
+
+    measure = sys.modules.get("hfmem.cli.measure")
+    if measure is not None and measure.active("train"):
+        return measure.hand_over("train", reports, failures, fmt)
     from ..render import train as render
 
     finish(fmt, reports, failures, emits, json_doc=render.train_json, markdown=render.markdown_train,

@@ -7,7 +7,8 @@ value comes from the settings the estimate used; where a library fills a value i
   DeepSpeed defaults the estimate assumed (``sharding.DS_*``, ``sharding.ZeroConfig``), *not* as "auto": HF
   Trainer fills ``reduce_bucket_size`` / ``stage3_prefetch_bucket_size`` / ``stage3_param_persistence_threshold``
   "auto" from hidden_size (``transformers.integrations.deepspeed.HfTrainerDeepSpeedConfig
-  .trainer_config_finalize``), which is not what the plan counted. "auto" is used only for values the plan does
+  .trainer_config_finalize``), which is not what the plan counted -- unless the plan was made with that
+  rule (``--zero-reduce-bucket auto`` etc.), then those keys are written "auto". Otherwise "auto" is used only for values the plan does
   not depend on and the Trainer fills (``trainer_config_process``): ``gradient_clipping`` (max_grad_norm) and the
   optimizer's ``lr`` / ``betas`` / ``eps`` / ``weight_decay``. ``for_trainer=False`` writes TrainingArguments'
   defaults there instead, for a plain ``deepspeed.initialize``.
@@ -157,8 +158,17 @@ def bnb_kwargs(settings: TrainSettings) -> dict:
     dtype = _model_dtype(s)
     out = {"load_in_4bit": True, "bnb_4bit_quant_type": quant, "bnb_4bit_use_double_quant": double,
            "bnb_4bit_compute_dtype": dtype}
-    if _needs_quant_storage(s):
+    storage = getattr(s, "bnb_quant_storage", "uint8")
+    if storage != "uint8":
+        out["bnb_4bit_quant_storage"] = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(storage, storage)
+    elif _needs_quant_storage(s):
         out["bnb_4bit_quant_storage"] = dtype
+    # [recipes-qlora] the plan's own bitsandbytes settings when they are given
+    names = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+    if s.bnb_compute_dtype is not None:
+        out["bnb_4bit_compute_dtype"] = names[s.bnb_compute_dtype]
+    if s.bnb_quant_storage != "uint8":
+        out["bnb_4bit_quant_storage"] = names[s.bnb_quant_storage]
     return out
 
 
@@ -194,7 +204,7 @@ def caveats(settings: TrainSettings, kind: str) -> list[str]:
                    "lion-pytorch (state in the parameter dtype, 2 x largest-tensor step temporaries)")
     if s.method == "full" and s.precision == "fp16" and s.zero is None:
         out.append("pure fp16 trains without loss scaling: the Trainer's GradScaler cannot unscale fp16 gradients")
-    if s.method == "qlora" and kind == "peft":
+    if s.method == "qlora" and kind == "peft" and not s.prepare_kbit_on:
         out.append("prepare_model_for_kbit_training is not called: it upcasts the 16-bit non-quantized weights "
                    "(embeddings, LM head, norms) to fp32, which the plan does not count")
     if s.fsdp and s.grad_ckpt and kind in ("accelerate", "peft"):
@@ -235,12 +245,24 @@ def deepspeed_dict(settings: TrainSettings, *, for_trainer: bool = True) -> dict
         "bf16": {"enabled": half == "bf16"},
         "fp16": {"enabled": half == "fp16"},
     }
-    zc = sharding.ZeroConfig(stage=s.zero, data_parallel=s.data_parallel, gpus_per_node=s.gpus_per_node,
-                             offload_optimizer=s.offload_optimizer, offload_param=s.offload_param)
+    # the sizes the estimate used (--zero-* flags, else DeepSpeed's defaults); "auto" is written as "auto" for
+    # the HF Trainer, which fills it from hidden_size exactly as the estimate did (sharding.HF_AUTO_ZERO_SIZES)
+    autos = {key for field_name, key in (("zero_reduce_bucket", "reduce_bucket_size"),
+                                         ("zero_prefetch_bucket", "prefetch_bucket_size"),
+                                         ("zero_persistence_threshold", "param_persistence_threshold"))
+             if str(getattr(s, field_name, None)).lower() == "auto"}
+    if autos and not for_trainer:
+        raise SettingsError("a ZeRO size given as auto is filled by the HF Trainer from hidden_size; a plain "
+                            "deepspeed.initialize needs numbers (give elements, e.g. --zero-reduce-bucket 5e8)")
+    zc = sharding.zero_config_for(s, hidden_size=1)  # "auto" placeholders only; written as "auto" below
+
+    def size(key: str):
+        return "auto" if key in autos else getattr(zc, key)
+
     zero: dict = {"stage": s.zero}
     if s.zero >= 1:
         zero.update({"overlap_comm": zc.overlap, "contiguous_gradients": zc.contiguous_gradients,
-                     "reduce_bucket_size": zc.reduce_bucket_size})
+                     "reduce_bucket_size": size("reduce_bucket_size")})
     if s.zero in (1, 2):
         zero["allgather_bucket_size"] = zc.allgather_bucket_size
     if s.offload_optimizer:
@@ -249,8 +271,8 @@ def deepspeed_dict(settings: TrainSettings, *, for_trainer: bool = True) -> dict
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
     if s.zero == 3:
         zero.update({
-            "stage3_prefetch_bucket_size": zc.prefetch_bucket_size,
-            "stage3_param_persistence_threshold": zc.param_persistence_threshold,
+            "stage3_prefetch_bucket_size": size("prefetch_bucket_size"),
+            "stage3_param_persistence_threshold": size("param_persistence_threshold"),
             "stage3_max_live_parameters": zc.max_live_parameters,
             "stage3_max_reuse_distance": zc.max_reuse_distance,
             "sub_group_size": zc.sub_group_size,
@@ -388,7 +410,7 @@ def accelerate_dict(settings: TrainSettings, *, fsdp_version: int | None = None,
             "fsdp_version": version,
             "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # the model's _no_split_modules (decoder layers)
             "fsdp_activation_checkpointing": bool(s.grad_ckpt),
-            "fsdp_offload_params": False,
+            "fsdp_offload_params": bool(getattr(s, "fsdp_offload", False)),  # CPUOffload(offload_params)
             "fsdp_cpu_ram_efficient_loading": True,
             "fsdp_state_dict_type": "SHARDED_STATE_DICT",
         }
@@ -466,7 +488,9 @@ def peft_config(settings: TrainSettings) -> str:
             lines.append(f"    {k}={value},{note}")
         lines.append(")")
     lines += ["", "lora_config = LoraConfig(", f"    r={s.lora_rank},", f"    lora_alpha={2 * s.lora_rank},",
-              "    lora_dropout=0.0,  # the plan counts no dropout mask"]
+              f"    lora_dropout={float(s.lora_dropout)!r},"
+              + ("  # the plan counts no dropout mask" if not s.lora_dropout else
+                 "  # the plan counts each adapted module's dropout mask")]
     targets = s.lora_targets
     if targets is None:
         lines.append("    # target_modules: PEFT's default for the model type")
@@ -483,7 +507,11 @@ def peft_config(settings: TrainSettings) -> str:
     lines.append("training_args = dict(" + _kwargs_text(trainer_args(s)) + ")")
     lines += ["",
               "# model = AutoModelForCausalLM.from_pretrained(MODEL, **model_kwargs)",
-              "# model = peft.get_peft_model(model, lora_config)  # adapters in fp32 (autocast_adapter_dtype=True)",
+              *(["# model = peft.prepare_model_for_kbit_training(model)  # fp32 non-4-bit weights, checkpointing"]
+                if s.prepare_kbit_on else []),
+              "# model = peft.get_peft_model(model, lora_config"
+              + (f", autocast_adapter_dtype=False)  # adapters in {s.adapter_dtype}" if s.adapter_dtype in
+                 ("bf16", "fp16") else ")  # adapters in fp32 (autocast_adapter_dtype=True)"),
               "# Trainer(model=model, args=TrainingArguments(output_dir=..., **training_args), ...)"]
     return "\n".join(lines) + "\n"
 

@@ -20,6 +20,7 @@ from typing import Callable
 
 from ..scenarios.inference import (InferenceEstimate, InferenceSettings, attention_heads, estimate_inference,
                                    kv_heads)
+from ..scenarios.weights import FORMATS
 from .gpus import GPU
 
 MAX_CONTEXT_SEARCH = 1 << 24    # 16M tokens: beyond any model's declared context
@@ -141,7 +142,10 @@ def solve(estimate: Estimator, settings: InferenceSettings, gpu: GPU, config: di
     ceiling = None
     for fmt in formats or []:
         try:
-            e = estimate(replace(s, weights_format=fmt, compute_dtype=None))
+            # --bnb-compute-dtype describes bitsandbytes' 4-bit Linear: it travels with the 4-bit formats only
+            keep_bnb = FORMATS[fmt].family == "bnb4" if fmt in FORMATS else False
+            e = estimate(replace(s, weights_format=fmt, compute_dtype=None,
+                                 bnb_compute_dtype=s.bnb_compute_dtype if keep_bnb else None))
         except ValueError as exc:  # a format this model's shapes or settings cannot take
             tried.append({"format": fmt, "stored_weights_bytes": None, "device_total_bytes": None,
                           "fits": False, "error": str(exc)})
@@ -170,3 +174,45 @@ def estimator_for(tensors: list[dict], config: dict, *, checkpoint_format: str, 
         return estimate_inference(tensors, config, settings, checkpoint_format=checkpoint_format,
                                   buffer_bytes=buffer_bytes, checkpoint_stored_bytes=checkpoint_stored_bytes)
     return run
+
+
+# -- the verdict with its margin (stated confidence) ------------------------------------------------------
+
+@dataclass(frozen=True)
+class FitVerdict:
+    """``fits`` as a verdict: ``kind`` "fits" (the band's high end fits too), "fits-within-band" (the estimate
+    fits, the band's high end does not) or "does-not-fit"; ``margin_bytes`` = capacity − needed;
+    ``margin_low_bytes`` = capacity − the band's high end (None without a band); ``sentence`` says it."""
+
+    kind: str
+    sentence: str
+    margin_bytes: int
+    margin_low_bytes: int | None
+
+
+def fit_verdict(capacity_bytes: int, needed_bytes: int, band: dict | None) -> FitVerdict:
+    """The verdict for ``needed_bytes`` (the device total) against ``capacity_bytes``, given the device total's
+    ``band`` from ``plan.confidence.confidence_of`` (low_bytes, high_bytes, level, cases; None: no band)."""
+    from ..units import format_binary as size
+
+    margin = int(capacity_bytes) - int(needed_bytes)
+    if band is None:
+        if margin >= 0:
+            return FitVerdict("fits", f"fits with {size(margin)} to spare (no measured band for the device total)",
+                              margin, None)
+        return FitVerdict("does-not-fit", f"does not fit (needs {size(-margin)} more)", margin, None)
+    high, low = int(band["high_bytes"]), int(band["low_bytes"])
+    margin_low = int(capacity_bytes) - high
+    est = int(needed_bytes)
+    # the band of the measured value relative to the estimate: what a user reads as "−X%/+Y%"
+    rel = f"{low / est - 1:+.1%}/{high / est - 1:+.1%}" if est else "-"
+    claim = f"{band['level']:.0%} band from {band['cases']} measured cases"
+    if margin < 0:
+        tail = f"; within the band a run may need as little as {size(low)}" if low <= capacity_bytes else ""
+        return FitVerdict("does-not-fit", f"does not fit (needs {size(-margin)} more{tail})", margin, margin_low)
+    if margin_low >= 0:
+        return FitVerdict("fits", f"fits with {size(margin)} to spare; {claim}: a run lands within {rel} of the "
+                                  f"estimate, at most {size(high)} ({size(margin_low)} to spare)", margin, margin_low)
+    return FitVerdict("fits-within-band", f"fits, but within the band: a run may need up to {size(high)} "
+                                          f"({size(-margin_low)} more than the {size(capacity_bytes)} available; "
+                                          f"{claim})", margin, margin_low)

@@ -32,6 +32,17 @@ METHODS = vocab.METHODS
 PRECISIONS = tuple(training.PRECISIONS)
 ATTNS = vocab.ATTNS
 FSDP = vocab.TRAIN_FSDP_STRATEGIES
+BNB_COMPUTE_DTYPES = ("fp32", "bf16", "fp16")          # BitsAndBytesConfig(bnb_4bit_compute_dtype=...)
+BNB_QUANT_STORAGES = ("uint8", "bf16", "fp16", "fp32")  # BitsAndBytesConfig(bnb_4bit_quant_storage=...)
+ADAPTER_DTYPES = ("fp32", "bf16", "fp16")
+LOSS_PATHS = ("5.x", "4.46", "4.x")
+_DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+# TrainSettings field -> the ZeroConfig / DeepSpeed size it sets
+_ZERO_SIZE_FIELDS = {"zero_reduce_bucket": "reduce_bucket_size", "zero_allgather_bucket": "allgather_bucket_size",
+                     "zero_prefetch_bucket": "prefetch_bucket_size", "zero_max_live_params": "max_live_parameters",
+                     "zero_persistence_threshold": "param_persistence_threshold"}
 
 
 class TrainSettingsError(SettingsError):
@@ -48,15 +59,37 @@ class TrainSettings:
     seq: int = 2048
     grad_accum: int = 1
     grad_ckpt: bool = False
+    # zero_grad(set_to_none=...): True is torch >= 2.0's default (torch 2.0 changed nn.Module.zero_grad's and
+    # Optimizer.zero_grad's default to True); False -- torch < 2.0's default, which the 2022 Trainer's
+    # model.zero_grad() ran -- zeroes the gradients in place, so they stay allocated through forward and backward
+    grads_set_to_none: bool = True
     attn: str | None = None          # None: transformers' default (sdpa; eager where it has no SDPA)
     lora_rank: int = vocab.LORA_RANK
     lora_targets: object = vocab.LORA_TARGETS   # "all-linear", a list of names, a regex, or None (PEFT's default)
     dora: bool = False
     qlora_format: str = "nf4-dq"
+    # QLoRA as PEFT, bitsandbytes and TRL run it (issue 14); None: the recipes' default, stated in assumptions
+    prepare_kbit: bool | None = None     # peft.prepare_model_for_kbit_training (None: on for qlora, off for lora)
+    bnb_compute_dtype: str | None = None  # bnb_4bit_compute_dtype fp32|bf16|fp16 (None: the precision's 16-bit
+                                          # dtype, as the recipes set it; bitsandbytes' own default is fp32)
+    bnb_quant_storage: str = "uint8"     # bnb_4bit_quant_storage: the packed base's dtype label (same bytes)
+    adapter_dtype: str | None = None     # fp32|bf16|fp16 (None: fp32, PEFT's autocast_adapter_dtype=True)
+    lora_dropout: float = 0.0            # LoraConfig(lora_dropout=...), PEFT's default 0.0
+    reentrant: bool | None = None        # checkpoint use_reentrant (None: transformers 5.24's default, False)
+    loss_path: str = "5.x"               # transformers' causal-LM loss: 5.x ForCausalLMLoss, 4.x shift + copy
     zero: int | None = None
     offload_optimizer: bool = False
     offload_param: bool = False
     fsdp: str | None = None
+    # FSDP CPUOffload(offload_params=True) (accelerate fsdp_offload_params): shards, gradients, optimizer on CPU
+    fsdp_offload: bool = False
+    # DeepSpeed zero_optimization sizes in elements: a number (5e8), "auto" (HF Trainer's hidden-size rule, for
+    # reduce / prefetch / persistence) or None (DeepSpeed's default: sharding.ZERO_SIZE_DEFAULTS)
+    zero_reduce_bucket: int | str | None = None        # reduce_bucket_size
+    zero_allgather_bucket: int | str | None = None     # allgather_bucket_size (stage 1/2)
+    zero_prefetch_bucket: int | str | None = None      # stage3_prefetch_bucket_size
+    zero_max_live_params: int | str | None = None      # stage3_max_live_parameters
+    zero_persistence_threshold: int | str | None = None  # stage3_param_persistence_threshold
     gpus: int = 1                    # world size
     tp: int = 1
     pp: int = 1
@@ -104,6 +137,20 @@ class TrainSettings:
             raise TrainSettingsError("choose DeepSpeed ZeRO or FSDP, not both")
         if self.fsdp and self.fsdp not in FSDP:
             raise TrainSettingsError(f"fsdp must be one of {', '.join(FSDP)}")
+        if self.fsdp_offload and not self.fsdp:
+            raise TrainSettingsError("fsdp_offload needs FSDP: set an FSDP sharding strategy (full_shard, ...)",
+                                     setting="fsdp_offload")
+        for name, key in _ZERO_SIZE_FIELDS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if self.zero is None:
+                raise TrainSettingsError(f"{name} is a DeepSpeed ZeRO size: it needs a ZeRO stage (zero 0-3)",
+                                         setting=name)
+            try:
+                sharding.parse_zero_size(value, key, setting=name)
+            except SettingsError as exc:
+                raise TrainSettingsError(str(exc), setting=name) from None
         if (self.offload_optimizer or self.offload_param) and self.zero is None:
             raise TrainSettingsError("offloading needs DeepSpeed ZeRO (zero=1/2/3)", setting="zero")
         if self.offload_param and self.zero != 3:
@@ -120,11 +167,71 @@ class TrainSettings:
                                      "(each gradient is applied and freed as soon as it is complete)")
         if self.attn == "flash" and self.precision == "fp32":
             raise TrainSettingsError("flash attention needs fp16/bf16 activations: use amp-bf16 or bf16")
+        self._validate_qlora_recipe()
         if self.method == "qlora" and (self.zero == 3 or self.fsdp in ("full_shard", "hybrid_shard")):
             # QLoRA + ZeRO-3/FSDP exists (bnb_4bit_quant_storage) but shards a packed uint8 base; modelled as
             # sharded weights below
             pass
         return self
+
+    def _validate_qlora_recipe(self) -> None:
+        """The QLoRA-recipe settings (prepare_kbit, bnb_*, adapter_dtype, lora_dropout, reentrant, loss_path)."""
+        for name, allowed in (("bnb_compute_dtype", BNB_COMPUTE_DTYPES), ("bnb_quant_storage", BNB_QUANT_STORAGES),
+                              ("adapter_dtype", ADAPTER_DTYPES), ("loss_path", LOSS_PATHS)):
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise TrainSettingsError(f"{name} must be one of {', '.join(allowed)}, "
+                                         f"not {value!r}", setting=name)
+        try:
+            p = float(self.lora_dropout)
+        except (TypeError, ValueError):
+            p = float("nan")
+        if not 0.0 <= p < 1.0:  # torch.nn.Dropout refuses p outside [0, 1]; p = 1 zeroes every input
+            raise TrainSettingsError(f"lora_dropout must be from 0 up to (not including) 1 (got {self.lora_dropout})",
+                                     setting="lora_dropout")
+        if self.prepare_kbit and self.method != "qlora":
+            # prepare_model_for_kbit_training on a 16-bit model would cast every parameter to fp32
+            raise TrainSettingsError("prepare_kbit applies to a k-bit base: use it with method qlora",
+                                     setting="prepare_kbit")
+        if self.method != "qlora" and (self.bnb_compute_dtype is not None or self.bnb_quant_storage != "uint8"):
+            raise TrainSettingsError("bnb_compute_dtype and bnb_quant_storage set the 4-bit base: use them with "
+                                     "method qlora", setting="bnb_compute_dtype" if self.bnb_compute_dtype
+                                     else "bnb_quant_storage")
+        if self.method == "full" and (self.adapter_dtype is not None or p > 0):
+            raise TrainSettingsError("adapter_dtype and lora_dropout are LoRA settings: use method lora or qlora",
+                                     setting="adapter_dtype" if self.adapter_dtype is not None else "lora_dropout")
+
+    @property
+    def sharded_qlora(self) -> bool:
+        """QLoRA whose 4-bit base is sharded (FSDP full/hybrid shard or ZeRO-3): TRL's ``is_sharded_qlora``."""
+        return self.method == "qlora" and (self.zero == 3 or self.fsdp in ("full_shard", "hybrid_shard"))
+
+    @property
+    def prepare_kbit_on(self) -> bool:
+        """prepare_model_for_kbit_training: as asked, else on for single-device / DDP QLoRA (PEFT's and TRL's
+        QLoRA recipes call it) and off for sharded QLoRA: TRL's SFTTrainer skips it when the Params4bit weights
+        are sharded ("one should never call ... prepare_model_for_kbit_training when doing QLoRA + FSDP /
+        DS-Zero3", trl/trainer/sft_trainer.py)."""
+        if self.prepare_kbit is not None:
+            return bool(self.prepare_kbit)
+        return self.method == "qlora" and not self.sharded_qlora
+
+    @property
+    def adapter_width(self) -> str | None:
+        """The adapters' dtype: as asked; for sharded QLoRA TRL's get_peft_model(autocast_adapter_dtype=False)
+        keeps them in the model's 16-bit dtype (trl/trainer/utils.py / sft_trainer.py); None: PEFT's fp32."""
+        if self.adapter_dtype is not None:
+            return self.adapter_dtype
+        if self.sharded_qlora and self.precision in ("bf16", "fp16"):
+            return self.precision
+        return None
+
+    @property
+    def bnb_compute(self) -> str:
+        """bnb_4bit_compute_dtype: as asked, else the recipes' 16-bit dtype (fp16 with an fp16 precision)."""
+        if self.bnb_compute_dtype is not None:
+            return self.bnb_compute_dtype
+        return "fp16" if self.precision in ("fp16", "amp-fp16", "deepspeed-fp16", "deepspeed-mixed") else "bf16"
 
     @property
     def data_parallel(self) -> int:
@@ -238,23 +345,51 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
         # like torch.autocast AMP; the frozen base stays at the model's width (16-bit, or 4-bit for QLoRA).
         base_width = 4 if s.precision in ("fp32",) else 2
         adapter_prec = "fp32" if s.precision == "fp32" else "amp-bf16"
+        if s.adapter_width in ("bf16", "fp16"):
+            # LoraConfig / get_peft_model(autocast_adapter_dtype=False) on a 16-bit base: the adapters, their
+            # gradients and torch AdamW's states (zeros_like the parameter) at that width
+            adapter_prec = s.adapter_width
         if s.zero is not None:
             # DeepSpeed casts the whole module (adapters too) to its 16-bit dtype and keeps an fp32 master
             # copy + fp32 states of the trainable adapters only
             adapter_prec = s.precision
         if s.method == "qlora":
-            q = wmod.weights_bytes(frozen, s.qlora_format, compute_dtype="bfloat16", quantize_experts=False)
+            # prepare_model_for_kbit_training (peft 0.21 utils/other.py): every fp16/bf16 parameter whose class
+            # is not Params4bit -> fp32 (embeddings, LM head, norms); the packed 4-bit weights keep their bytes
+            # whatever bnb_4bit_quant_storage labels them (a Params4bit of a bf16 storage is excluded by class)
+            kept = "float32" if s.prepare_kbit_on else "bfloat16"
+            q = wmod.weights_bytes(frozen, s.qlora_format, compute_dtype=kept, quantize_experts=False)
             base_bytes = q.stored_bytes
             states = training.model_states(trainable, (), adapter_prec, s.optimizer, adamw_impl=s.adamw_impl)
             assumptions.append(f"QLoRA: frozen base in {s.qlora_format} ({q.quantized_params:,} parameters "
-                               "quantized; embeddings, LM head, norms and fused experts stay 16-bit as "
-                               "bitsandbytes leaves them)")
+                               "quantized; embeddings, LM head, norms and fused experts stay "
+                               + ("fp32: prepare_model_for_kbit_training casts every non-Params4bit fp16/bf16 "
+                                  "parameter to fp32" if s.prepare_kbit_on else "16-bit as bitsandbytes leaves "
+                                  "them (no prepare_model_for_kbit_training)") + ")")
+            assumptions.append(f"bitsandbytes: bnb_4bit_compute_dtype={s.bnb_compute}"
+                               + (" (the QLoRA recipes' setting; bitsandbytes' own default is fp32)"
+                                  if s.bnb_compute_dtype is None else "")
+                               + f", bnb_4bit_quant_storage={s.bnb_quant_storage} (the packed bytes are the same; "
+                               "only the dtype FSDP sees differs); each 4-bit Linear dequantizes its whole weight "
+                               "for the matmul (MatMul4Bit, forward and backward) and saves no activation")
+            if s.prepare_kbit_on:
+                s = replace(s, grad_ckpt=True)  # use_gradient_checkpointing=True, its default
+                assumptions.append("prepare_model_for_kbit_training (PEFT's and TRL's QLoRA recipes call it): "
+                                   "use_gradient_checkpointing=True enables gradient checkpointing; the fp32 "
+                                   "embedding output makes the residual stream fp32 (Linear4bit returns its "
+                                   "input's dtype), so every checkpointed layer input is 4 B per element")
         else:
             base_bytes = 0
             states = training.model_states(trainable, frozen, adapter_prec, s.optimizer, adamw_impl=s.adamw_impl,
                                            frozen_weight_bytes=base_width)
-        assumptions.append(f"{s.method.upper()}: adapters (rank {s.lora_rank}, targets {targets_text}) in fp32 "
-                           "as PEFT creates them (autocast_adapter_dtype=True); base frozen")
+        width = s.adapter_width or ("fp32" if s.zero is None else s.precision)
+        assumptions.append(f"{s.method.upper()}: adapters (rank {s.lora_rank}, targets {targets_text}) in {width} "
+                           + ("(adapter-dtype)" if s.adapter_dtype is not None else
+                              "as TRL creates them for sharded QLoRA (get_peft_model(autocast_adapter_dtype="
+                              "False)); prepare_model_for_kbit_training not called, as TRL skips it"
+                              if s.adapter_width is not None else
+                              "as PEFT creates them (autocast_adapter_dtype=True)") + f"; base frozen; lora_dropout={s.lora_dropout:g}"
+                           + (" (PEFT's LoraConfig default)" if not s.lora_dropout else ""))
     if s.optimizer_in_backward:
         # torch's Tensor.register_post_accumulate_grad_hook pattern (torchtune optimizer_in_bwd, LOMO): each
         # parameter is stepped as soon as its gradient is complete and the gradient is freed, so at most
@@ -268,22 +403,61 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
                                                f"{largest:,} elements) alive at a time",))
         assumptions.append("optimizer in backward (post-accumulate-grad hooks): gradients are applied and freed "
                            "one parameter at a time")
+    # QLoRA under ZeRO-3 / FSDP: the packed 4-bit base shards and gathers with the rest (a float
+    # bnb_4bit_quant_storage makes it a float-typed parameter); split into what is sharded (packed data + the
+    # 16-bit parameters), what every rank keeps (the quant_state), one layer's share and the root unit's
+    quantized_base = None
+    sharded_base = s.method == "qlora" and base_bytes and (s.zero == 3 or (s.fsdp and s.fsdp != "no_shard"))
+    if sharded_base:
+        kept_width = 4 if getattr(s, "prepare_kbit_on", False) else 2
+
+        def _split_base(entries):
+            qe = wmod.weights_bytes(entries, s.qlora_format, compute_dtype="float32" if kept_width == 4
+                                    else "bfloat16", quantize_experts=False)
+            packed = -(-qe.quantized_params // 2)  # two 4-bit values per byte
+            kept = (qe.logical_params - qe.quantized_params) * kept_width
+            return packed + kept, max(0, qe.stored_bytes - packed - kept)
+
+        _, _, n_layers = sharding.census_units(frozen)
+        layer_entries = [e for e in sharding.census_of(frozen) if e.count and n_layers and e.count >= n_layers
+                         and e.count % n_layers == 0 and e.role != "embedding"]
+        flat_all, qstate_all = _split_base(frozen)
+        flat_layers, _ = _split_base(layer_entries) if layer_entries else (0, 0)
+        quantized_base = sharding.QuantizedBase(
+            flat_bytes=flat_all, replicated_bytes=qstate_all, unit_bytes=flat_layers // max(n_layers, 1),
+            root_bytes=flat_all - flat_layers, unit_trainable_params=states.trainable_params // max(n_layers, 1))
+        storage = getattr(s, "bnb_quant_storage", "uint8")
+        assumptions.append(f"QLoRA sharded ({'ZeRO-3' if s.zero == 3 else 'FSDP ' + s.fsdp}): bnb_4bit_quant_storage "
+                           f"{storage if storage != 'uint8' else 'bf16'} (a float storage, as FSDP/ZeRO-3 need to "
+                           "flatten it with the 16-bit parameters); packed 4-bit base + 16-bit parameters "
+                           f"{flat_all:,} B sharded, quant_state {qstate_all:,} B on every rank")
     if s.zero is not None:
-        cfg = sharding.ZeroConfig(stage=s.zero, data_parallel=s.data_parallel, gpus_per_node=s.gpus_per_node,
-                                  offload_optimizer=s.offload_optimizer, offload_param=s.offload_param)
-        sharded = sharding.zero_states(states, cfg, largest_layer_params=largest_layer_params)
+        hidden = 0
+        try:
+            hidden = acts.train_shape(config).hidden
+        except Exception:  # noqa: BLE001 - a config without a text shape: "auto" is then refused by name
+            hidden = 0
+        cfg = sharding.zero_config_for(s, hidden)
+        sharded = sharding.zero_states(states, cfg, largest_layer_params=largest_layer_params,
+                                       quantized_base=quantized_base if s.zero == 3 else None)
+        assumptions.append(sharding.zero_size_assumption(s, cfg))
     elif s.fsdp:
-        sharded = sharding.fsdp_states(states, s.data_parallel, largest_unit_params=largest_layer_params or 0,
-                                       strategy=s.fsdp, gpus_per_node=s.gpus_per_node)
+        # the wrapped unit is the decoder layer (transformer_auto_wrap_policy via _no_split_modules), the root
+        # unit everything outside the layers; largest_layer_params (the largest module: often the embedding)
+        # only where the census has no repeated layer
+        unit, root, _ = sharding.census_units(census)
+        sharded = sharding.fsdp_states(states, s.data_parallel, largest_unit_params=unit or largest_layer_params or 0,
+                                       root_unit_params=root, strategy=s.fsdp, gpus_per_node=s.gpus_per_node,
+                                       cpu_offload=s.fsdp_offload, quantized_base=quantized_base)
     elif s.data_parallel > 1:
         sharded = sharding.ddp_states(states)
     else:
         sharded = sharding.single_device_states(states)
     gpu_comp = sharded.gpu_components()
-    if base_bytes:
-        shard = s.data_parallel if (s.zero == 3 or s.fsdp in ("full_shard",)) else 1
+    if base_bytes and quantized_base is None:
+        # the 4-bit base whole on every rank (no sharding of it: single GPU, DDP, ZeRO 0-2, FSDP no_shard)
         if not s.offload_param:
-            gpu_comp["weights_bytes"] = gpu_comp.get("weights_bytes", 0) + math.ceil(base_bytes / shard)
+            gpu_comp["weights_bytes"] = gpu_comp.get("weights_bytes", 0) + base_bytes
 
     # activations (one micro-batch) and the peaks by phase
     amp = {"amp-bf16": "bf16", "amp-fp16": "fp16"}.get(s.precision)
@@ -291,8 +465,29 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
         amp = None  # the base runs in its 16-bit dtype; the fp32 adapters are PEFT's, not autocast's
     dtype_bytes = 4 if s.precision == "fp32" else 2
     lora = {"r": s.lora_rank, "targets": lora_targets, "dora": s.dora} if s.method != "full" else False
+    if lora:
+        lora["dropout"] = float(s.lora_dropout)
+        if s.adapter_width is not None:  # bf16/fp16 adapters on the 16-bit stream: no cast copy
+            lora["adapter_bytes"] = _DTYPE_BYTES[s.adapter_width]
+    kbit = None
+    if s.method == "qlora":
+        # bitsandbytes MatMul4Bit (autograd/_functions.py): F.linear(A, dequantize_4bit(B, quant_state)
+        # .to(A.dtype).t()) -- the whole weight dequantized to the dtype it was loaded in (quant_state.dtype,
+        # bf16 here, fp16 with fp16 compute), plus a copy at the compute dtype when that differs (fp32); the
+        # backward dequantizes again for the input gradient. The largest 4-bit Linear sets the transient.
+        largest_linear = max((int(t.get("in_features") or 0) * int(t.get("out_features") or 0)
+                              for t in frozen if t.get("role") == "linear"), default=0)
+        comp = _DTYPE_BYTES[s.bnb_compute]
+        kbit = {"prepare": s.prepare_kbit_on, "compute_bytes": comp,
+                "dequant_bytes": largest_linear * (2 + (comp if comp != 2 else 0))}
     act = acts.activation_bytes(config, batch=s.batch, seq=s.seq, attn=s.attn, dtype_bytes=dtype_bytes,
-                                grad_ckpt=s.grad_ckpt, tp=s.tp, pp=s.pp, lora=lora, amp=amp)
+                                grad_ckpt=s.grad_ckpt, tp=s.tp, pp=s.pp, lora=lora, amp=amp, kbit=kbit,
+                                reentrant=bool(s.reentrant), loss_path=s.loss_path)
+    if s.grad_ckpt:
+        assumptions.append("checkpointing " + ("use_reentrant=True (as asked)" if s.reentrant else
+                           "use_reentrant=False" + (" (as asked)" if s.reentrant is False else
+                           " (transformers 5.24 gradient_checkpointing_enable's default, which PEFT 0.22's "
+                           "prepare_model_for_kbit_training and the Trainer also reach)")))
     assumptions += list(act.assumptions)
     by_phase: dict[str, int] = {}
     for c in sharded.gpu:
@@ -304,6 +499,7 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
         c.bytes for c in sharded.gpu if c.name == "weights_bytes"))
     pk = acts.peak_by_phase(act, weights_bytes=weights_now, grads_bytes=grads, optimizer_state_bytes=optim,
                             optimizer_temp_bytes=by_phase.get("step", 0), grad_accum=s.grad_accum,
+                            grads_kept=not s.grads_set_to_none,
                             grad_bytes_per_element=training.precision_of(states.precision).gradient_bytes,
                             embeddings_trainable=s.method == "full")
     phases = {"forward": int(pk.forward_bytes), "backward": int(pk.backward_bytes) + by_phase.get("backward", 0),
@@ -334,7 +530,23 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
     peak_phase = max(phases, key=phases.get)
     allocated = phases[peak_phase]
     churn = act.saved_bytes + grads + step_extra
-    reserved = reserved_bytes(allocated, churn, s.overheads.allocator_fragmentation)
+    # the allocator's reserve: eager attention's s×s tensors strand whole segments (overheads.
+    # eager_attention_stranded_bytes, from the caching allocator's rules); the rest of the churn keeps the
+    # typical fraction. A fragmentation the user sets (not the default) is applied to all the churn, as stated.
+    from . import overheads as ovh
+
+    s2_request = s2_saved = 0
+    if s.attn == "eager" and s.overheads.allocator_fragmentation == ovh.ALLOCATOR_FRAGMENTATION:
+        heads_here = max(acts.train_shape(config).heads // s.tp, 1)
+        # the largest s×s block: fp32 probabilities in fp32 training and under autocast (softmax is an fp32 op)
+        s2_request = s.batch * heads_here * s.seq * s.seq * (4 if (s.precision == "fp32" or amp) else 2)
+        sdpa = acts.activation_bytes(config, batch=s.batch, seq=s.seq, attn="sdpa", dtype_bytes=dtype_bytes,
+                                     grad_ckpt=s.grad_ckpt, tp=s.tp, pp=s.pp, lora=lora, amp=amp)
+        s2_saved = max(act.saved_bytes - sdpa.saved_bytes, 0)
+    reserved = ovh.training_reserved_bytes(allocated, churn, s.overheads.allocator_fragmentation,
+                                           s2_request_bytes=s2_request, s2_saved_bytes=s2_saved,
+                                           layers=int(act.settings.get("layers_on_stage") or 0),
+                                           checkpointed=s.grad_ckpt)
     context = s.overheads.cuda_context_bytes + (s.overheads.nccl_bytes if s.gpus > 1 else 0)
     comps = {
         "weights_bytes": gpu_comp.get("weights_bytes", 0),
@@ -354,11 +566,17 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
     assumptions += [
         f"micro-batch {s.batch} × seq {s.seq}" + (f", gradient accumulation {s.grad_accum} (gradients stay "
                                                   "allocated between micro-batches)" if s.grad_accum > 1 else ""),
+        *(["zero_grad(set_to_none=False) (torch < 2.0's default): the zeroed gradients stay allocated through "
+           "every forward and backward, as with gradient accumulation"] if not s.grads_set_to_none else []),
         "peak_allocated = the largest of the phases (end of forward, backward, optimizer step): the peak is not "
         "the sum of every part",
         f"peak_reserved adds {s.overheads.allocator_fragmentation:.0%} of activations, gradients and step "
         "temporaries (measured reserved/allocated 1.07-1.49, the fitcheck project's "
-        "published T4 runs, github.com/Anassbzdd/fitcheck)",
+        "published T4 runs, github.com/Anassbzdd/fitcheck)"
+        + (f"; eager attention's s×s tensors instead strand one {ovh.segment_bytes(s2_request) / 2**20:.0f} MiB "
+           f"segment {'in all' if s.grad_ckpt else 'per layer'} (the caching allocator's best-fit splits each "
+           "freed s×s block for smaller requests; the next layer's s×s request needs a new segment)"
+           if s2_request else ""),
         "device_total adds the CUDA context" + (" and NCCL" if s.gpus > 1 else ""),
     ]
     adapters = None

@@ -680,6 +680,23 @@ def decode_activation_bytes(config: dict, *, batch: int, cache_tokens: int, attn
                                dtype_bytes=dtype_bytes, fp32_logits_copy=fp32_logits_copy, source=source, notes=notes)
 
 
+def lora_serving_extra_bytes(*, out: int, inn: int, rank: int, rows: int, model_bytes: int,
+                             adapter_bytes: int = 4) -> int:
+    """Bytes one unmerged LoRA adapter adds at the worst moment of its module's forward over ``rows`` = batch x
+    tokens rows, above the base layer's own output (PEFT 0.21 ``lora.Linear.forward`` / ``lora/bnb.py``, no
+    dropout at inference): ``x = self._cast_input_dtype(x, lora_A.weight.dtype)`` (a copy in the adapter dtype
+    unless it is the model's), ``lora_B(lora_A(x))`` (x@A [rows, r] alive while B's output [rows, out] is made),
+    ``* scaling`` (a second [rows, out] while the first is alive), ``.to(expected_dtype)`` and ``result + output``
+    (the sum made while the cast output and the base result are alive)."""
+    m_rows, a, m = int(rows), int(adapter_bytes), int(model_bytes)
+    x_copy = 0 if a == m else m_rows * inn * a
+    at_b = m_rows * rank * a + m_rows * out * a
+    at_scale = 2 * m_rows * out * a
+    at_cast = m_rows * out * a + (0 if a == m else m_rows * out * m)
+    at_add = 2 * m_rows * out * m
+    return x_copy + max(at_b, at_scale, at_cast, at_add)
+
+
 def peak_bytes(weights_bytes: int, kv_cache_bytes: int, activation: ActivationEstimate) -> int:
     """The phase's peak allocated bytes: weights (parameters + buffers) + KV cache + activations."""
     return int(weights_bytes) + int(kv_cache_bytes) + int(activation.bytes)
@@ -688,4 +705,4 @@ def peak_bytes(weights_bytes: int, kv_cache_bytes: int, activation: ActivationEs
 __all__ = ["ActivationEstimate", "InferActivationError", "InferShape", "SCORE_TERMS", "coefficient_table",
            "decode_activation_bytes", "without_scores",
            "estimate_with_table", "features", "infer_shape", "load_calibration", "peak_bytes",
-           "prefill_activation_bytes", "ssm_activation_bytes"]
+           "lora_serving_extra_bytes", "prefill_activation_bytes", "ssm_activation_bytes"]

@@ -31,7 +31,9 @@ from ..errors import SettingsError
 from ..model import ModelDescription, Tower, describe
 from ..model.description import DECODER
 from ..vocab import ATTNS, DTYPE_ALIASES, ENGINES, FP8_ALIASES, KV_DTYPE_BYTES, VLLM_BLOCK_SIZE, canonical_dtype
+from . import infer_activations, weights
 from . import kv_cache as kvc
+from ..model.census import census_of as census_of_tensors
 from .overheads import Overheads, reserved_bytes
 
 # Bytes per element and canonical name of every accepted dtype spelling (re-exported from hfmem.vocab).
@@ -69,6 +71,12 @@ class InferenceSettings:
     image_size: int | None = None       # vision inputs: side in pixels (None: the config's image_size, else 224)
     audio_seconds: float | None = None  # audio inputs: seconds per sample (None: 10 s; Whisper: one 30 s window)
     images: int = 0                     # vision-language models: images per sequence (their tokens join the context)
+    # bitsandbytes 4-bit: Linear4bit's compute dtype (BitsAndBytesConfig.bnb_4bit_compute_dtype). None: a
+    # prequantized checkpoint's quantization_config, else transformers' default, float32 (BitsAndBytesConfig:
+    # bnb_4bit_compute_dtype=None -> torch.float32)
+    bnb_compute_dtype: str | None = None
+    lora_rank: int = 0                  # unmerged LoRA adapters served on top of the model (0: none)
+    lora_targets: object = "all-linear"  # as TrainSettings.lora_targets: "all-linear", names, a regex, None
 
     def validate(self) -> "InferenceSettings":
         if self.engine not in ENGINES:
@@ -97,6 +105,14 @@ class InferenceSettings:
                     canonical_dtype(value, setting=name, fp8=name == "kv_dtype")
                 except SettingsError as exc:
                     raise InferenceSettingsError(str(exc), setting=name) from None
+        if self.bnb_compute_dtype is not None:
+            try:
+                canonical_dtype(self.bnb_compute_dtype, setting="bnb_compute_dtype")
+            except SettingsError as exc:
+                raise InferenceSettingsError(str(exc), setting="bnb_compute_dtype") from None
+        if int(self.lora_rank) < 0:
+            raise InferenceSettingsError(f"lora-rank must be 0 (no adapters) or more (got {self.lora_rank})",
+                                         setting="lora_rank")
         if self.logits not in ("last", "all"):
             raise InferenceSettingsError(f"logits must be 'last' or 'all', not {self.logits!r}", setting="logits")
         if self.compute_dtype is not None and canonical_dtype(self.compute_dtype, fp8=True) == "fp8":
@@ -147,6 +163,7 @@ class InferenceEstimate:
     # the batch) or "encoder-decoder" (encode, then decode with self and cross KV)
     kind: str = "generate"
     batch_inputs: dict = field(default_factory=dict)  # what one sample is: tokens, image side, audio seconds
+    bnb_compute_dtype: str | None = None  # bitsandbytes 4-bit: Linear4bit's compute dtype used; None otherwise
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -233,6 +250,125 @@ def _kv_bytes(layout, settings: InferenceSettings, *, batch: int, tokens: int, k
                               new_tokens=1, state_bytes_per_elem=state_bpe, **kwargs)
 
 
+@dataclass(frozen=True)
+class _BnbRuntime:
+    """What bitsandbytes' linears add at run time (weights.bnb_linear_extra_bytes) and on load."""
+    family: str                          # "bnb4" or "bnb8"
+    linears: tuple[tuple[str, int, int], ...]   # (census name, out, in) of the quantized shapes
+    model_bytes: int                     # the dtype the rest of the model runs in (input of every linear)
+    compute_bytes: int                   # Linear4bit.compute_dtype (bnb8: 2, MatMul8bitLt's fp16)
+    compute_is_model: bool               # bnb4: compute dtype == model dtype; bnb8: the model dtype is fp16
+    load_extra_bytes: int                # quantize-on-load transient above the loaded model (0: prequantized)
+    compute_dtype: str | None = None     # bnb4: Linear4bit's compute dtype
+
+    def extra_bytes(self, rows: int) -> int:
+        return max((weights.bnb_linear_extra_bytes(self.family, out=o, inn=i, rows=rows,
+                                                   model_bytes=self.model_bytes, compute_bytes=self.compute_bytes,
+                                                   compute_is_model=self.compute_is_model,
+                                                   storage_is_compute=self.compute_is_model)
+                    for _, o, i in self.linears), default=0)
+
+
+@dataclass(frozen=True)
+class _ServingAdapters:
+    """Unmerged LoRA adapters served on the model (PeftModel.from_pretrained)."""
+    weights_bytes: int
+    modules: tuple[tuple[int, int, int], ...]   # (out, in, rank) of each adapted shape
+    adapter_bytes: int = 4
+
+    def extra_bytes(self, rows: int, model_bytes: int) -> int:
+        return max((infer_activations.lora_serving_extra_bytes(out=o, inn=i, rank=r, rows=rows,
+                                                              model_bytes=model_bytes,
+                                                              adapter_bytes=self.adapter_bytes)
+                    for o, i, r in self.modules), default=0)
+
+
+def _bnb_runtime(tensors, config: dict, s: InferenceSettings, *, fmt: str, family: str | None,
+                 checkpoint_format: str, compute: str, assumptions: list[str]) -> _BnbRuntime | None:
+    """bitsandbytes' run-time and load-time transients for a transformers run of a bnb format; refuses
+    ``bnb_compute_dtype`` where it means nothing."""
+    if s.bnb_compute_dtype is not None and (family != "bnb4" or s.engine != "transformers"):
+        raise InferenceSettingsError(
+            f"bnb-compute-dtype applies to bitsandbytes 4-bit weights (nf4, fp4, nf4-dq, fp4-dq) served by "
+            f"transformers, not to {fmt} weights" + (f" on {s.engine}" if s.engine != "transformers" else ""),
+            setting="bnb_compute_dtype")
+    if family not in ("bnb4", "bnb8") or s.engine != "transformers":
+        return None
+    model_bytes = KV_DTYPE_BYTES[compute]
+    linears = tuple(weights.quantized_linears(tensors, fmt))
+    on_the_fly = checkpoint_format in ("fp32", "bf16", "fp16")
+    largest = max(linears, key=lambda t: t[1] * t[2], default=None)
+    load = weights.bnb_load_extra_bytes(family, out=largest[1], inn=largest[2], load_bytes=model_bytes) \
+        if (on_the_fly and largest) else 0
+    if on_the_fly and largest:
+        what = ("the 16-bit tensor (quantize_4bit writes the packed weight and absmax beside it)" if family == "bnb4"
+                else "the 16-bit tensor and Int8Params' fp16 copy (B.to(device, float16); CB is the final int8)")
+        assumptions.append(f"load phase: transformers 5.24 quantizes on load one tensor at a time (no thread "
+                           f"pool for on-the-fly quantization); the peak is the loaded model plus, for the largest "
+                           f"quantized weight ({largest[0]}, {largest[1]}x{largest[2]}), {what}: {load:,} B")
+    if family == "bnb8":
+        assumptions.append("bitsandbytes LLM.int8 (Linear8bitLt, bitsandbytes 0.45-0.49): per linear the input's "
+                           "fp16 copy (unless fp16), its int8 rows and fp32 scales and the int32 product "
+                           "[tokens, out]; outlier columns (threshold 6.0) are data-dependent and not counted")
+        return _BnbRuntime("bnb8", linears, model_bytes, 2, compute == "float16", load)
+    qc = weights._quantization_config(config) if fmt == checkpoint_format else None
+    stated = s.bnb_compute_dtype or (qc or {}).get("bnb_4bit_compute_dtype")
+    bnb_compute = canonical_dtype(str(stated), setting="bnb_compute_dtype") if stated else "float32"
+    source = ("as given" if s.bnb_compute_dtype else "the checkpoint's quantization_config" if stated else
+              "transformers' BitsAndBytesConfig default (bnb_4bit_compute_dtype=None -> torch.float32); pass "
+              "--bnb-compute-dtype bf16 if you load with bnb_4bit_compute_dtype=torch.bfloat16")
+    assumptions.append(
+        f"bitsandbytes 4-bit compute dtype {bnb_compute} ({source}): Linear4bit casts each input to it "
+        f"(x.to(compute_dtype)); with more than one row MatMul4Bit dequantizes the weight to its storage dtype "
+        f"({compute}) and copies it to {bnb_compute} (dequantize_4bit(...).to(A.dtype), bitsandbytes 0.45-0.49; "
+        f"0.50's gemm_4bit dequantizes straight to the compute dtype), one linear at a time; a single-row decode "
+        f"step takes gemv_4bit (no dequantized weight); the output is cast back to {compute}. Counted for the "
+        f"quantized linear whose transient is largest, added to the phase's activation peak (an upper bound: "
+        f"it assumes the layer's other transients are alive with it)")
+    return _BnbRuntime("bnb4", linears, model_bytes, KV_DTYPE_BYTES[bnb_compute], bnb_compute == compute, load,
+                       bnb_compute)
+
+
+def _serving_adapters(tensors, config: dict, s: InferenceSettings, *, compute: str,
+                      assumptions: list[str]) -> _ServingAdapters | None:
+    """LoRA adapters at serving time: PEFT's matching (scenarios/peft.py), weights in float32
+    (PeftModel.from_pretrained(autocast_adapter_dtype=True) casts 16-bit adapter weights to float32)."""
+    if not s.lora_rank:
+        return None
+    if s.engine != "transformers":
+        raise InferenceSettingsError("lora-rank: unmerged LoRA adapters are modelled for transformers (PEFT), "
+                                     "not for vLLM's LoRA serving", setting="lora_rank")
+    from ..errors import UsageError
+    from . import peft as peftmod
+
+    try:
+        plan = peftmod.lora_adapters(tensors, rank=int(s.lora_rank), targets=s.lora_targets,
+                                     model_type=describe(config).model_type or None)
+    except UsageError as exc:
+        raise InferenceSettingsError(str(exc.message if hasattr(exc, "message") else exc),
+                                     setting="lora_targets") from None
+    by_name = {}
+    for t in census_of_tensors(tensors):
+        if t.role in ("linear", "lm_head", "embedding") and t.out_features and t.in_features:
+            by_name.setdefault(t.name, (t.out_features, t.in_features))
+    modules = tuple(sorted({(*by_name[m["name"]], int(m["rank"])) for m in plan.matched_modules
+                            if m["name"] in by_name}))
+    nbytes = plan.adapter_params * 4
+    names = ", ".join(sorted({m["name"] for m in plan.matched_modules}))
+    assumptions.append(f"LoRA adapters r={s.lora_rank} on {names}, unmerged (PeftModel.from_pretrained): "
+                       f"{plan.adapter_params:,} parameters in float32 (autocast_adapter_dtype=True) = {nbytes:,} B; "
+                       "per adapted module the input cast to float32, x@A, B's output and its scaled copy at the "
+                       "largest module's moment, added to each phase's activation peak")
+    return _ServingAdapters(nbytes, modules)
+
+
+def _linear_extras(bnb: _BnbRuntime | None, adapters: _ServingAdapters | None, *, rows: int,
+                   dtype_bytes: int) -> int:
+    """The largest per-linear transient of a phase over ``rows`` rows: bitsandbytes' and an adapter's on the same
+    module add up (the adapter runs after the base layer returns, so the larger of the two)."""
+    return max(bnb.extra_bytes(rows) if bnb else 0, adapters.extra_bytes(rows, dtype_bytes) if adapters else 0)
+
+
 def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSettings, *,
                        checkpoint_format: str, buffer_bytes: int = 0,
                        checkpoint_stored_bytes: int | None = None) -> InferenceEstimate:
@@ -302,6 +438,9 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
     assumptions += list(w.assumptions)
     weights_gpu = weights_per_gpu(by_role, s.tp)
     buffers_gpu = int(buffer_bytes)
+    bnb = _bnb_runtime(tensors, config, s, fmt=fmt, family=family, checkpoint_format=checkpoint_format,
+                       compute=compute, assumptions=assumptions)
+    adapters = _serving_adapters(tensors, config, s, compute=compute, assumptions=assumptions)
     if s.tp > 1:
         assumptions.append(f"tensor parallel {s.tp}: linear layers, experts, embedding and LM head split "
                            "across GPUs; norms, routers and buffers replicated; numbers are for rank 0")
@@ -329,7 +468,7 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
     phases: list[PhaseEstimate] = []
     frag = s.overheads.allocator_fragmentation
     vllm_info = None
-    static = weights_gpu + buffers_gpu
+    static = weights_gpu + buffers_gpu + (adapters.weights_bytes if adapters else 0)
 
     def act_gpu(est) -> int:
         parts = est.by_part
@@ -352,6 +491,10 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
             a_pre = max(a_pre, act_gpu(pre) - pre.bytes + late + extra)
             assumptions.append("logits of every prompt position kept (--logits all): b·(s−1)·V more in the "
                                "compute dtype after the LM head")
+        a_pre += _linear_extras(bnb, adapters, rows=s.batch * s.context, dtype_bytes=dtype_bytes)
+        if bnb is not None and bnb.load_extra_bytes:
+            phases.append(PhaseEstimate("load", 0, 0, bnb.load_extra_bytes, weights_gpu + buffers_gpu
+                                        + bnb.load_extra_bytes))
         phases.append(PhaseEstimate("prefill", s.context, kv_pre, a_pre, static + kv_pre + a_pre))
         assumptions += [f"prefill activations: {a}" for a in pre.assumptions]
         if s.new_tokens:
@@ -360,7 +503,7 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
                                                             dtype_bytes=dtype_bytes)
             kv_dec = math.ceil(_kv_bytes(layout, s, batch=s.batch, tokens=end, kv_bpe=kv_bpe, phase="decode",
                                          state_bpe=dtype_bytes, prompt_tokens=s.context) * share)
-            a_dec = act_gpu(dec)
+            a_dec = act_gpu(dec) + _linear_extras(bnb, adapters, rows=s.batch, dtype_bytes=dtype_bytes)
             phases.append(PhaseEstimate("decode", end, kv_dec, a_dec, static + kv_dec + a_dec))
         peak = max(phases, key=lambda p: p.peak_allocated_bytes)
         allocated = peak.peak_allocated_bytes
@@ -410,6 +553,7 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
     comps = {
         "weights_bytes": weights_gpu,
         "buffers_bytes": buffers_gpu,
+        **({"adapter_weights_bytes": adapters.weights_bytes} if adapters and peak.name != "load" else {}),
         "kv_cache_bytes": peak.kv_cache_bytes,
         "activations_bytes": peak.activations_bytes,
         "allocator_reserve_bytes": reserved - allocated - graphs,
@@ -435,4 +579,5 @@ def estimate_inference(tensors: list[dict], config: dict, settings: InferenceSet
         kv_bytes_per_token=per_token, kv_bytes_per_token_per_gpu=per_token * share, phases=phases,
         peak_phase=peak.name, peak_allocated_bytes=allocated, peak_reserved_bytes=reserved,
         device_total_bytes=device_total, max_position_embeddings=model_max,
-        assumptions=list(dict.fromkeys(assumptions)), notes=notes, kv_layout_summary=counts, vllm=vllm_info)
+        assumptions=list(dict.fromkeys(assumptions)), notes=notes, kv_layout_summary=counts, vllm=vllm_info,
+        bnb_compute_dtype=bnb.compute_dtype if bnb else None)

@@ -16,6 +16,23 @@ token). The weight-norm path (x_eye = eye(d_in), lora_B(lora_A(x_eye)), ‖W + s
 output and freed within the forward of each layer: a transient, not saved. Simulated on Llama-3.2-1B /
 Qwen3: the per-token terms exact; the per-layer constants (≈10·d_out) are left out.
 
+Widths (``lora`` keys ``input_bytes``, ``adapter_bytes``, ``autocast``; PEFT 0.21 ``tuners/lora/layer.py``
+``Linear.forward``: ``x = self._cast_input_dtype(x, lora_A.weight.dtype)`` then
+``lora_B(lora_A(dropout(x)))``, the dropout an ``nn.Identity`` when lora_dropout is 0):
+
+* input dtype ≠ adapter dtype (a 16-bit stream, fp32 adapters -- the default): each adapted Linear casts its
+  input (a copy per module), and lora_A saves it: adapter_bytes·d_in per target; with dropout the dropped
+  copy replaces the cast one (the cast is freed) and the bool mask is saved: + 1·d_in.
+* input dtype = adapter dtype (bf16 adapters on a bf16 stream; fp32 adapters on prepare_model_for_kbit_training's
+  fp32 stream, no autocast): no cast; with p = 0 lora_A saves x itself, the tensor the modules reading the same
+  input share (q/k/v; gate/up): input_bytes·d_in once per distinct input; with p > 0 each module saves its
+  own dropped copy and mask: (adapter_bytes + 1)·d_in per target.
+* under torch.autocast (the Trainer's bf16/fp16=True in the QLoRA recipes): lora_A's F.linear casts its input
+  to 16 bit and saves that cast (2·d_in per target; dropout, an fp32 op before it, leaves only its mask) and
+  its output, lora_B's input, is 16-bit (2·r).
+
+The frozen base's dropped tensors are at the stream's width (input_bytes/2 × the 16-bit count).
+
 Which Linears are adapted is decided by ``hfmem.scenarios.peft`` (``known_path_matcher`` over
 ``target_matches``, PEFT's ``check_target_module_exists`` rule), the same matcher that counts the adapter
 parameters, applied to the family structure's Linear names (each module's path inside the decoder layer:
@@ -36,8 +53,13 @@ def _lora_settings(lora) -> dict | None:
     if lora is True:
         return {"r": 16, "targets": "all-linear", "dropout": 0.0, "dora": False}
     if isinstance(lora, dict):
-        return {"r": int(lora.get("r", 16)), "targets": lora.get("targets", "all-linear"),
-                "dropout": float(lora.get("dropout", 0.0)), "dora": bool(lora.get("dora", False))}
+        out = {"r": int(lora.get("r", 16)), "targets": lora.get("targets", "all-linear"),
+               "dropout": float(lora.get("dropout", 0.0)), "dora": bool(lora.get("dora", False))}
+        # widths: only when they differ from the default (16-bit stream, fp32 adapters, no autocast)
+        for key, default in (("input_bytes", 2), ("adapter_bytes", 4), ("autocast", False)):
+            if key in lora and lora[key] != default:
+                out[key] = lora[key]
+        return out
     raise TrainActivationError("lora must be False, True or a dict {r, targets, dropout, dora}")
 
 
@@ -63,7 +85,10 @@ def _lora_layer_delta(shape: TrainShape, st: Structure, lora: dict, moe: bool) -
     h = shape.hidden
     dims = _lora_dims(shape, moe)
     inter = dims["I"]
-    frozen = (8 * h if st.norm == "rms" else 4 * h) + 2 * inter
+    in_b = int(lora.get("input_bytes", 2))
+    ad_b = int(lora.get("adapter_bytes", 4))
+    autocast = bool(lora.get("autocast", False))
+    frozen = ((8 * h if st.norm == "rms" else 4 * h) + 2 * inter) * in_b / 2
     targets = lora["targets"]
     all_linear = is_all_linear(targets)
     names = [n for n, _, _ in st.linears]
@@ -75,8 +100,16 @@ def _lora_layer_delta(shape: TrainShape, st: Structure, lora: dict, moe: bool) -
         notes.append("LoRA all-linear on a MoE model: experts are fused parameters in transformers 5, not "
                      "nn.Linear, so only attention (and shared/dense) Linears get adapters")
         chosen = [lin for lin in chosen if lin[1] != "I" and lin[2] != "I"]
-    per_target = sum(4 * dims[d_in] + 4 * lora["r"] + (dims[d_in] if lora["dropout"] > 0 else 0)
-                     for _, d_in, _ in chosen)
+    p = lora["dropout"]
+    mask = 1 if p > 0 else 0  # torch's native_dropout saves a bool mask
+    if autocast:  # lora_A saves autocast's 16-bit cast of its input; its output is 16-bit
+        per_target = sum((2 + mask) * dims[d_in] + 2 * lora["r"] for _, d_in, _ in chosen)
+    elif in_b != ad_b or p > 0:  # a cast (or dropped) copy per module
+        per_target = sum((ad_b + mask) * dims[d_in] + ad_b * lora["r"] for _, d_in, _ in chosen)
+    else:  # x itself, shared by the modules reading the same input (same block, same input width)
+        shared = {(name.split(".")[0], d_in) for name, d_in, _ in chosen}
+        per_target = (sum(in_b * dims[d_in] for _, d_in in shared)
+                      + sum(ad_b * lora["r"] for _ in chosen))
     if lora.get("dora"):  # the base output (16-bit, or fp32 recomputed under dropout) + the fp32 LoRA output
         per_target += sum((8 if lora["dropout"] > 0 else 6) * dims[d_out] for _, _, d_out in chosen)
     if all_linear:

@@ -63,4 +63,62 @@ def reserved_bytes(allocated_bytes: int, churn_bytes: int, fragmentation: float)
     return int(allocated_bytes + round(fragmentation * max(int(churn_bytes), 0)))
 
 
-__all__ = ["Overheads", "reserved_bytes", "CUDA_CONTEXT_BYTES", "NCCL_BYTES"]
+
+
+# -- the caching allocator's rules (PyTorch c10/cuda/CUDACachingAllocator.cpp; ../shared/docs/ground-truth.md §8) --
+K_MIN_BLOCK = 512              # kMinBlockSize: every request rounded up to 512 B
+K_SMALL_SIZE = 1 * MiB         # kSmallSize: requests up to 1 MiB come from the small pool ...
+K_SMALL_BUFFER = 2 * MiB       # kSmallBuffer: ... in 2 MiB segments
+K_LARGE_BUFFER = 20 * MiB      # kLargeBuffer: 1-10 MiB requests get a 20 MiB segment
+K_MIN_LARGE_ALLOC = 10 * MiB   # kMinLargeAlloc: above it a request gets its own segment ...
+K_ROUND_LARGE = 2 * MiB        # kRoundLarge: ... rounded up to 2 MiB
+
+
+def block_bytes(request_bytes: int) -> int:
+    """The block the allocator hands out for a request: rounded up to 512 B (round_size)."""
+    n = max(int(request_bytes), 1)
+    return -(-n // K_MIN_BLOCK) * K_MIN_BLOCK
+
+
+def segment_bytes(request_bytes: int) -> int:
+    """The segment cudaMalloc'd for a request no cached block can serve (get_allocation_size)."""
+    n = block_bytes(request_bytes)
+    if n <= K_SMALL_SIZE:
+        return K_SMALL_BUFFER
+    if n < K_MIN_LARGE_ALLOC:
+        return K_LARGE_BUFFER
+    return -(-n // K_ROUND_LARGE) * K_ROUND_LARGE
+
+
+def eager_attention_stranded_bytes(s2_request_bytes: int, layers: int, *, checkpointed: bool) -> int:
+    """Reserved-but-unusable memory left by eager attention's s×s tensors (scores, scaled/masked scores,
+    probabilities, dropout output: b·heads·s²·bytes each).
+
+    Each layer's forward frees s×s transients (the raw and the scaled scores) while it keeps the
+    probabilities (and the dropout output) for the backward. The allocator serves a request from the
+    smallest cached block that is large enough (best fit) and splits it when more than 1 MiB would remain
+    (large pool). The freed s×s block is the smallest free block large enough for the requests that follow
+    — the dropout mask (b·heads·s² bytes), the next layer's hidden-size outputs — so they split it; the next
+    layer's s×s requests no longer fit in what remains and get a new segment (over 10 MiB: its own,
+    rounded up to 2 MiB). Until the backward frees the layers' saved tensors (and the segment's pieces merge
+    again), every layer of the forward strands up to one such segment: ``layers`` × segment_bytes(s×s)
+    (the upper bound, taken). With checkpointing nothing of a layer is kept: all its transients are freed
+    before the next layer starts, the split blocks merge back, one segment at most is stranded."""
+    if s2_request_bytes <= 0 or layers <= 0:
+        return 0
+    return segment_bytes(s2_request_bytes) * (1 if checkpointed else int(layers))
+
+
+def training_reserved_bytes(allocated_bytes: int, churn_bytes: int, fragmentation: float, *,
+                            s2_request_bytes: int = 0, s2_saved_bytes: int = 0, layers: int = 0,
+                            checkpointed: bool = False) -> int:
+    """``max_memory_reserved`` of a training step: ``fragmentation`` of the churn outside eager attention's
+    s×s tensors (the measured typical reserve), plus the s×s segments the forward strands
+    (``eager_attention_stranded_bytes``) in place of a flat fraction of the s×s bytes."""
+    other = max(int(churn_bytes) - max(int(s2_saved_bytes), 0), 0)
+    stranded = eager_attention_stranded_bytes(s2_request_bytes, layers, checkpointed=checkpointed)
+    return int(allocated_bytes + round(fragmentation * other) + stranded)
+
+
+__all__ = ["Overheads", "reserved_bytes", "training_reserved_bytes", "eager_attention_stranded_bytes",
+           "segment_bytes", "block_bytes", "CUDA_CONTEXT_BYTES", "NCCL_BYTES"]

@@ -47,6 +47,79 @@ DS_SUB_GROUP_SIZE = 1_000_000_000
 # ZeRO-0 gradient all-reduce (allreduce_gradients -> buffered_allreduce_fallback).
 DS_ALLREDUCE_BUCKET_SIZE = 500_000_000
 
+# HF Trainer's "auto" ZeRO sizes (transformers integrations/deepspeed.py, HfTrainerDeepSpeedConfig
+# .trainer_config_finalize; accelerate's Accelerator._prepare_deepspeed fills the same keys alike):
+# reduce_bucket_size = hidden_size², stage3_prefetch_bucket_size = int(0.9 · hidden_size²),
+# stage3_param_persistence_threshold = 10 · hidden_size. allgather_bucket_size and stage3_max_live_parameters
+# have no "auto" there.
+HF_AUTO_ZERO_SIZES = {
+    "reduce_bucket_size": lambda h: h * h,
+    "prefetch_bucket_size": lambda h: int(0.9 * h * h),
+    "param_persistence_threshold": lambda h: 10 * h,
+}
+ZERO_SIZE_DEFAULTS = {
+    "reduce_bucket_size": DS_REDUCE_BUCKET_SIZE,
+    "allgather_bucket_size": DS_ALLGATHER_BUCKET_SIZE,
+    "prefetch_bucket_size": DS_PREFETCH_BUCKET_SIZE,
+    "max_live_parameters": DS_MAX_LIVE_PARAMETERS,
+    "param_persistence_threshold": DS_PARAM_PERSISTENCE_THRESHOLD,
+}
+
+
+def parse_zero_size(value, name: str, *, setting: str | None = None):
+    """A ZeRO size as a user gives it: an int, a float-like string (``5e8``), or "auto" (only for the sizes HF
+    Trainer fills, HF_AUTO_ZERO_SIZES); returns an int, "auto" or None (not given). Negative or fractional
+    element counts raise SettingsError naming ``setting``."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        if name not in HF_AUTO_ZERO_SIZES:
+            raise SettingsError(f"{setting or name}: DeepSpeed has no \"auto\" for {name} (HF "
+                                "Trainer fills only reduce_bucket_size, stage3_prefetch_bucket_size and "
+                                "stage3_param_persistence_threshold); give a number of elements", setting=setting)
+        return "auto"
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        f = float("nan")
+    if not (f == f and f >= 0 and f == int(f) and f < 1e15):
+        raise SettingsError(f"{setting or name} must be a whole number of elements >= 0 (e.g. "
+                            f"5e8) or \"auto\", not {value!r}", setting=setting)
+    return int(f)
+
+
+def resolve_zero_size(value, name: str, hidden_size: int) -> int:
+    """The element count DeepSpeed uses: the value given, HF Trainer's rule for "auto", else DeepSpeed's default."""
+    if value is None:
+        return ZERO_SIZE_DEFAULTS[name]
+    if value == "auto":
+        return int(HF_AUTO_ZERO_SIZES[name](int(hidden_size)))
+    return int(value)
+
+
+@dataclass(frozen=True)
+class QuantizedBase:
+    """The frozen 4-bit base of QLoRA under FSDP / ZeRO-3 (``bnb_4bit_quant_storage`` a float dtype, so the
+    packed 4-bit data is a float-typed parameter that flattens and shards with the 16-bit ones; PEFT docs
+    accelerate/fsdp.md, "Use PEFT QLoRA and FSDP"). Bytes, all ranks' view:
+
+    * ``flat_bytes``: every parameter of the base as FSDP / ZeRO-3 shard it -- packed 4-bit data (numel/2
+      bytes whatever the storage dtype labels them) plus the non-quantized 16-bit parameters;
+    * ``replicated_bytes``: the quantization state (absmax, nested absmax, code). bitsandbytes keeps it on the
+      module (``Linear4bit.quant_state``, restored onto the weight by ``fix_4bit_weight_quant_state_from_module``
+      because FSDP's flat-parameter views drop the Params4bit attributes): a plain attribute, not a parameter,
+      so it is neither sharded nor gathered -- every rank holds all of it;
+    * ``unit_bytes``: the largest wrapped unit's (decoder layer's) share of ``flat_bytes``;
+    * ``root_bytes``: the root unit's share (embeddings, final norm, LM head: 16-bit, not quantized);
+    * ``unit_trainable_params``: the adapters inside one unit (PEFT's fsdp_auto_wrap_policy wraps each
+      trainable LoRA Linear as its own FSDP unit, nested in the layer's, so they are gathered with it)."""
+
+    flat_bytes: int
+    replicated_bytes: int
+    unit_bytes: int
+    root_bytes: int
+    unit_trainable_params: int = 0
+
 
 def _cdiv(a: int, b: int) -> int:
     return -(-int(a) // int(b))
@@ -152,12 +225,48 @@ class ZeroConfig:
         return min(self.data_parallel, self.gpus_per_node or self.data_parallel)
 
 
+def zero_config_for(settings, hidden_size: int = 0) -> ZeroConfig:
+    """The ZeroConfig of a TrainSettings (``zero`` set): stage, data parallel, offload, and the sizes it gives
+    (``zero_*`` fields: elements, "auto" = HF Trainer's rule for ``hidden_size``, None = DeepSpeed's default)."""
+    fields = {"zero_reduce_bucket": "reduce_bucket_size", "zero_allgather_bucket": "allgather_bucket_size",
+              "zero_prefetch_bucket": "prefetch_bucket_size", "zero_max_live_params": "max_live_parameters",
+              "zero_persistence_threshold": "param_persistence_threshold"}
+    sizes = {}
+    for field_name, key in fields.items():
+        value = parse_zero_size(getattr(settings, field_name, None), key, setting=field_name)
+        if value == "auto" and not hidden_size:
+            raise SettingsError(f"{field_name} auto needs the model's hidden size",
+                                setting=field_name)
+        sizes[key] = resolve_zero_size(value, key, hidden_size)
+    return ZeroConfig(stage=settings.zero, data_parallel=settings.data_parallel, gpus_per_node=settings.gpus_per_node,
+                      offload_optimizer=settings.offload_optimizer, offload_param=settings.offload_param, **sizes)
+
+
+def zero_size_assumption(settings, config: ZeroConfig) -> str:
+    """Every ZeRO size the estimate used, and where it came from (given, HF "auto", DeepSpeed's default)."""
+    fields = (("zero_reduce_bucket", "reduce_bucket_size", config.reduce_bucket_size),
+              ("zero_allgather_bucket", "allgather_bucket_size", config.allgather_bucket_size),
+              ("zero_prefetch_bucket", "stage3_prefetch_bucket_size", config.prefetch_bucket_size),
+              ("zero_max_live_params", "stage3_max_live_parameters", config.max_live_parameters),
+              ("zero_persistence_threshold", "stage3_param_persistence_threshold", config.param_persistence_threshold))
+    parts = []
+    for field_name, key, value in fields:
+        given = getattr(settings, field_name, None)
+        how = ("DeepSpeed's default" if given is None else
+               "auto: HF Trainer's hidden-size rule" if str(given).lower() == "auto" else "given")
+        parts.append(f"{key}={value:.3g} ({how})")
+    return ("DeepSpeed ZeRO sizes (elements; buffers at the model dtype's bytes): " + ", ".join(parts)
+            + f", stage3_max_reuse_distance={config.max_reuse_distance:.3g}, sub_group_size={config.sub_group_size:.3g}"
+            " (DeepSpeed's defaults)")
+
+
 def _shard_numel(tensors: tuple[ParamTensor, ...], n: int) -> int:
     """ZeRO-3 partitions every parameter on its own: ds_tensor holds ceil(numel / world) elements."""
     return sum(_cdiv(t.numel, n) * t.count for t in tensors)
 
 
-def zero_states(states: ModelStates, config: ZeroConfig, *, largest_layer_params: int | None = None) -> ShardedStates:
+def zero_states(states: ModelStates, config: ZeroConfig, *, largest_layer_params: int | None = None,
+                quantized_base: QuantizedBase | None = None) -> ShardedStates:
     """Per-rank GPU and per-node CPU bytes of DeepSpeed ZeRO ``config.stage`` for ``states`` (from
     training.model_states with a ``deepspeed-*`` precision, or ``fp32``).
 
@@ -184,6 +293,16 @@ def zero_states(states: ModelStates, config: ZeroConfig, *, largest_layer_params
       come back soon, i.e. most of a small model) but at least the largest layer; ``__ipg_bucket_flat_buffer``
       of reduce_bucket_size and ``grad_partitions_flat_buffer`` (Ψ/N, grad_accum dtype, on the optimizer's
       device) for the whole run; fp32 gradient per sub-group (sub_group_size) at the step.
+
+    Every stage keeps a separate fp32 partition even in fp32 training: stage_1_and_2.py
+    ``single_partition_of_fp32_groups.append(...clone().float().detach())`` and stage3.py
+    ``_create_fp32_partitions`` (``fp16_partitioned_groups_flat[i]...clone().float().detach()``) clone the
+    model-dtype partition whatever its dtype, so fp32 runs hold fp32 params *and* an fp32 master partition;
+    their buckets and gathered parameters are 4 B per element (the model dtype).
+
+    ``quantized_base`` (QLoRA under ZeRO-3 with a float ``bnb_4bit_quant_storage``): the packed 4-bit base
+    is partitioned like any parameter (ds_numel of the float-typed packed tensor) and gathered into the
+    working set layer by layer; its quantization state stays whole on every rank (QuantizedBase).
     """
     prec = precision_of(states.precision)
     if prec.library != "DeepSpeed" and prec.name != "fp32":
@@ -256,18 +375,38 @@ def zero_states(states: ModelStates, config: ZeroConfig, *, largest_layer_params
         trainable_shard = _shard_numel(states.trainable_tensors, n)
         frozen_shard = _shard_numel(states.frozen_tensors, n)
         param_dev = cpu_rank if config.offload_param else gpu
-        add(param_dev, "weights_bytes", trainable_shard * w_t + frozen_shard * w_f,
-            note="the rank's partition of every parameter")
+        qb = quantized_base
+        add(param_dev, "weights_bytes", trainable_shard * w_t + frozen_shard * w_f
+            + (_cdiv(qb.flat_bytes, n) if qb else 0), note="the rank's partition of every parameter")
+        if qb:
+            add(gpu, "quant_state_bytes", qb.replicated_bytes,
+                note="bitsandbytes quant_state (absmax, nested absmax) on every rank: a module attribute, "
+                     "not partitioned")
         thr = config.param_persistence_threshold
         small_t = sum(t.total_numel for t in states.trainable_tensors if t.numel <= thr)
         small_f = sum(t.total_numel for t in states.frozen_tensors if t.numel <= thr)
         persistent = small_t + small_f
         add(gpu, "persistent_params_bytes", small_t * w_t + small_f * w_f,
             note=f"parameters of <= {thr} elements stay gathered")
-        cap = config.max_live_parameters if config.max_reuse_distance else 0
-        live = min(T + F - persistent, max(ll, cap))
-        add(gpu, "gathered_params_bytes", live * max(w_t, w_f if F else w_t), "backward",
-            "gathered working set: up to stage3_max_live_parameters, at least the largest layer")
+        # the working set: the current layer's parameters always; beyond them, parameters come back soon are
+        # kept (max_reuse_distance) up to stage3_max_live_parameters, and without reuse only the prefetch
+        # (stage3_prefetch_bucket_size elements ahead, itself within max_live_parameters)
+        cap = config.max_live_parameters if config.max_reuse_distance else min(config.max_live_parameters,
+                                                                                config.prefetch_bucket_size)
+        elem = max(w_t, w_f if F else w_t)
+        if qb:
+            # the packed base counted at 2 B per (bf16-typed) element, the adapters at theirs: the live element
+            # cap applies to both (ds_numel)
+            unit_bytes = qb.unit_bytes + min(qb.unit_trainable_params, T) * w_t
+            total_bytes = qb.flat_bytes + (T - persistent) * w_t
+            gathered = min(total_bytes, max(unit_bytes, cap * 2) if config.max_reuse_distance else unit_bytes + cap * 2)
+            add(gpu, "gathered_params_bytes", gathered, "backward",
+                "gathered working set of the 4-bit base (bf16-typed packed elements) and the adapters: up to "
+                "stage3_max_live_parameters elements, at least the largest layer")
+        else:
+            live = min(T + F - persistent, max(ll, cap) if config.max_reuse_distance else ll + cap)
+            add(gpu, "gathered_params_bytes", live * elem, "backward",
+                "gathered working set: up to stage3_max_live_parameters, at least the largest layer")
         add(gpu, "unsharded_gradients_bytes", min(ll, T) * g, "backward", "the largest layer's full gradients")
         add(gpu, "reduce_bucket_bytes", config.reduce_bucket_size * g if config.contiguous_gradients and T else 0,
             note="__ipg_bucket_flat_buffer (allocated once)")
@@ -294,7 +433,8 @@ from ..vocab import FSDP_STRATEGIES  # noqa: E402  (re-exported: the strategies 
 
 def fsdp_states(states: ModelStates, world_size: int, *, largest_unit_params: int, root_unit_params: int = 0,
                 strategy: str = "full_shard", prefetch_units: int = 2, gpus_per_node: int | None = None,
-                cpu_offload: bool = False, param_dtype_bytes: int | None = None) -> ShardedStates:
+                cpu_offload: bool = False, param_dtype_bytes: int | None = None,
+                quantized_base: QuantizedBase | None = None) -> ShardedStates:
     """Per-rank bytes of torch FSDP (FSDP1 ShardingStrategy / FSDP2 fully_shard), for ``states`` of a torch
     precision (fp32, amp-*, bf16, fp16).
 
@@ -309,8 +449,25 @@ def fsdp_states(states: ModelStates, world_size: int, *, largest_unit_params: in
     * hybrid_shard: full_shard within a node (``gpus_per_node`` ranks), replicated across nodes.
     * no_shard (≈ DDP): everything full on every rank.
     ``param_dtype_bytes``: the all-gather dtype (MixedPrecision.param_dtype); defaults to the stored weights'.
-    ``cpu_offload`` (CPUOffload(offload_params=True)): sharded parameters, gradients and the optimizer step on
-    CPU; the GPU keeps the gathered units.
+    ``cpu_offload`` (CPUOffload(offload_params=True); accelerate ``fsdp_offload_params``): the sharded flat
+    parameters live pinned on CPU, the sharded gradients are copied to CPU after the reduce-scatter and the
+    optimizer steps there (FSDP1 _runtime_utils._post_backward_hook: ``_cpu_grad``), so weights, gradients
+    and optimizer states (and their step temporaries) are CPU RAM, per rank, × ranks per node. The GPU keeps
+    what is unsharded for compute: the root unit, ``prefetch_units`` gathered units and the current unit's
+    full gradients (and the activations, counted by the caller).
+
+    LoRA (``states`` with a frozen part): a unit's frozen parameters are gathered at their own width and the
+    adapters at theirs -- PEFT's fsdp_auto_wrap_policy (peft utils/other.py) wraps every trainable leaf module
+    (the LoRA Linears) as its own FSDP unit inside the layer's, because use_orig_params=False needs one dtype
+    and one requires_grad per flat parameter; the adapters of one unit are its share of them
+    (T × unit / frozen).
+
+    ``quantized_base`` (FSDP-QLoRA, QuantizedBase): the packed 4-bit base is sharded 1/N with the rest; in
+    forward and again in backward (and in the recomputation of a checkpointed layer) FSDP all-gathers each
+    layer's base flat parameter with its adapters, the next one prefetched (BACKWARD_PRE; in forward the
+    rate limiter, limit_all_gathers, allows two in flight), and the root unit (embeddings, final norm, LM head
+    in 16-bit) stays gathered from forward through backward (FSDP1 ``_post_forward_reshard`` does not free
+    the root's parameters for FULL_SHARD). The quantization state is on every rank.
     """
     if strategy not in FSDP_STRATEGIES:
         raise SettingsError(f"unknown FSDP strategy {strategy!r} ({', '.join(FSDP_STRATEGIES)})")
@@ -332,26 +489,58 @@ def fsdp_states(states: ModelStates, world_size: int, *, largest_unit_params: in
         if nbytes:
             where.append(Component(name, int(nbytes), phase, note))
 
-    add(shard_dev, "weights_bytes", _cdiv(T, n) * w_t + _cdiv(F, n) * w_f, note=f"sharded 1/{n}")
+    qb = quantized_base
+    add(shard_dev, "weights_bytes", _cdiv(T, n) * w_t + _cdiv(F, n) * w_f + (_cdiv(qb.flat_bytes, n) if qb else 0),
+        note=f"sharded 1/{n}")
     add(shard_dev, "master_weights_bytes", _cdiv(T, n) * prec.master_weight_bytes)
     add(shard_dev, "gradients_bytes", _cdiv(T, n) * g, note="sharded gradients")
     add(shard_dev, "optimizer_bytes", _cdiv(states.optimizer_bytes, n))
     add(shard_dev, "optimizer_step_temporary_bytes", _cdiv(states.optimizer_step_temporary_bytes, n), "step")
+    if qb:
+        add(gpu, "quant_state_bytes", qb.replicated_bytes,
+            note="bitsandbytes quant_state on every rank (Linear4bit.quant_state: not a parameter, not sharded)")
     if strategy in ("full_shard", "hybrid_shard") and n > 1:
-        gathered = min(T + F, root_unit_params + prefetch_units * largest_unit_params)
-        add(gpu, "gathered_params_bytes", gathered * pd, "backward",
-            f"root unit + {prefetch_units} × largest unit, unsharded")
+        pd_t = param_dtype_bytes or w_t
+        if qb:
+            unit_t = min(T, qb.unit_trainable_params)
+            gathered_bytes = qb.root_bytes + prefetch_units * (qb.unit_bytes + unit_t * pd_t)
+            gathered_bytes = min(gathered_bytes, qb.flat_bytes + T * pd_t)
+            note = (f"root unit (16-bit) + {prefetch_units} × (largest layer's packed 4-bit flat param + its "
+                    "adapters), unsharded")
+        elif F:
+            pd_f = param_dtype_bytes or w_f
+            frozen_units = min(F, root_unit_params + prefetch_units * largest_unit_params)
+            unit_t = min(T, _cdiv(T * largest_unit_params, F)) if F else 0
+            gathered_bytes = frozen_units * pd_f + min(T, prefetch_units * unit_t) * pd_t
+            note = (f"root unit + {prefetch_units} × largest unit, unsharded: the frozen base at {pd_f} B, the "
+                    f"adapters (their own units, PEFT's fsdp_auto_wrap_policy) at {pd_t} B")
+        else:
+            gathered_bytes = min(T + F, root_unit_params + prefetch_units * largest_unit_params) * pd
+            note = f"root unit + {prefetch_units} × largest unit, unsharded"
+        add(gpu, "gathered_params_bytes", gathered_bytes, "backward", note)
         add(gpu, "unsharded_gradients_bytes", min(T, largest_unit_params) * g, "backward",
             "the current unit's full gradients before reduce-scatter")
     elif strategy == "shard_grad_op" and n > 1:
-        add(gpu, "gathered_params_bytes", (T + F) * pd, "backward", "not resharded after forward")
+        add(gpu, "gathered_params_bytes", (T + F) * pd + (qb.flat_bytes if qb else 0), "backward",
+            "not resharded after forward")
         add(gpu, "unsharded_gradients_bytes", min(T, largest_unit_params) * g, "backward",
             "the current unit's full gradients before reduce-scatter")
     cpu = tuple(Component(c.name, c.bytes * rpn, c.phase, c.note + f" (× {rpn} ranks)") for c in cpu_rank)
+    assumptions = [f"FSDP {strategy}, world size {world_size}, {prec.name}, optimizer {states.optimizer}"]
+    if strategy in ("full_shard", "hybrid_shard") and n > 1:
+        assumptions.append(f"FSDP gathers the root unit (embeddings, final norm, LM head) for forward and backward "
+                           f"and {prefetch_units} wrapped units at once (backward_prefetch BACKWARD_PRE, "
+                           "limit_all_gathers)")
+    if qb:
+        assumptions.append("FSDP-QLoRA: the packed 4-bit base is a bf16-typed flat parameter "
+                           "(bnb_4bit_quant_storage), sharded and gathered layer by layer; quant_state whole on "
+                           "every rank")
+    if cpu_offload:
+        assumptions.append(f"FSDP CPU offload (offload_params=True): sharded parameters, gradients and the optimizer "
+                           f"step in CPU RAM ({rpn} ranks per node); the GPU keeps the gathered units")
     return ShardedStates(scheme=f"fsdp-{strategy}", gpu=tuple(gpu), cpu=cpu, ranks_per_node=rpn,
-                         cpu_init_bytes=rpn * (T * w_t + F * w_f),
-                         assumptions=(f"FSDP {strategy}, world size {world_size}, {prec.name}, optimizer "
-                                      f"{states.optimizer}",))
+                         cpu_init_bytes=rpn * (T * w_t + F * w_f + (qb.flat_bytes + qb.replicated_bytes if qb else 0)),
+                         assumptions=tuple(assumptions))
 
 
 def fsdp_units(layers, num_params: int) -> tuple[int, int]:
@@ -368,6 +557,20 @@ def fsdp_units(layers, num_params: int) -> tuple[int, int]:
     largest = max((int(get(g, "num_params")) for g in units), default=0)
     wrapped = sum(int(get(g, "num_params")) * len(get(g, "names")) for g in units)
     return largest, max(0, int(num_params) - wrapped)
+
+
+def census_units(census) -> tuple[int, int, int]:
+    """(largest_unit_params, root_unit_params, layers) of a census (typed entries or the inventory's dicts):
+    the wrapped units are the repeated layers -- entries whose count is a multiple of the layer count
+    (``_layer_count``), what transformer_auto_wrap_policy wraps through ``_no_split_modules`` -- and the root
+    unit is everything else (embeddings, final norm, LM head)."""
+    entries = census_of(census)
+    if not entries:
+        return 0, 0, 0
+    L = _layer_count(entries)
+    layer = sum(e.params for e in entries if e.count and e.count >= L and e.count % L == 0 and e.role != "embedding")
+    total = sum(e.params for e in entries)
+    return (layer // L if L else 0), max(0, total - layer), L
 
 
 def ddp_states(states: ModelStates, *, gradient_as_bucket_view: bool = False) -> ShardedStates:
@@ -514,7 +717,9 @@ def pipeline_activation_layers(num_layers: int, pp: int, *, microbatches: int | 
 
 
 __all__ = [
-    "Component", "ShardedStates", "ZeroConfig", "zero_states", "fsdp_states", "fsdp_units", "ddp_states",
+    "Component", "ShardedStates", "ZeroConfig", "QuantizedBase", "parse_zero_size", "resolve_zero_size",
+    "HF_AUTO_ZERO_SIZES", "ZERO_SIZE_DEFAULTS", "zero_config_for", "zero_size_assumption", "zero_states", "fsdp_states", "fsdp_units", "census_units",
+    "ddp_states",
     "single_device_states",
     "tensor_parallel_census", "pipeline_stage_census", "pipeline_layers", "pipeline_activation_layers",
 ]

@@ -83,6 +83,7 @@ from ..vocab import ATTNS
 from .activation_calibration import (CALIBRATION_FILE, CALIBRATION_PACKAGE, _fit, _ref_shape,  # noqa: F401
                                      _REF_EXTRA, _reference, calibration_entry, load_calibration)
 from .activation_shape import TrainActivationError, TrainShape, train_shape  # noqa: F401
+from . import heads as headsmod
 from .lora_activations import (_dora_weight_copy_bytes, _lora_dims, _lora_layer_delta,  # noqa: F401
                                _lora_settings)
 from .train_structures import (COMPOSITE_ACT_BYTES, NEAREST_FAMILY, STRUCTURES, Structure,  # noqa: F401
@@ -274,7 +275,8 @@ def _check(**values) -> None:
 def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", dtype_bytes: int = 2,
                      grad_ckpt: bool = False, tp: int = 1, sp: bool = False, pp: int = 1,
                      microbatches: int | None = None, interleave: int = 1, lora=False,
-                     amp: str | None = None) -> TrainActivations:
+                     amp: str | None = None, kbit: dict | None = None,
+                     reentrant: bool = False, loss_path: str = "5.x") -> TrainActivations:
     """Activations of one training micro-batch [batch, seq] (see the module docstring for the forms).
 
     ``dtype_bytes``: 2 (bf16/fp16) or 4 (fp32) — the weights' and activations' dtype; with ``amp`` ("bf16" or
@@ -282,7 +284,22 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
     ``lora``: False, True (r 16, all-linear, no dropout) or {"r", "targets", "dropout"}.
     ``tp``/``sp``/``pp``/``microbatches``/``interleave``: Megatron-style parallelism (per-GPU bytes of the
     first pipeline stage; with pp > 1 the logits live on the last stage, reported as by_part
-    ``last_stage_bytes``)."""
+    ``last_stage_bytes``).
+    ``kbit``: a bitsandbytes 4-bit base (QLoRA), {"prepare": prepare_model_for_kbit_training applied,
+    "compute_bytes": bnb_4bit_compute_dtype's width, "dequant_bytes": the largest 4-bit Linear's dequantized
+    weight(s) during its matmul}; see ``_kbit_terms``. ``reentrant``: torch.utils.checkpoint(use_reentrant=True).
+    ``loss_path``: "5.x" (ForCausalLMLoss), "4.46" (4.46's loss_utils: the 16-bit logits held beside the fp32
+    copy and its shifted copy) or "4.x" (transformers ≤ 4.45's model forward: the logits rebound to fp32, then
+    shift_logits .contiguous())."""
+    if loss_path not in ("5.x", "4.46", "4.x"):
+        raise TrainActivationError(f"unknown loss_path {loss_path!r} (5.x, 4.46 or 4.x)")
+    kbit = dict(kbit or {})
+    # prepare_model_for_kbit_training: the embedding (and norms, LM head) are fp32, so the embedding output --
+    # the residual stream -- is fp32; each Linear4bit casts its input to the compute dtype and its output back
+    # to the input's dtype (bitsandbytes nn/modules.py Linear4bit.forward: ``.to(inp_dtype)``), so the stream
+    # and every elementwise tensor of a layer stay fp32. The Trainer's bf16/fp16=True runs the forward under
+    # torch.autocast (accelerate), which casts matmul inputs (not elementwise ops) to 16 bit.
+    residual_fp32 = bool(kbit.get("prepare"))
     _check(batch=batch, seq=seq, tp=tp, pp=pp, interleave=interleave)
     if dtype_bytes not in (2, 4):
         raise TrainActivationError("dtype_bytes must be 2 (bf16/fp16) or 4 (fp32)")
@@ -297,8 +314,18 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
     family, _ = family_for(shape.model_type)
     st = STRUCTURES.get(family or "", _LLAMA)
     lora_cfg = _lora_settings(lora)
+    if lora_cfg and residual_fp32:
+        lora_cfg = {**lora_cfg, "input_bytes": 4, "autocast": True}
     b, s, h, V, L = int(batch), int(seq), shape.hidden, shape.vocab, shape.layers
     tokens = b * s
+    # V below is the logits' elements per token (the logits/loss terms): the vocabulary for an LM head; a
+    # classification head's num_labels per sequence (b × num_labels logits, not b·s·V), per token for token
+    # classification / QA (hfmem.scenarios.heads). The head's weight is head_rows × h; the embedding keeps
+    # shape.vocab (settings "vocab").
+    head = headsmod.head_outputs(config)
+    head_rows = V if head is None or head.vocab_wide else head.weight_rows
+    if head is not None and not head.vocab_wide:
+        V = head.logits_elements(b, s) / tokens
     assumptions: list[str] = [f"coefficients: {coef.source} ({coef.note})"]
 
     # one layer per token at 16 bit: calibrated linear part + eager's s² term
@@ -327,8 +354,9 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
     if lora_cfg:
         d_moe, notes_m, _ = _lora_layer_delta(shape, st, lora_cfg, bool(shape.experts))
         d_dense, _, _ = _lora_layer_delta(shape, st, lora_cfg, False)
-        moe_tok += d_moe
-        dense_tok += d_dense
+        if not residual_fp32:  # in an fp32 stream the deltas are in that stream's widths: added after scaling
+            moe_tok += d_moe
+            dense_tok += d_dense
         assumptions += notes_m
         assumptions.append(f"LoRA r={lora_cfg['r']} targets={lora_cfg['targets']} dropout={lora_cfg['dropout']}: "
                            "frozen base drops the tensors kept only for weight gradients; each adapted Linear "
@@ -354,10 +382,21 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
         scale_tok = lambda x: x + amp_delta  # noqa: E731
         assumptions.append(f"AMP {amp}: activations in {amp}; the residual stream and norms stay fp32 "
                            f"(+{st.amp_h:g}·h per layer)")
+    elif residual_fp32:
+        # every tensor of the layer at fp32 as in fp32 training (2× the 16-bit layer less its own upcasts); the
+        # matmul inputs autocast casts and flash attention's 16-bit q/k/v are counted at 32 bit too (the one
+        # layer recomputed under checkpointing: an upper bound there)
+        fp32_delta = st.fp32_h * h + st.fp32_qk * (shape.q_dim + shape.kv_dim)
+        scale_tok = lambda x: 2.0 * x + fp32_delta  # noqa: E731
+        assumptions.append("prepare_model_for_kbit_training: fp32 residual stream (fp32 embedding output; "
+                           "Linear4bit returns its input's dtype): a layer's tensors at fp32 widths")
     else:
         scale_tok = lambda x: x  # noqa: E731
     moe_tok_p = scale_tok(moe_tok)
     dense_tok_p = scale_tok(dense_tok)
+    if residual_fp32 and lora_cfg:
+        moe_tok_p += d_moe
+        dense_tok_p += d_dense
     if math_path:
         extra_math = 8.0 * (shape.q_dim - shape.kv_dim) + 4.0 * shape.heads * s
         moe_tok_p += extra_math
@@ -378,36 +417,71 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
     # layers
     masked_bytes_tok = scale_tok(extra) - scale_tok(0.0) if extra else 0.0
     if grad_ckpt:  # the checkpoint is the residual stream: fp32 under AMP
-        per_layer_tok = coef.gc_per_h * h * (2 if amp else dtype_bytes / 2)
+        per_layer_tok = coef.gc_per_h * h * (2 if (amp or residual_fp32) else dtype_bytes / 2)
         layer_tokens = per_layer_tok * L
-        assumptions.append(f"gradient checkpointing (non-reentrant, per layer): {coef.gc_per_h:g}·b·s·h per "
-                           "layer (the layer input) kept; the backward recomputes one layer at a time")
+        assumptions.append(f"gradient checkpointing ({'reentrant' if reentrant else 'non-reentrant'}, per layer): "
+                           f"{coef.gc_per_h * (2 if (amp or residual_fp32) else dtype_bytes / 2) / 2:g}·b·s·h "
+                           f"{'fp32 ' if (amp or residual_fp32 or dtype_bytes == 4) else ''}elements per layer "
+                           "(the layer input) kept; the backward recomputes one layer at a time")
     else:
         per_layer_tok = (n_moe * moe_tok_p + n_dense * dense_tok_p) / L
         layer_tokens = n_moe * moe_tok_p + n_dense * dense_tok_p + masked_layers * masked_bytes_tok
     layers_bytes = layer_tokens * tokens * layer_share * (layers_here / L) * stage_mult
     per_layer_bytes = per_layer_tok * tokens * layer_share
     full_layer_bytes = (full_layer_tok + (masked_bytes_tok if masked_layers else 0.0)) * tokens * layer_share
+    if grad_ckpt and reentrant:
+        # torch.utils.checkpoint, use_reentrant=True (CheckpointFunction.backward): the layer is re-run in full
+        # under enable_grad and torch.autograd.backward(outputs, ...) runs while ``outputs`` -- the layer's
+        # output hidden state -- is held; the non-reentrant variant stops its recompute at the last saved
+        # tensor (early_stop=True) and never rebuilds that output. The saved inputs are the same (the layer
+        # input, ctx.save_for_backward).
+        full_layer_bytes += h * (4 if (amp or residual_fp32 or dtype_bytes == 4) else 2) * tokens * layer_share
+        assumptions.append("reentrant checkpointing: the recompute also rebuilds the layer's output, held "
+                           "during that layer's backward (one hidden state more at the recompute peak)")
 
     # AMP weight copies: kept by autograd until the backward (not under checkpointing)
     amp_copies = 0
     layer_fwd_extra = 0.0
+    amp_forward_cache = 0.0  # autocast's cached casts held to the end of the forward (checkpointing)
     if amp:
         lin_moe, lin_dense = _linear_params(shape, st)
         per_layer_copies = (n_moe * lin_moe + n_dense * lin_dense) / L * 2 / tp
-        head_copy = V * h * 2 / tp
+        head_copy = head_rows * h * 2 / tp
         if grad_ckpt:
             amp_copies = head_copy
             full_layer_bytes += per_layer_copies
             layer_fwd_extra = per_layer_copies
             assumptions.append("AMP + checkpointing: the layers' 16-bit weight copies are dropped with the layer's "
                                "activations and rebuilt during its recompute; the lm_head copy stays")
+            if not lora_cfg:
+                # torch.autocast's weight cache (cache_enabled=True, the default): cached_cast in
+                # aten/src/ATen/autocast_mode.cpp keeps the 16-bit cast of every argument with
+                # ``arg.is_leaf() && arg.requires_grad()`` -- a trainable weight -- until the outermost autocast
+                # context exits (clear_cache on exit), i.e. through the whole forward + loss (the Trainer's
+                # compute_loss runs inside it), checkpointed or not: every layer's copies pile up to the end of
+                # the forward (the layer running holds its own already, layer_fwd_extra). The backward runs
+                # outside autocast and the recompute's own autocast caches per layer, as counted above. Frozen
+                # weights (a LoRA/QLoRA base) are not leaves that require grad: cast per call, never cached.
+                amp_forward_cache = per_layer_copies * layers_here
+                layer_fwd_extra = amp_forward_cache
+                assumptions.append("AMP + checkpointing: autocast's cache keeps the 16-bit copy of every trainable "
+                                   "Linear weight until the forward's autocast exits (to the end of the forward "
+                                   "and loss)")
         else:
             amp_copies = per_layer_copies * L / pp + head_copy
             assumptions.append("AMP: autocast's 16-bit copies of every Linear weight (incl. lm_head) are kept "
                                "for the backward")
         if pp > 1:
             amp_copies -= head_copy  # lm_head on the last stage
+    kbit_head_copy = 0.0
+    if residual_fp32:
+        # the fp32 LM head under autocast: F.linear casts its weight to 16 bit each call (autocast caches a
+        # cast only for a leaf that requires grad -- prepare_model_for_kbit_training froze it), and autograd
+        # keeps that copy (mm's other operand) for the input gradient until the head's backward
+        kbit_head_copy = head_rows * h * 2 / tp if pp == 1 else 0.0
+        amp_copies += kbit_head_copy
+        assumptions.append("prepare_model_for_kbit_training: the fp32 LM head's 16-bit autocast copy "
+                           "(head rows × h × 2 B) kept for the backward")
     if lora_cfg and lora_cfg["dora"] and lora_cfg["dropout"] > 0:  # DoRA's fp32 weight copies (as AMP's)
         dora_copies = (n_moe * _dora_weight_copy_bytes(shape, st, lora_cfg, bool(shape.experts))
                        + n_dense * _dora_weight_copy_bytes(shape, st, lora_cfg, False)) / L / tp
@@ -426,6 +500,21 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
         logits_per_v = 4.0 + max(0.0, coef.logits_per_vocab - 4.0) * dtype_bytes / 2
         loss_bw_per_v = 8.0
         fwd_per_v = max(coef.fwd_transient_per_vocab, 6.0) if dtype_bytes == 2 else 4.0
+        if loss_path == "4.x":
+            # transformers 4.x LlamaForCausalLM.forward: ``logits = logits.float()`` rebinds (the 16-bit logits
+            # are freed; 4 B) and ``shift_logits = logits[..., :-1, :].contiguous()`` copies them (4 B) next
+            # to the saved fp32 log-probs; 5.x ForCausalLMLoss pads the labels instead and keeps the 16-bit
+            # logits (2 B) beside its fp32 copy (4 B)
+            fwd_per_v = max(fwd_per_v, 8.0)
+            assumptions.append("loss path 4.x: fp32 logits + a contiguous shifted copy at the loss (8·b·s·V "
+                               "beside the saved log-probs)")
+        elif loss_path == "4.46":
+            # transformers 4.46's loss/loss_utils.py ForCausalLMLoss: the model still holds its 16-bit logits
+            # (2 B) while the loss makes ``logits.float()`` (4 B) and ``logits[..., :-1, :].contiguous()``
+            # (4 B); later releases pad the labels instead of shifting the logits (the 5.x path)
+            fwd_per_v = max(fwd_per_v, 10.0)
+            assumptions.append("loss path 4.46: 16-bit logits held + their fp32 copy + a contiguous shifted copy "
+                               "at the loss (10·b·s·V beside the saved log-probs)")
     nl_h = coef.non_layer_per_h * (dtype_bytes / 2)
     # eager + checkpointing: the additive causal mask [b, 1, s, s] is an input of every checkpointed layer
     mask_bytes = dtype_bytes * b * s * s if (attn == "eager" and grad_ckpt) else 0
@@ -433,6 +522,8 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
         nl_h += st.amp_nl_h  # fp32 embedding output (and LayerNorm'd heads)
     if lora_cfg:
         nl_h = max(nl_h - 8.0, 0.5)  # layer 0's first norm and the frozen embeddings keep less
+    if residual_fp32:
+        nl_h *= 2  # the final norm and the embedding-side tensors in fp32
     vocab_share = 1.0 / tp  # Megatron's vocab-parallel cross entropy
     logits_bytes = logits_per_v * tokens * V * vocab_share
     embeddings_bytes = nl_h * tokens * h * (1.0 / tp if sp else 1.0) + mask_bytes
@@ -449,6 +540,7 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
         embeddings_bytes *= stage_mult
     else:
         logits_in_first, fwd_transient_first, loss_bw_first = logits_bytes, fwd_transient, loss_bw
+    fwd_transient_first += amp_forward_cache  # the forward's end (the loss) with the cache still held
 
     # one layer's backward transient: the MLP's input gradients (2 × intermediate + h, activation dtype)
     inter_eff = (shape.top_k * shape.moe_intermediate + shape.shared_intermediate) if shape.experts else shape.intermediate
@@ -458,6 +550,10 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
     s2 = shape.heads * s * tokens * (dtype_bytes / 2) / tp if attn == "eager" else 0.0
     if s2:
         layer_bw = max(layer_bw, (coef.attention - 1.5) * s2)
+    # a 4-bit Linear's matmul: bitsandbytes MatMul4Bit dequantizes the whole weight (forward, and again for
+    # the input gradient in backward), a transient next to the layer's own
+    dequant = float(kbit.get("dequant_bytes") or 0) / tp
+    layer_bw += dequant
     layer_bw_total = layer_bw + (full_layer_bytes if grad_ckpt else 0.0)
     backward_transient = max(loss_bw_first, layer_bw_total)
     # one layer's forward transient beyond what it saves (measured on Llama: the MLP's temporaries; under
@@ -469,13 +565,13 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
         layer_fwd = dtype_bytes * (2 * inter_eff + 1.5 * h) * tokens * layer_share
     if s2:  # the masked scores next to the saved probabilities; all of them at once when nothing is saved
         layer_fwd = max(layer_fwd, ((coef.attention + 4.0) if grad_ckpt else 2.0) * s2)
-    layer_fwd += layer_fwd_extra
+    layer_fwd += layer_fwd_extra + dequant
     # the final norm's saved tensors (freed before the layers' backward): ~6h (RMSNorm) / 4h (LayerNorm)
     final_norm = min(embeddings_bytes, (6 if st.norm == "rms" else 4) * h * tokens * dtype_bytes / 2)
 
     by_part = {"layers_bytes": int(layers_bytes), "logits_bytes": int(logits_in_first),
                "embeddings_bytes": int(embeddings_bytes)}
-    if amp:
+    if amp or kbit_head_copy:
         by_part["autocast_weight_copies_bytes"] = int(amp_copies)
     if lora_cfg:
         by_part["lora_adapter_bytes"] = int(max(0.0, _lora_layer_delta(shape, st, lora_cfg, bool(shape.experts))[0]
@@ -495,7 +591,8 @@ def activation_bytes(config: dict, *, batch: int, seq: int, attn: str = "sdpa", 
     settings = {"model_type": shape.model_type, "family": family or "korthikanti", "batch": b, "seq": s,
                 "attn": attn, "dtype_bytes": dtype_bytes, "amp": amp, "grad_ckpt": bool(grad_ckpt),
                 "lora": lora_cfg, "tp": tp, "sp": bool(sp), "pp": pp, "microbatches": microbatches,
-                "interleave": interleave, "layers": L, "hidden": h, "vocab": V, "tied": shape.tied,
+                "interleave": interleave, "layers": L, "hidden": h, "vocab": shape.vocab, "tied": shape.tied and (head is None or head.vocab_wide),
+                "head_rows": head_rows, "logits_per_token": V,
                 "layers_on_stage": layers_here,
                 "mlp_out_params": h * (shape.moe_intermediate * shape.experts if shape.experts else shape.intermediate)}
     return TrainActivations(saved_bytes=saved, by_part=by_part, forward_transient_bytes=int(fwd_transient_first),
@@ -530,7 +627,7 @@ class PhasePeaks:
 
 def peak_by_phase(acts: TrainActivations, *, weights_bytes: int, grads_bytes: int, optimizer_state_bytes: int,
                   optimizer_temp_bytes: int = 0, buffers_bytes: int = 0, grad_accum: int = 1,
-                  grad_bytes_per_element: int | None = None, embeddings_trainable: bool | None = None) -> PhasePeaks:
+                  grads_kept: bool = False, grad_bytes_per_element: int | None = None, embeddings_trainable: bool | None = None) -> PhasePeaks:
     """Forward, backward and optimizer-step peaks of a training step from the model states (per GPU, as
     the caller counts them) and ``acts`` (one micro-batch).
 
@@ -547,7 +644,10 @@ def peak_by_phase(acts: TrainActivations, *, weights_bytes: int, grads_bytes: in
     * optimizer_step: weights + gradients + states + the step's temporaries (AdamW foreach: one per
       parameter), no activations.
     With ``grad_accum`` > 1 the gradients stay allocated between micro-batches: every moment of the forward
-    and backward includes all of them (the micro-batch size drives the activations).
+    and backward includes all of them (the micro-batch size drives the activations). ``grads_kept``:
+    zero_grad(set_to_none=False) (torch < 2.0's default) zeroes the gradients in place instead of freeing them,
+    so they are held through every forward and backward just as with accumulation (each new gradient is then
+    a temporary added into the held one, AccumulateGrad's in-place path).
     """
     _check(grad_accum=grad_accum)
     st = acts.settings
@@ -561,10 +661,13 @@ def peak_by_phase(acts: TrainActivations, *, weights_bytes: int, grads_bytes: in
     base = int(weights_bytes) + int(optimizer_state_bytes) + int(buffers_bytes)
     G = int(grads_bytes)
     emb_grad = V * h * gbpe // tp if embeddings_trainable else 0
-    head_grad = emb_grad  # untied: the lm_head's own gradient; tied: pending until summed at the end
+    # untied: the head's own gradient (head_rows × h: V for an LM head, num_labels for a classifier); tied:
+    # the lm_head's, pending until summed at the end
+    head_rows = int(st.get("head_rows", V))
+    head_grad = emb_grad if tied or head_rows == V else (head_rows * h * gbpe // tp if embeddings_trainable else 0)
     layer_grads = max(0, G - emb_grad - (0 if tied else head_grad)) if embeddings_trainable else G
     g = layer_grads / max(L, 1)
-    ga = int(grad_accum) > 1
+    ga = int(grad_accum) > 1 or bool(grads_kept)
     held = G if ga else 0  # gradients already allocated when the micro-batch starts
     saved, logits = acts.saved_bytes, acts.by_part.get("logits_bytes", 0)
     per_layer = acts.per_layer_bytes
@@ -580,7 +683,7 @@ def peak_by_phase(acts: TrainActivations, *, weights_bytes: int, grads_bytes: in
     # the first weight gradient inside a layer's backward (the MLP's output projection; all experts at once)
     g_first = min(g, float(st.get("mlp_out_params", 0)) * gbpe / tp) if not lora else 0.0
     tokens = int(st.get("batch", 1)) * int(st.get("seq", 1))
-    logits_grad = tokens * V * int(st.get("dtype_bytes", 2)) // tp  # the 16-bit (fp32) logit gradient
+    logits_grad = int(tokens * float(st.get("logits_per_token", V)) * int(st.get("dtype_bytes", 2))) // tp  # the 16-bit (fp32) logit gradient
     # with accumulation the new head gradient is a temporary until added into the held one
     head_moment = saved - logits + logits_grad + head_grad
 
@@ -605,8 +708,9 @@ def peak_by_phase(acts: TrainActivations, *, weights_bytes: int, grads_bytes: in
     step = int(weights_bytes) + int(buffers_bytes) + G + int(optimizer_state_bytes) + int(optimizer_temp_bytes)
     phases = {"forward": forward, "backward": backward, "optimizer_step": step}
     peak_phase = max(phases, key=phases.get)
-    notes = ["steady state (step ≥ 2): optimizer states allocated; zero_grad(set_to_none=True) before the forward"]
-    if ga:
+    notes = ["steady state (step ≥ 2): optimizer states allocated; zero_grad(set_to_none="
+             f"{not grads_kept}) before the forward"]
+    if int(grad_accum) > 1:
         notes.append(f"gradient accumulation over {grad_accum} micro-batches: gradients allocated during every "
                      "forward/backward after the first micro-batch")
     return PhasePeaks(forward_bytes=int(forward), backward_bytes=int(backward), optimizer_step_bytes=int(step),

@@ -442,3 +442,88 @@ def weights_bytes(tensors: Iterable[CensusEntry | dict], fmt: str, *, compute_dt
     return WeightsEstimate(format=spec.name, logical_params=logical, stored_bytes=sum(by_role.values()),
                            quantized_params=quantized, bytes_by_role=by_role, assumptions=assumptions,
                            options=options)
+
+
+# --- bitsandbytes at run time: the transients of one quantized linear and of quantize-on-load ----------------
+#
+# Counted from bitsandbytes 0.45-0.49 (bitsandbytes/nn/modules.py, autograd/_functions.py) and transformers 5.24
+# (integrations/bitsandbytes.py, core_model_loading.py); elements x bytes, no fudge factor.
+#
+# Linear4bit.forward: ``x = x.to(self.compute_dtype)`` (a copy when the compute dtype is not the input's), then
+# ``bnb.matmul_4bit``: with one row (``A.numel() == A.shape[-1]``, a single-sequence decode step) the fused
+# ``gemv_4bit`` kernel, no weight-sized temporary; otherwise ``MatMul4Bit.forward``:
+# ``torch.nn.functional.linear(A, F.dequantize_4bit(B, quant_state).to(A.dtype).t(), bias)`` -- the weight
+# dequantized to its storage dtype (``quant_state.dtype``, the dtype it was quantized from), then copied to the
+# compute dtype while that copy is alive (``.to`` is a no-op when the two agree), then the matmul's output in the
+# compute dtype; finally ``.to(inp_dtype)`` casts the output back while the compute-dtype one is alive.
+# (bitsandbytes 0.50's ``gemm_4bit`` fallback dequantizes straight into the compute dtype: no storage-dtype copy.)
+#
+# Linear8bitLt (MatMul8bitLt.forward, inference): ``F.int8_vectorwise_quant(A.to(torch.float16))`` -- an fp16
+# copy of the input unless it is fp16, its int8 rows CA and float32 row scales SCA --, ``int8_scaled_mm``: the
+# int32 product [M, out] then the dequantized output in the input dtype. The outlier columns (threshold 6.0,
+# ``int8_mixed_scaled_mm``: A[:, cols] and the dequantized B[:, cols]) depend on the data and are not counted.
+
+def bnb_linear_extra_bytes(family: str, *, out: int, inn: int, rows: int, model_bytes: int,
+                           compute_bytes: int = 4, storage_bytes: int | None = None,
+                           compute_is_model: bool | None = None, storage_is_compute: bool | None = None) -> int:
+    """Bytes one bitsandbytes linear holds above what a 16-bit ``nn.Linear`` of the same shape holds at its
+    output (the output in the model dtype, ``rows·out·model_bytes``), at the worst moment of its forward on
+    ``rows`` = batch x tokens rows. ``family``: "bnb4" or "bnb8". ``storage_bytes``: the dtype a 4-bit weight was
+    quantized from (default: the model dtype); ``compute_is_model`` / ``storage_is_compute``: whether those dtypes
+    are the same dtype (not just the same width: bf16 vs fp16); by default same width = same dtype."""
+    m_rows, m = int(rows), int(model_bytes)
+    out_model = m_rows * out * m
+    if family == "bnb8":
+        # ``compute_is_model`` here: the model dtype is float16 (A.to(torch.float16) is then no copy)
+        a16 = 0 if compute_is_model else m_rows * inn * 2
+        ca, sca, i32 = m_rows * inn, 4 * m_rows, 4 * m_rows * out
+        # the int32 product alive while the dequantized output (the baseline's own output) is made
+        return a16 + ca + sca + i32
+    if family != "bnb4":
+        return 0
+    c = int(compute_bytes)
+    s = m if storage_bytes is None else int(storage_bytes)
+    same_cm = (c == m) if compute_is_model is None else compute_is_model
+    same_sc = (s == c) if storage_is_compute is None else storage_is_compute
+    x_copy = 0 if same_cm else m_rows * inn * c
+    if m_rows == 1:  # gemv_4bit: no dequantized weight
+        linear = m_rows * out * c
+        cast_back = m_rows * out * c + (0 if same_cm else out_model)
+        return max(x_copy + max(linear, cast_back) - out_model, 0)
+    dequant = out * inn * s + (0 if same_sc else out * inn * c)
+    linear = out * inn * c + m_rows * out * c
+    cast_back = m_rows * out * c + (0 if same_cm else out_model)
+    return max(x_copy + max(dequant, linear, cast_back) - out_model, 0)
+
+
+def quantized_linears(tensors: Iterable[CensusEntry | dict], fmt: str, *, quantize_experts: bool = False,
+                      skip_names: Collection[str] = ()) -> list[tuple[str, int, int]]:
+    """(census name, out, in) of every matrix shape format ``fmt`` converts (the bitsandbytes linears), once per
+    shape; fused experts only with ``quantize_experts``."""
+    spec, _ = _resolve(fmt, None)
+    seen: dict[tuple[int, int], str] = {}
+    for e in census_of(tensors):
+        if e.role not in spec.converts or spec.family == "dense" or not e.params or e.tied or e.name in skip_names:
+            continue
+        if e.role == "experts" and not quantize_experts:
+            continue
+        _, out, inn = _matrices(e)
+        if out and inn:
+            seen.setdefault((out, inn), e.name)
+    return [(name, out, inn) for (out, inn), name in seen.items()]
+
+
+def bnb_load_extra_bytes(family: str, *, out: int, inn: int, load_bytes: int) -> int:
+    """Bytes above the loaded model while transformers 5.24 quantizes one ``out x in`` weight on load (on-the-fly
+    quantization loads one tensor at a time: core_model_loading turns its thread pool off for it). 4-bit
+    (``Bnb4bitQuantize.convert``): the checkpoint tensor is materialized on the GPU in the load dtype and
+    ``Params4bit(value).to(device)`` quantizes it in place (``quantize_4bit``: packed + absmax, the final bytes);
+    the 16-bit tensor lives until ``convert`` returns: ``n·load_bytes``. 8-bit (``Bnb8bitQuantize.convert``): the
+    GPU tensor stays referenced while ``Int8Params(value.to("cpu")).to(device)`` makes a new fp16 copy on the GPU
+    (``B.to(device, dtype=float16)``) and quantizes it (CB int8 = the final bytes): ``n·load_bytes + 2n``."""
+    n = int(out) * int(inn)
+    if family == "bnb4":
+        return n * int(load_bytes)
+    if family == "bnb8":
+        return n * int(load_bytes) + 2 * n
+    return 0
