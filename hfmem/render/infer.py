@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..units import format_binary
-from .json import estimate_document, fit_json
+from .json import confidence_json, estimate_document, fit_json
 
 SCHEMA = "hfmem.infer/2"
 PREDICTS = {
@@ -24,7 +24,9 @@ def _model_json(r, emit: str | None = None) -> dict:
               "attn": e.attn, "tp": s.tp, "tensor_parallel": s.tp, "world_size": s.tp,
               "gpus": s.tp,  # deprecated (docs/json.md): the tensor-parallel degree; read tensor_parallel
               "gpu": r.fit.gpu if r.fit else None, "logits": s.logits, "block_size": s.block_size,
-              "image_size": s.image_size, "audio_seconds": s.audio_seconds, "images": s.images}
+              "image_size": s.image_size, "audio_seconds": s.audio_seconds, "images": s.images,
+              "bnb_compute_dtype": getattr(e, "bnb_compute_dtype", None), "lora_rank": s.lora_rank,
+              "lora_targets": s.lora_targets if s.lora_rank else None}
     if s.engine == "vllm":
         inputs.update(gpu_memory_utilization=s.gpu_memory_utilization,
                       max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_num_seqs)
@@ -61,11 +63,14 @@ def _model_json(r, emit: str | None = None) -> dict:
     }
     if e.vllm is not None:
         out["vllm"] = e.vllm
+    # stated confidence: the bands of the measured cases (plan/confidence.py), and the fit as a verdict
+    out["confidence"] = confidence_json(out, "infer", engine=s.engine, by_code=by_code(e))
     if r.fit is not None:
         f = r.fit
         out["fit"] = fit_json(gpu=f.gpu, fits=f.fits, gpu_memory_bytes=f.gpu_memory_bytes,
                               gpu_usable_bytes=f.gpu_usable_bytes, gpu_capacity_basis=f.gpu_capacity_basis,
                               capacity_bytes=f.capacity_bytes, needed_bytes=f.needed_bytes,
+                              confidence=out["confidence"],
                               max_context=f.max_context, max_context_limited_by=f.max_context_limited_by,
                               max_batch=f.max_batch, min_gpus=f.min_gpus,
                               weight_format_that_fits=f.weight_format_that_fits, weight_formats=f.weight_formats)
@@ -80,6 +85,14 @@ def _model_json(r, emit: str | None = None) -> dict:
     if emit:
         out["emit"] = emit
     return out
+
+
+def by_code(e) -> bool:
+    """Whether an estimate was calibrated from the model's own code (the simulation) rather than a closed form:
+    one of its assumptions names that source (scenarios/by_simulation.py)."""
+    from ..scenarios.by_simulation import SOURCE
+
+    return any(str(a).startswith(SOURCE) for a in e.assumptions)
 
 
 def infer_json(reports, errors=(), emits: dict | None = None) -> dict:
@@ -163,6 +176,25 @@ def _title(reports) -> str:
     return f"Serving memory per GPU for {names} — {what}"
 
 
+def confidence_notes(conf: dict, fit: tuple[str, int, int] | None) -> list[str]:
+    """The footnotes of the stated confidence: the device total's band, and with a GPU (``fit``: the GPU's
+    name, the capacity and the bytes needed) the verdict sentence (plan.fit.fit_verdict)."""
+    from ..plan.fit import fit_verdict
+
+    band = conf.get("device_total")
+    out = []
+    if band is not None:
+        est = band["estimate_bytes"]
+        out.append(f"Confidence: a run's device total lands within {band['low_bytes'] / est - 1:+.1%}/"
+                   f"{band['high_bytes'] / est - 1:+.1%} of the estimate, {format_binary(band['low_bytes'])} to "
+                   f"{format_binary(band['high_bytes'])} ({band['basis']})")
+    out += [n[0].upper() + n[1:] for n in conf.get("notes", [])]
+    if fit is not None:
+        gpu, cap, needed = fit
+        out.append(f"On {gpu}: " + fit_verdict(cap, needed, band).sentence)
+    return out
+
+
 def _footnotes(reports) -> list[str]:
     notes = [
         "Peak allocated predicts " + PREDICTS["peak_allocated_bytes"] + "; peak reserved predicts "
@@ -179,6 +211,13 @@ def _footnotes(reports) -> list[str]:
             notes.append(prefix + "assumptions: " + "; ".join(own) + ".")
         for n in r.notes + r.estimate.notes + (r.fit.notes if r.fit else []):
             notes.append(prefix + n[0].upper() + n[1:] + ("" if n.endswith(".") else "."))
+        e = r.estimate
+        conf = confidence_json({"peak_allocated_bytes": e.peak_allocated_bytes,
+                                "peak_reserved_bytes": e.peak_reserved_bytes,
+                                "device_total_bytes": e.device_total_bytes}, "infer", engine=e.settings.engine,
+                               by_code=by_code(e))
+        fit = (f"{e.settings.tp} x {r.fit.gpu}", r.fit.capacity_bytes, r.fit.needed_bytes) if r.fit else None
+        notes += [prefix + n + ("" if n.endswith(".") else ".") for n in confidence_notes(conf, fit)]
     return notes
 
 

@@ -82,10 +82,27 @@ SHARED_ENTRY_KEYS = ("inputs", "components", "phases", "peak_phase", "peak_alloc
 
 
 def fit_json(*, gpu: str, fits: bool, gpu_memory_bytes: int, gpu_usable_bytes: int, gpu_capacity_basis: str,
-             capacity_bytes: int, needed_bytes: int, **limits) -> dict:
+             capacity_bytes: int, needed_bytes: int, confidence: dict | None = None, **limits) -> dict:
     """The ``fit`` object: the verdict against one GPU, the margin (capacity − needed; negative: short) and
-    the limits that fit (``max_context`` / ``max_batch`` / ``max_seq`` / ...), as given in ``limits``."""
-    return {"gpu": gpu, "fits": bool(fits), "gpu_memory_bytes": int(gpu_memory_bytes),
-            "gpu_usable_bytes": int(gpu_usable_bytes), "gpu_capacity_basis": gpu_capacity_basis,
-            "capacity_bytes": int(capacity_bytes), "needed_bytes": int(needed_bytes),
-            "margin_bytes": int(capacity_bytes) - int(needed_bytes), **limits}
+    the limits that fit (``max_context`` / ``max_batch`` / ``max_seq`` / ...), as given in ``limits``. With the
+    estimate's ``confidence`` (``confidence_json``): the verdict sentence and kind, and the margin at the
+    device-total band's high end (``plan.fit.fit_verdict``)."""
+    out = {"gpu": gpu, "fits": bool(fits), "gpu_memory_bytes": int(gpu_memory_bytes),
+           "gpu_usable_bytes": int(gpu_usable_bytes), "gpu_capacity_basis": gpu_capacity_basis,
+           "capacity_bytes": int(capacity_bytes), "needed_bytes": int(needed_bytes),
+           "margin_bytes": int(capacity_bytes) - int(needed_bytes), **limits}
+    if confidence is not None:
+        from ..plan.fit import fit_verdict
+
+        v = fit_verdict(capacity_bytes, needed_bytes, confidence.get("device_total"))
+        out.update(verdict=v.sentence, verdict_kind=v.kind, margin_low_bytes=v.margin_low_bytes)
+    return out
+
+
+def confidence_json(entry: dict, scenario: str, *, engine: str | None = None, by_code: bool = False,
+                    rlhf: bool = False) -> dict:
+    """The ``confidence`` object of an ``infer`` / ``train`` model entry, from its three totals and the bands
+    of the measured cases (``plan.confidence``; hfmem/data/confidence.json)."""
+    from ..plan.confidence import confidence_of, scope_notes
+
+    return confidence_of(entry, scenario, scope_notes(engine=engine, by_code=by_code, rlhf=rlhf))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..units import format_count
-from .infer import PREDICTS
+from .infer import PREDICTS, by_code, confidence_notes
 from .infer import size_or_dash as _size
-from .json import estimate_document, fit_json
+from .json import confidence_json, estimate_document, fit_json
 
 SCHEMA = "hfmem.train/2"
 
@@ -125,6 +125,7 @@ def _model_json(r, emit: str | None = None) -> dict:
         out["per_gpu"].update({k: out[k] for k in ("peak_allocated_bytes", "peak_reserved_bytes",
                                                    "device_total_bytes")})
         out["rlhf"] = rl  # deprecated (docs/json.md): read roles, phases, components and the totals
+    out["confidence"] = _confidence(r, out)  # stated confidence: the bands of the measured cases
     if r.advice is not None:
         adv = _dict(r.advice)
         out["remedies"] = adv.get("remedies", [])
@@ -140,7 +141,7 @@ def _model_json(r, emit: str | None = None) -> dict:
         out["fit"] = fit_json(gpu=r.gpu.name, fits=r.fits, gpu_memory_bytes=r.gpu.memory_bytes,
                               gpu_usable_bytes=r.gpu.usable_bytes, gpu_capacity_basis=r.gpu.capacity_basis,
                               capacity_bytes=r.gpu.usable_bytes, needed_bytes=out["device_total_bytes"],
-                              max_batch=max_batch, max_seq=max_seq,
+                              confidence=out["confidence"], max_batch=max_batch, max_seq=max_seq,
                               max_seq_limited_by=r.max_seq_limited_by if max_seq is not None else None)
         # deprecated top-level copies (docs/json.md, "Changes of meaning"): read fit.*
         out.update(gpu_memory_bytes=r.gpu.memory_bytes, gpu_usable_bytes=r.gpu.usable_bytes,
@@ -150,6 +151,11 @@ def _model_json(r, emit: str | None = None) -> dict:
     if emit:
         out["emit"] = emit
     return out
+
+
+def _confidence(r, totals: dict) -> dict:
+    """The ``confidence`` object for ``totals`` (the entry's three totals: the RLHF step's with --rlhf)."""
+    return confidence_json(totals, "train", by_code=by_code(r.estimate), rlhf=r.rlhf is not None)
 
 
 def train_json(reports, errors=(), emits: dict | None = None) -> dict:
@@ -250,6 +256,13 @@ def _footnotes(reports) -> list[str]:
         notes.append(prefix + "assumptions: " + "; ".join(r.estimate.assumptions) + ".")
         for n in r.notes + r.estimate.notes:
             notes.append(prefix + n[0].upper() + n[1:] + ("" if n.endswith(".") else "."))
+        totals = _dict(r.rlhf) if r.rlhf is not None else {
+            "peak_allocated_bytes": r.estimate.peak_allocated_bytes,
+            "peak_reserved_bytes": r.estimate.peak_reserved_bytes, "device_total_bytes": r.estimate.device_total_bytes}
+        conf = _confidence(r, totals)
+        fit = ((f"{r.estimate.settings.gpus} x {r.gpu.name}", r.gpu.usable_bytes, totals["device_total_bytes"])
+               if r.gpu is not None else None)
+        notes += [prefix + n + ("" if n.endswith(".") else ".") for n in confidence_notes(conf, fit)]
     return notes
 
 
