@@ -14,7 +14,9 @@ runs: training = ``iterations`` (2) steps of forward with ``labels = input_ids``
 foreach=True).step()`` and ``zero_grad(set_to_none=True)``, with gradient checkpointing (non-reentrant),
 LoRA (PEFT, fp32 adapters) or ``torch.autocast`` as the case says; inference = a prefill into a
 DynamicCache keeping the last position's logits, then ``new_tokens`` one-token decode steps, under
-``torch.no_grad()`` (hfmem.simulate.engine's own ``_prefill`` / ``_decode_step``).
+``torch.no_grad()`` (hfmem.simulate.engine's own ``_prefill`` / ``_decode_step``). The building, the loops, the per-phase peaks
+and the device readings are hfmem.measure's (hfmem/measure/runner.py, device.py), which `hfmem measure` runs
+for any hfmem train / infer settings; this script runs validate.py's matrix with them.
 
 Per case, recorded in ``benchmarks/measured/<gpu>-<date>.json`` (format: benchmarks/measured/README.md):
 ``torch.cuda.max_memory_allocated`` and ``max_memory_reserved`` (over the whole loop, and per phase),
@@ -45,7 +47,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -55,174 +56,39 @@ import validate as V  # noqa: E402  (the matrix; also puts the repository root o
 GiB = 1 << 30
 MEASURED = V.ROOT / "benchmarks" / "measured"
 SCHEMA = "hfmem.measured/1"
-SAMPLE_INTERVAL_S = 0.002
 CHILD_START_MARGIN_S = 20  # do not start a case with less than this left in the budget
 
 
-# -- device memory as nvidia-smi sees it (no CUDA context needed) ------------------------------------------
-def _nvml_index() -> int:
-    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
-    return int(first) if first.isdigit() else 0
+# -- device memory and the run itself: hfmem.measure (shared with `hfmem measure`) ------------------------------
+from hfmem.measure import device as _device  # noqa: E402
+from hfmem.measure.child import own_device_used  # noqa: E402
 
 
 def nvml_used_bytes() -> tuple[int | None, str]:
     """Used device memory (all processes) from NVML (pynvml) or nvidia-smi, without initialising CUDA."""
-    try:
-        import pynvml  # nvidia-ml-py
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(_nvml_index())
-        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used), "nvml"
-    except Exception:  # noqa: BLE001  (not installed, or no driver)
-        pass
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "--query-gpu=memory.used", "--format=csv,noheader,nounits",
-                                  "-i", str(_nvml_index())], capture_output=True, text=True, timeout=20)
-            return int(out.stdout.strip().splitlines()[0]) * (1 << 20), "nvidia-smi (MiB)"
-        except Exception:  # noqa: BLE001
-            pass
-    return None, "unavailable"
+    return _device.used_bytes()
 
 
 def driver_version() -> str | None:
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return None
-    try:
-        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader", "-i", str(_nvml_index())],
-                             capture_output=True, text=True, timeout=20)
-        return out.stdout.strip().splitlines()[0]
-    except Exception:  # noqa: BLE001
-        return None
+    return _device.driver_version()
 
 
-# -- the child: one case ------------------------------------------------------------------------------------
-class _DevicePeak:
-    """Samples ``cudaMemGetInfo`` (device-wide used = total - free) in a thread; keeps the maximum."""
-
-    def __init__(self, torch):
-        self.torch, self.peak, self._stop = torch, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                free, total = self.torch.cuda.mem_get_info()
-                self.peak = max(self.peak, total - free)
-            except Exception:  # noqa: BLE001
-                return
-            time.sleep(SAMPLE_INTERVAL_S)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=1)
-
-
-class _Mem:
-    """The torch.cuda memory API this script uses; with ``smoke`` (CPU code-path check) every figure is 0."""
-
-    def __init__(self, torch, smoke: bool = False):
-        self.torch, self.smoke = torch, smoke
-        self.device = "cpu" if smoke else "cuda"
-
-    def sync(self):
-        if not self.smoke:
-            self.torch.cuda.synchronize()
-
-    def stat(self, name: str) -> int:
-        return 0 if self.smoke else int(getattr(self.torch.cuda, name)())
-
-    def reset(self):
-        if not self.smoke:
-            self.torch.cuda.reset_peak_memory_stats()
-
-    def empty_cache(self):
-        if not self.smoke:
-            self.torch.cuda.empty_cache()
-
-    def info(self) -> tuple[int, int]:
-        return (0, 0) if self.smoke else self.torch.cuda.mem_get_info()
-
-
-def _phase_stats(mem: _Mem, stats: dict, name: str):
-    """Record the peaks since the last call under ``name``, then reset them (the overall peak is the
-    maximum over the phases)."""
-    mem.sync()
-    stats[name] = {"max_memory_allocated": mem.stat("max_memory_allocated"),
-                   "max_memory_reserved": mem.stat("max_memory_reserved"),
-                   "allocated_end": mem.stat("memory_allocated")}
-    mem.reset()
-
-
-def _train(torch, mem: _Mem, model, case: V.Case, phases: dict, iterations: int = 2) -> None:
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, foreach=True)  # the simulation's default (and CUDA's)
-    vocab = model.config.get_text_config().vocab_size
-    ids = torch.randint(0, vocab, (case.batch, case.seq), device=mem.device)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(case.amp)
-    _phase_stats(mem, phases, "setup")
-    for it in range(1, iterations + 1):
-        # The output (and its logits) is dropped once the loss is taken, as Trainer and the simulation do.
-        if amp_dtype is not None:
-            with torch.autocast(mem.device, dtype=amp_dtype):
-                loss = model(input_ids=ids, labels=ids).loss
-        else:
-            loss = model(input_ids=ids, labels=ids).loss
-        _phase_stats(mem, phases, f"forward@{it}")
-        loss.backward()
-        del loss
-        _phase_stats(mem, phases, f"backward@{it}")
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        _phase_stats(mem, phases, f"optimizer_step@{it}")
-
-
-def _infer(torch, mem: _Mem, model, case: V.Case, phases: dict) -> None:
-    from hfmem.simulate import engine  # the simulation's own prefill / decode steps
-
-    model.eval()
-    vocab = model.config.get_text_config().vocab_size
-    ids = torch.randint(0, vocab, (case.batch, case.seq), device=mem.device)
-    kind = engine._model_kind(model)
-    state: dict = {}
-    _phase_stats(mem, phases, "setup")
-    with torch.no_grad():
-        engine._prefill(model, ids, kind, state)
-        _phase_stats(mem, phases, "prefill@1")
-        if case.new_tokens and kind != "encoder":
-            for _ in range(case.new_tokens):
-                engine._decode_step(model, kind, state)
-            _phase_stats(mem, phases, "decode@1")
-
-
-def _build(torch, mem: _Mem, case: V.Case):
-    """The simulation's model class, dtype and attention implementation, with random weights made
-    directly on the device (no CPU copy, no download)."""
-    from hfmem.simulate import build
-
-    config = V.load_config(case.model, case.layers)
-    dtype = torch.float32 if case.amp else build.resolve_dtype(case.dtype)
-    torch.manual_seed(0)
-    with torch.device(mem.device):
-        model = build.build_model(config, dtype=dtype, attn=case.attn)
-    if case.mode == "train":
-        model.train()
-        if case.grad_ckpt:
-            build.enable_checkpointing(model)
-        if case.lora:
-            from peft import LoraConfig, get_peft_model
-
-            lora = case.lora_dict()
-            cfg = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=0.0, target_modules=lora["targets"])
-            model = get_peft_model(model, cfg)  # adapters in fp32 (autocast_adapter_dtype=True)
-            model.train()
-    return model
+def case_plan(case: V.Case) -> dict:
+    """The hfmem.measure plan (hfmem/measure/plan.py) of a validate.py case: what the simulation runs
+    (AdamW foreach, fp32 LoRA adapters, non-reentrant checkpointing, 2 iterations)."""
+    amp = {"bf16": "bfloat16", "fp16": "float16"}.get(case.amp)
+    if case.mode == "infer":
+        return {"mode": "infer", "weights_dtype": case.dtype, "attn": case.attn, "batch": case.batch,
+                "context": case.seq, "new_tokens": case.new_tokens, "logits": "last", "image_size": None,
+                "audio_seconds": None, "quant": None}
+    lora = case.lora_dict()
+    if lora is not None:
+        lora.update(dropout=0.0, dora=False, adapter_dtype="float32")
+    return {"mode": "train", "weights_dtype": "float32" if amp else case.dtype, "amp": amp, "grad_scaler": False,
+            "attn": case.attn, "batch": case.batch, "seq": case.seq, "target_seq": None, "image_size": None,
+            "audio_seconds": None, "grad_accum": 1, "grad_ckpt": case.grad_ckpt, "reentrant": False,
+            "optimizer": "adamw", "adamw_impl": "foreach", "optimizer_in_backward": False, "iterations": 2,
+            "lora": lora, "qlora": None, "deepspeed": None}
 
 
 def child(key: str, result_path: Path, smoke: bool = False) -> int:
@@ -249,7 +115,8 @@ def child(key: str, result_path: Path, smoke: bool = False) -> int:
     write()
     import torch
 
-    mem = _Mem(torch, smoke)
+    from hfmem.measure import runner
+
     if not smoke:
         torch.cuda.init()
         torch.zeros(1, device="cuda")
@@ -257,38 +124,22 @@ def child(key: str, result_path: Path, smoke: bool = False) -> int:
         rec["device_used_after_init"] = nvml_used_bytes()[0]
         free, total = torch.cuda.mem_get_info()
         rec["mem_get_info_after_init"] = {"free": free, "total": total}
-    phases: dict = {}
-    sampler = _DevicePeak(torch) if not smoke else None
+    sampler = _device.PeakSampler(torch) if not smoke else None
     try:
         if sampler:
             sampler.__enter__()
-        model = _build(torch, mem, case)
-        mem.sync()
-        rec["after_build"] = {"allocated": mem.stat("memory_allocated"), "reserved": mem.stat("memory_reserved")}
-        mem.empty_cache()
-        mem.reset()  # the peaks below start from the built model, as the simulation's do
-        (_train if case.mode == "train" else _infer)(torch, mem, model, case, phases)
-        mem.sync()
-        rec["status"] = "ok"
-    except torch.OutOfMemoryError as exc:
-        rec["status"], rec["reason"] = "oom", str(exc).splitlines()[0][:300]
-        _phase_stats(mem, phases, "at_oom")
+        runner.run(case_plan(case), V.load_config(case.model, case.layers), device="cpu" if smoke else "cuda",
+                   record=rec)
     except Exception as exc:  # noqa: BLE001  (recorded; the parent goes on with the next case)
-        text = str(exc).strip().splitlines()
-        rec["status"], rec["reason"] = "error", f"{exc.__class__.__name__}: {text[0][:300] if text else ''}"
-        try:
-            _phase_stats(mem, phases, "at_error")
-        except Exception:  # noqa: BLE001  (a broken CUDA context)
-            pass
+        rec["status"], rec["reason"] = "error", f"{exc.__class__.__name__}: {str(exc).strip()[:300]}"
     finally:
         if sampler:
             sampler.__exit__(None, None, None)
-        rec["phases"] = phases
-        rec["max_memory_allocated"] = max((p["max_memory_allocated"] for p in phases.values()), default=None)
-        rec["max_memory_reserved"] = max((p["max_memory_reserved"] for p in phases.values()), default=None)
         rec["device_used_peak_sampled"] = sampler.peak if sampler else None
         # the allocator still holds its cached segments here: context + reserved, as nvidia-smi shows it
         rec["device_used_after"] = None if smoke else nvml_used_bytes()[0]
+        if not smoke:
+            rec.update(own_device_used(rec))
         write()
     return 0
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 COMMANDS = [[], ["calc"], ["infer"], ["train"], ["simulate"], ["gpus"], ["cache"], ["cache", "list"], ["cache", "clear"], ["cache", "path"],
-            ["snapshot"], ["snapshot", "build"], ["snapshot", "refresh"], ["snapshot", "list"]]
+            ["snapshot"], ["snapshot", "build"], ["snapshot", "refresh"], ["snapshot", "list"], ["measure"], ["measure", "train"], ["measure", "infer"]]
 TARGET = Path(__file__).with_name("cli.md")
 
 

@@ -12,6 +12,8 @@ Public API (no CLI imports here)::
     serve.estimate.device_total_bytes, serve.fit.max_context
     tune = hfmem.train("meta-llama/Llama-2-13b-hf", precision="amp-bf16", gpu="A100-80GB", advise=True)
     tune.estimate.peak_allocated_bytes, tune.advice
+    run = hfmem.measure("Qwen/Qwen2-0.5B-Instruct", "train", batch=2, seq=512)  # on this machine's CUDA GPU
+    run.rows()                                              # (quantity, estimate, measured, error)
 
 The names are imported on first use (PEP 562 ``__getattr__``): ``import hfmem`` alone, which every
 ``hfmem.*`` import and every CLI run does first, costs nothing beyond this file, and a warm CLI answer imports
@@ -34,10 +36,11 @@ _EXPORTS = {
     "simulate_json": ".render.simulate",
     "train_json": ".render.train",
     "calculator_table": ".scenarios.calculator",
+    "measure": ".measure",  # the function; the package itself is callable too (hfmem/measure/__init__.py)
 }
 
 __all__ = ["InferenceReport", "ModelReport", "Options", "SimulationReport", "TrainingReport", "analyze",
-           "analyze_many", "calculator_json", "calculator_table", "infer", "infer_json", "infer_many",
+           "analyze_many", "calculator_json", "calculator_table", "infer", "measure", "infer_json", "infer_many",
            "simulate_model", "simulate_json", "train", "train_json", "train_many", "__version__"]
 
 

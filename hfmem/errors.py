@@ -93,3 +93,22 @@ class RemoteCodeError(HfmemError):
     """The repository's custom code failed to build a model."""
 
     exit_code = 6
+
+
+class MeasureUnavailableError(HfmemError):
+    """``hfmem measure`` cannot run here: no CUDA GPU, or a package the settings need (bitsandbytes, DeepSpeed,
+    flash-attn) is not installed. Exit 69, sysexits' ``EX_UNAVAILABLE`` ("a service is unavailable ... a
+    support program or file does not exist"): nothing is wrong with the arguments (2) and it is not a bug (70)."""
+
+    exit_code = 69
+
+
+class NoCudaDeviceError(MeasureUnavailableError):
+    """``hfmem measure`` found no CUDA GPU (no CUDA build of torch, no driver, or no visible device)."""
+
+
+class MeasureRunError(HfmemError):
+    """The measured run itself failed on the GPU (out of memory, a crash of its process); the report of what
+    was measured up to then is still printed."""
+
+    exit_code = 1

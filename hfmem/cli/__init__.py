@@ -26,6 +26,7 @@ _REGISTRY: dict[str, tuple[str, str, bool]] = {
     "gpus": (".gpus", "gpus", False),
     "cache": (".cache", "app", True),
     "snapshot": (".snapshot", "app", True),
+    "measure": (".measure", "app", True),
 }
 
 
@@ -76,7 +77,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'hfmem.cli' has no attribute {name!r}")
 
 
-COMMANDS = {"calc", "infer", "train", "simulate", "gpus", "cache", "snapshot"}
+COMMANDS = {"calc", "infer", "train", "simulate", "gpus", "cache", "snapshot", "measure"}
 ROOT_FLAGS = {"--help", "-h", "--version", "-V"}
 
 
@@ -88,7 +89,7 @@ def route_argv(argv: list[str]) -> list[str]:
     suggestion, rather than a model id that the Hub then fails to find."""
     if not argv:
         return ["--help"]
-    if argv[0] in ("cache", "snapshot") and len(argv) == 1:
+    if argv[0] in ("cache", "snapshot", "measure") and len(argv) == 1:
         return [argv[0], "--help"]  # a command group alone: its help, as typer's no_args_is_help would
     if argv[0] in COMMANDS or argv[0] in ROOT_FLAGS:
         return argv
