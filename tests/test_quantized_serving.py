@@ -140,6 +140,7 @@ def test_bloom_1b7_memory_footprint_ratio(tmp_path, fmt):
     assert fp16 / _footprint(tensors, fmt) == pytest.approx(BLOOM_1B7_FOOTPRINT_RATIO[fmt], abs=1e-5)
 
 
+@pytest.mark.slow  # builds octocoder's 15.5B meta model from a config-only folder (seconds on 2 cores)
 @pytest.mark.parametrize("name", list(OCTOCODER_GENERATE_ALLOCATED_GIB))
 def test_octocoder_generate_within_3_percent(tmp_path, name):
     args, gib = OCTOCODER_GENERATE_ALLOCATED_GIB[name]
