@@ -427,9 +427,13 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
             flat_bytes=flat_all, replicated_bytes=qstate_all, unit_bytes=flat_layers // max(n_layers, 1),
             root_bytes=flat_all - flat_layers, unit_trainable_params=states.trainable_params // max(n_layers, 1))
         storage = getattr(s, "bnb_quant_storage", "uint8")
-        assumptions.append(f"QLoRA sharded ({'ZeRO-3' if s.zero == 3 else 'FSDP ' + s.fsdp}): bnb_4bit_quant_storage "
-                           f"{storage if storage != 'uint8' else 'bf16'} (a float storage, as FSDP/ZeRO-3 need to "
-                           "flatten it with the 16-bit parameters); packed 4-bit base + 16-bit parameters "
+        assumptions.append(f"QLoRA sharded ({'ZeRO-3' if s.zero == 3 else 'FSDP ' + s.fsdp}): "
+                           + (f"bnb_4bit_quant_storage {storage} (a float storage, as FSDP/ZeRO-3 need to flatten "
+                              "the base with the 16-bit parameters)" if storage != "uint8" else
+                              "bnb_4bit_quant_storage uint8 cannot be flattened with the 16-bit parameters: "
+                              "FSDP/ZeRO-3 QLoRA recipes set bf16 (--bnb-quant-storage bf16; the same bytes), "
+                              "counted so")
+                           + "; packed 4-bit base + 16-bit parameters "
                            f"{flat_all:,} B sharded, quant_state {qstate_all:,} B on every rank")
     if s.zero is not None:
         hidden = 0
