@@ -13,14 +13,13 @@ prefill into a DynamicCache and ``new_tokens`` one-token decode steps, 16/32-bit
 from __future__ import annotations
 
 from ..errors import SettingsError
+from ..vocab import canonical_dtype
 
 ITERATIONS = 2  # step 2 is the steady state: the optimizer states exist from step 1 on (as hfmem.simulate)
 DTYPE_OF_PRECISION = {"fp32": "float32", "amp-bf16": "float32", "amp-fp16": "float32", "bf16": "bfloat16",
                       "fp16": "float16", "deepspeed-bf16": "bfloat16", "deepspeed-fp16": "float16",
                       "deepspeed-mixed": "bfloat16"}
 AMP_OF_PRECISION = {"amp-bf16": "bfloat16", "amp-fp16": "float16"}
-SHORT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "bfloat16": "bfloat16", "float16": "float16",
-         "float32": "float32"}
 BNB_4BIT = {"nf4": ("nf4", False), "nf4-dq": ("nf4", True), "fp4": ("fp4", False), "fp4-dq": ("fp4", True)}
 FLOAT_WEIGHTS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 ONE_GPU = "hfmem measure runs one process on one GPU"
@@ -31,16 +30,14 @@ def _refuse(setting: str, why: str, hint: str | None = None) -> None:
 
 
 def _dtype(value, default: str) -> str:
-    return SHORT.get(str(value).lower(), default) if value else default
+    return canonical_dtype(value) if value else default
 
 
 def plan_train(settings, *, rlhf: str | None = None) -> dict:
     """The run for a ``TrainSettings`` (an estimate's resolved ``settings``: attention filled in).
 
-    Settings that other parts of hfmem may add are read with ``getattr`` and their library defaults:
-    ``reentrant`` (False: transformers' and TRL's ``use_reentrant=False``), ``lora_dropout`` (0.0),
-    ``adapter_dtype`` (fp32), ``prepare_kbit`` (True for QLoRA, as PEFT's and TRL's recipes),
-    ``bnb_compute_dtype`` (the training dtype), ``bnb_quant_storage`` (uint8, bitsandbytes' default)."""
+    The recipe defaults are the ones the estimate resolved (TrainSettings.prepare_kbit_on, adapter_width,
+    bnb_compute), so the run is the one the estimate describes."""
     s = settings
     if rlhf:
         _refuse("rlhf", f"{ONE_GPU}: an RLHF step with several models is not measured",
@@ -66,7 +63,7 @@ def plan_train(settings, *, rlhf: str | None = None) -> dict:
         "grad_scaler": s.precision == "amp-fp16", "attn": s.attn or "sdpa", "batch": int(s.batch),
         "seq": int(s.seq), "target_seq": s.target_seq, "image_size": s.image_size,
         "audio_seconds": s.audio_seconds, "grad_accum": int(s.grad_accum), "grad_ckpt": bool(s.grad_ckpt),
-        "reentrant": bool(getattr(s, "reentrant", False)), "optimizer": s.optimizer, "adamw_impl": s.adamw_impl,
+        "reentrant": bool(s.reentrant), "optimizer": s.optimizer, "adamw_impl": s.adamw_impl,
         "optimizer_in_backward": bool(s.optimizer_in_backward), "iterations": ITERATIONS,
         "lora": None, "qlora": None, "deepspeed": None,
     }
@@ -74,17 +71,17 @@ def plan_train(settings, *, rlhf: str | None = None) -> dict:
         targets = s.lora_targets
         plan["lora"] = {"r": int(s.lora_rank), "alpha": 2 * int(s.lora_rank),
                         "targets": list(targets) if isinstance(targets, (list, tuple)) else targets,
-                        "dropout": float(getattr(s, "lora_dropout", 0.0) or 0.0), "dora": bool(s.dora),
-                        "adapter_dtype": _dtype(getattr(s, "adapter_dtype", None), "float32")}
+                        "dropout": float(s.lora_dropout), "dora": bool(s.dora),
+                        "adapter_dtype": _dtype(s.adapter_width, "float32")}
     if s.method == "qlora":
         if s.qlora_format not in BNB_4BIT:
             _refuse("qlora_format", f"{s.qlora_format!r} is not a bitsandbytes 4-bit format")
         quant_type, double = BNB_4BIT[s.qlora_format]
         plan["qlora"] = {"quant_type": quant_type, "double_quant": double,
-                         "compute_dtype": _dtype(getattr(s, "bnb_compute_dtype", None), weights),
-                         "quant_storage": _dtype(getattr(s, "bnb_quant_storage", None), "uint8"),
-                         # None: the recipes' default, on (PEFT's and TRL's QLoRA examples call it)
-                         "prepare_kbit": getattr(s, "prepare_kbit", None) is not False}
+                         "compute_dtype": canonical_dtype(s.bnb_compute),
+                         "quant_storage": "uint8" if s.bnb_quant_storage == "uint8"
+                         else canonical_dtype(s.bnb_quant_storage),
+                         "prepare_kbit": s.prepare_kbit_on}
     if s.zero is not None:
         from ..plan.emit_train import deepspeed_dict  # the config `hfmem train --emit deepspeed` prints
 
@@ -113,7 +110,7 @@ def plan_infer(settings, estimate) -> dict:
         _refuse("gpus", f"{ONE_GPU}; --gpus {s.tp} needs tensor parallelism across processes")
     if s.images:
         _refuse("images", "images per sequence need the model's processor, which hfmem measure does not run")
-    if int(getattr(s, "lora_rank", 0) or 0):
+    if s.lora_rank:
         _refuse("lora_rank", "serving with unmerged LoRA adapters is not measured yet", "leave --lora-rank out")
     compute = _dtype(e.compute_dtype, "bfloat16")
     if _dtype(e.kv_dtype, compute) != compute:
@@ -125,8 +122,8 @@ def plan_infer(settings, estimate) -> dict:
         quant_type, double = BNB_4BIT[fmt]
         quant = {"bits": 4, "quant_type": quant_type, "double_quant": double,
                  # transformers' BitsAndBytesConfig default bnb_4bit_compute_dtype is float32
-                 "compute_dtype": _dtype(getattr(s, "bnb_compute_dtype", None)
-                                         or getattr(e, "bnb_compute_dtype", None), "float32"),
+                 # the estimate's resolved one (--bnb-compute-dtype, the checkpoint's, else float32)
+                 "compute_dtype": _dtype(e.bnb_compute_dtype, "float32"),
                  "quant_storage": "uint8"}
     elif fmt == "int8":
         quant = {"bits": 8}
