@@ -98,7 +98,7 @@ def rows() -> list[dict]:
         e = hfmem.train(model, OFF, precision="bf16", adamw_impl="foreach", **kw).estimate
         sim = hfmem.simulate_model(model, "train", OFF, dtype="bfloat16", optimizer_impl="foreach", **kw)
         add(f"train {model} bf16 {kw}", "simulated allocated", sim.result.peak_allocated_bytes, e.peak_allocated_bytes)
-    # -- [recipes-qlora] single-GPU QLoRA runs (issue 14)
+    # -- training: single-GPU QLoRA runs (Unsloth, fitcheck, the QLoRA paper)
     from hfmem.reference.measurements import (FITCHECK_QLORA_ALLOCATED_MIB, FITCHECK_QLORA_SETTINGS,
                                               FITCHECK_SNAPSHOT_MODEL, QLORA_PAPER_LLAMA7B_BASE_MB,
                                               QWEN25_1_5B_CONFIG, UNSLOTH_LLAMA31_8B_HF_FA2_MAX_SEQ,
@@ -129,7 +129,7 @@ def rows() -> list[dict]:
     add("train LLaMA-7B QLoRA 4-bit base (QLoRA paper)", "4-bit base weights", QLORA_PAPER_LLAMA7B_BASE_MB * 1e6,
         base, "nf4-dq packed layers + bf16 embeddings / LM head + norms (qlora.py casts them back to bf16); "
               "MB read as 1e6 B; with prepare_kbit's fp32 embeddings / head it is 4.39e9 B")
-    # -- [recipes-sharding] FSDP-QLoRA and DeepSpeed ZeRO runs (issue 14)
+    # -- training: FSDP-QLoRA and DeepSpeed ZeRO runs (PEFT docs and README)
     from hfmem.reference.measurements import PEFT_FSDP_QLORA_70B_GB, PEFT_FSDP_QLORA_70B_SETTINGS
 
     for name, (kw, gb) in PEFT_FSDP_QLORA_70B_GB.items():
@@ -143,7 +143,7 @@ def rows() -> list[dict]:
     # PEFT_README_DS_ZERO3_OFFLOAD_GB) are not rows here: the two T5s are estimated from their own code, which
     # hfmem does not run under ZeRO (UnsupportedArchitectureError), and bloomz-7b1 (max_length 64, batch 8,
     # fp32) comes out at about half of the 18.1 GiB with no traced mechanism
-    # -- [recipes-serving] quantized (bitsandbytes) serving runs (issue 14)
+    # -- inference: quantized (bitsandbytes) serving runs (HF's LLM-optimization guide)
     from hfmem.reference.measurements import (OCTOCODER_CONFIG, OCTOCODER_GENERATE_ALLOCATED_GIB,
                                               OCTOCODER_NEW_TOKENS, OCTOCODER_PROMPT_TOKENS)
     octo = folder(OCTOCODER_CONFIG)
@@ -155,7 +155,7 @@ def rows() -> list[dict]:
                                          "also made CBt, 2023 transformers no GPU 16-bit copy: one n less in all)",
              "load_in_4bit": "fp32 compute dtype (bitsandbytes default): dequantize-then-upcast transient of "
                              "c_fc"}[name])
-    # -- [recipes-measured] records written by `hfmem measure` (benchmarks/measured/*.json)
+    # -- records written by `hfmem measure` (benchmarks/measured/*.json)
     from hfmem.measure.record import accuracy_rows  # the estimate recomputed now from each record's settings
 
     for path in sorted((ROOT / "benchmarks" / "measured").glob("*.json")):

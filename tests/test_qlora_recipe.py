@@ -158,7 +158,7 @@ def test_settings_refuse_out_of_range():
     TrainSettings(method="qlora", bnb_quant_storage="bf16").validate()
 
 
-# -- published QLoRA runs (hfmem/reference/measurements.py [recipes-qlora]; rows in docs/accuracy.md) ---------
+# -- published QLoRA runs (hfmem/reference/measurements.py; rows in docs/accuracy.md) ---------
 
 def _fitcheck_estimate(model, b, s, attn, tmp_path):
     import json

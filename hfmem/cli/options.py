@@ -75,7 +75,6 @@ SETTING_FLAGS: dict[str, str] = {
     "full_logits_metrics": "--full-logits-metrics", "optimizer_in_backward": "--optimizer-in-backward",
     "group_size": "--group-size", "rollout": "--rollout", "cuda_context_bytes": "--cuda-context",
     "nccl_bytes": "--nccl", "cuda_graphs_bytes": "--cuda-graphs", "allocator_fragmentation": "--fragmentation",
-    # [recipes-qlora]
     "prepare_kbit": "--prepare-kbit", "bnb_compute_dtype": "--bnb-compute-dtype",
     "bnb_quant_storage": "--bnb-quant-storage", "adapter_dtype": "--adapter-dtype", "lora_dropout": "--lora-dropout",
     "reentrant": "--reentrant", "loss_path": "--loss-path",

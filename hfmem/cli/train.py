@@ -206,7 +206,8 @@ def train(
         zero=zero, offload_optimizer=offload_optimizer, offload_param=offload_param,
         fsdp=fsdp_value, fsdp_offload=fsdp_offload, zero_reduce_bucket=zero_reduce_bucket,
         zero_allgather_bucket=zero_allgather_bucket, zero_prefetch_bucket=zero_prefetch_bucket,
-        zero_max_live_params=zero_max_live_params, zero_persistence_threshold=zero_persistence_threshold, gpus=gpus, tp=tp, pp=pp, gpus_per_node=gpus_per_node,
+        zero_max_live_params=zero_max_live_params, zero_persistence_threshold=zero_persistence_threshold,
+        gpus=gpus, tp=tp, pp=pp, gpus_per_node=gpus_per_node,
         full_logits_metrics=full_logits_metrics, optimizer_in_backward=optimizer_in_backward,
         eval_generate_batch=eval_b, eval_generate_tokens=eval_t, target_seq=target_seq, image_size=image_size,
         audio_seconds=audio_seconds, images=images, overheads=overheads)

@@ -33,6 +33,7 @@ import re
 from ..errors import SettingsError
 from ..scenarios import sharding
 from ..scenarios.finetune import TrainSettings
+from ..vocab import canonical_dtype
 
 # -- shared mappings ----------------------------------------------------------------------------------------
 
@@ -156,19 +157,14 @@ def bnb_kwargs(settings: TrainSettings) -> dict:
         raise SettingsError("BitsAndBytesConfig is for --method qlora")
     quant, double = _BNB_QUANT[s.qlora_format]
     dtype = _model_dtype(s)
+    # the plan's own bitsandbytes settings when given; else the model dtype, and a float storage where
+    # FSDP / ZeRO-3 must flatten the base
     out = {"load_in_4bit": True, "bnb_4bit_quant_type": quant, "bnb_4bit_use_double_quant": double,
-           "bnb_4bit_compute_dtype": dtype}
-    storage = getattr(s, "bnb_quant_storage", "uint8")
-    if storage != "uint8":
-        out["bnb_4bit_quant_storage"] = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(storage, storage)
+           "bnb_4bit_compute_dtype": canonical_dtype(s.bnb_compute_dtype) if s.bnb_compute_dtype else dtype}
+    if s.bnb_quant_storage != "uint8":
+        out["bnb_4bit_quant_storage"] = canonical_dtype(s.bnb_quant_storage)
     elif _needs_quant_storage(s):
         out["bnb_4bit_quant_storage"] = dtype
-    # [recipes-qlora] the plan's own bitsandbytes settings when they are given
-    names = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-    if s.bnb_compute_dtype is not None:
-        out["bnb_4bit_compute_dtype"] = names[s.bnb_compute_dtype]
-    if s.bnb_quant_storage != "uint8":
-        out["bnb_4bit_quant_storage"] = names[s.bnb_quant_storage]
     return out
 
 
@@ -410,7 +406,7 @@ def accelerate_dict(settings: TrainSettings, *, fsdp_version: int | None = None,
             "fsdp_version": version,
             "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # the model's _no_split_modules (decoder layers)
             "fsdp_activation_checkpointing": bool(s.grad_ckpt),
-            "fsdp_offload_params": bool(getattr(s, "fsdp_offload", False)),  # CPUOffload(offload_params)
+            "fsdp_offload_params": bool(s.fsdp_offload),  # CPUOffload(offload_params)
             "fsdp_cpu_ram_efficient_loading": True,
             "fsdp_state_dict_type": "SHARDED_STATE_DICT",
         }

@@ -90,7 +90,7 @@ STAS00_LAYER_ACTIVATIONS = (
     ("gemma-1.1-2b-it", "google/gemma-2b-it", 48.0),
 )
 
-# -- [recipes-qlora] single-GPU QLoRA runs (issue 14) --------------------------------------------------------
+# -- training: single-GPU QLoRA runs ------------------------------------------------------------------------
 # Unsloth README (unslothai/unsloth README.md, "Llama 3.1 (8B) max. context length"; the same table in
 # unsloth.ai/blog/llama3-3, 10 Dec 2024): "We tested Llama 3.1 (8B) Instruct and did 4bit QLoRA on all linear
 # layers (Q, K, V, O, gate, up and down) with rank = 32 with a batch size of 1. We padded all sequences to a
@@ -109,8 +109,8 @@ UNSLOTH_LLAMA31_8B_SETTINGS = dict(method="qlora", precision="bf16", lora_rank=3
                                    attn="flash", grad_ckpt=True, batch=1, loss_path="4.46", reentrant=True,
                                    optimizer="adamw-8bit")
 
-# fitcheck (Anassbzdd/fitcheck data/measurements/t4-qlora-2026-09-01.json; README table; ../shared/docs/
-# ground-truth.md §7g): Tesla T4, torch 2.10.0+cu128, transformers 5.0.0, peft 0.19.1; "QLoRA r=32
+# fitcheck (github.com/Anassbzdd/fitcheck data/measurements/t4-qlora-2026-09-01.json; its README's table):
+# Tesla T4, torch 2.10.0+cu128, transformers 5.0.0, peft 0.19.1; "QLoRA r=32
 # [q,k,v,o], ..., fp16, adamw, ckpt"; max_memory_allocated MiB of a measured step after one warm-up step.
 # The run (scripts/measure.py at the same commit): from_pretrained(dtype=float16, BitsAndBytesConfig(nf4,
 # bnb_4bit_compute_dtype=float16, bnb_4bit_use_double_quant=False: "double_quant": false)),
@@ -142,14 +142,14 @@ QWEN25_1_5B_CONFIG = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen
 # stand-ins in the snapshot with the same config shape as the model the source ran
 FITCHECK_SNAPSHOT_MODEL = {"HuggingFaceTB/SmolLM2-1.7B": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
 
-# QLoRA paper (Dettmers et al. 2023, arXiv 2305.14314, "Memory footprint", ../shared/docs/ground-truth.md §4):
+# QLoRA paper (Dettmers et al. 2023, arXiv 2305.14314, appendix "Memory footprint"):
 # LLaMA-7B, "the 4-bit base model consumes 5,048 MB" (MB as printed; read as 10^6 B). The paper's qlora.py:
 # NF4 + double quantization, bf16, prepare_model_for_kbit_training, then lm_head / embed_tokens back to bf16
 # and norms in fp32. meta-llama/Llama-2-7b-hf has LLaMA-7B's shape (4096, 32 layers, 11008, vocab 32000).
 QLORA_PAPER_LLAMA7B_BASE_MB = 5048
 
 
-# -- [recipes-sharding] FSDP-QLoRA and DeepSpeed ZeRO runs (issue 14) ----------------------------------------
+# -- training: FSDP-QLoRA and DeepSpeed ZeRO runs -----------------------------------------------------------
 # PEFT docs docs/source/accelerate/fsdp.md, "Use PEFT QLoRA and FSDP for finetuning large models on multiple
 # GPUs" (huggingface/peft): "In the above example, the memory consumed per GPU is **19.6 GB** while CPU RAM usage
 # is around **107 GB**. When disabling CPU offloading, the GPU memory usage is **35.6 GB/ GPU**." A per-GPU
@@ -193,7 +193,7 @@ PEFT_README_DS_ZERO3_OFFLOAD_GB = {
 BLOOMZ_7B1_CONFIG = {"architectures": ["BloomForCausalLM"], "model_type": "bloom", "hidden_size": 4096, "n_layer": 30,
                      "n_head": 32, "vocab_size": 250880, "layer_norm_epsilon": 1e-5, "torch_dtype": "float16"}
 
-# -- [recipes-serving] quantized (bitsandbytes) serving runs (issue 14) ---------------------------------------
+# -- inference: quantized (bitsandbytes) serving runs -------------------------------------------------------
 # HF docs "Optimizing LLMs for Speed and Memory" (huggingface/blog getting_the_most_out_of_LLMs.md, also
 # transformers docs llm_tutorial_optimization.md), 2023: bigcode/octocoder through pipeline("text-generation"),
 # prompt "Question: Please write a function in Python that transforms bytes to Giga bytes.\n\nAnswer:" (about 20
@@ -221,5 +221,3 @@ OCTOCODER_GENERATE_ALLOCATED_GIB = {
 BLOOM_1B7_CONFIG = {"architectures": ["BloomForCausalLM"], "model_type": "bloom", "hidden_size": 2048,
                     "n_layer": 24, "n_head": 16, "vocab_size": 250880, "torch_dtype": "float16"}
 BLOOM_1B7_FOOTPRINT_RATIO = {"fp4": 2.109659552692574, "int8": 1.540025}
-
-# -- [recipes-heads] classification heads and eager fp32 allocator overhead (issue 14) -----------------------

@@ -22,6 +22,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from .. import vocab
+from ..vocab import DTYPE_BYTES, canonical_dtype
 from ..errors import SettingsError
 from ..model import describe
 from . import peft as peftmod
@@ -36,7 +37,6 @@ BNB_COMPUTE_DTYPES = ("fp32", "bf16", "fp16")          # BitsAndBytesConfig(bnb_
 BNB_QUANT_STORAGES = ("uint8", "bf16", "fp16", "fp32")  # BitsAndBytesConfig(bnb_4bit_quant_storage=...)
 ADAPTER_DTYPES = ("fp32", "bf16", "fp16")
 LOSS_PATHS = ("5.x", "4.46", "4.x")
-_DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
 # TrainSettings field -> the ZeroConfig / DeepSpeed size it sets
@@ -68,7 +68,7 @@ class TrainSettings:
     lora_targets: object = vocab.LORA_TARGETS   # "all-linear", a list of names, a regex, or None (PEFT's default)
     dora: bool = False
     qlora_format: str = "nf4-dq"
-    # QLoRA as PEFT, bitsandbytes and TRL run it (issue 14); None: the recipes' default, stated in assumptions
+    # QLoRA as PEFT, bitsandbytes and TRL run it; None: the recipes' default, stated in assumptions
     prepare_kbit: bool | None = None     # peft.prepare_model_for_kbit_training (None: on for qlora, off for lora)
     bnb_compute_dtype: str | None = None  # bnb_4bit_compute_dtype fp32|bf16|fp16 (None: the precision's 16-bit
                                           # dtype, as the recipes set it; bitsandbytes' own default is fp32)
@@ -388,7 +388,8 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
                               "as TRL creates them for sharded QLoRA (get_peft_model(autocast_adapter_dtype="
                               "False)); prepare_model_for_kbit_training not called, as TRL skips it"
                               if s.adapter_width is not None else
-                              "as PEFT creates them (autocast_adapter_dtype=True)") + f"; base frozen; lora_dropout={s.lora_dropout:g}"
+                              "as PEFT creates them (autocast_adapter_dtype=True)")
+                           + f"; base frozen; lora_dropout={s.lora_dropout:g}"
                            + (" (PEFT's LoraConfig default)" if not s.lora_dropout else ""))
     if s.optimizer_in_backward:
         # torch's Tensor.register_post_accumulate_grad_hook pattern (torchtune optimizer_in_bwd, LOMO): each
@@ -409,24 +410,23 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
     quantized_base = None
     sharded_base = s.method == "qlora" and base_bytes and (s.zero == 3 or (s.fsdp and s.fsdp != "no_shard"))
     if sharded_base:
-        kept_width = 4 if getattr(s, "prepare_kbit_on", False) else 2
+        kept_width = 4 if s.prepare_kbit_on else 2  # the width of the base's non-quantized parameters (kept)
 
-        def _split_base(entries):
-            qe = wmod.weights_bytes(entries, s.qlora_format, compute_dtype="float32" if kept_width == 4
-                                    else "bfloat16", quantize_experts=False)
+        def _split_base(qe):
             packed = -(-qe.quantized_params // 2)  # two 4-bit values per byte
-            kept = (qe.logical_params - qe.quantized_params) * kept_width
-            return packed + kept, max(0, qe.stored_bytes - packed - kept)
+            unquantized = (qe.logical_params - qe.quantized_params) * kept_width
+            return packed + unquantized, max(0, qe.stored_bytes - packed - unquantized)
 
         _, _, n_layers = sharding.census_units(frozen)
         layer_entries = [e for e in sharding.census_of(frozen) if e.count and n_layers and e.count >= n_layers
                          and e.count % n_layers == 0 and e.role != "embedding"]
-        flat_all, qstate_all = _split_base(frozen)
-        flat_layers, _ = _split_base(layer_entries) if layer_entries else (0, 0)
+        flat_all, qstate_all = _split_base(q)  # the whole base, as counted above
+        flat_layers, _ = (_split_base(wmod.weights_bytes(layer_entries, s.qlora_format, compute_dtype=kept,
+                                                         quantize_experts=False)) if layer_entries else (0, 0))
         quantized_base = sharding.QuantizedBase(
             flat_bytes=flat_all, replicated_bytes=qstate_all, unit_bytes=flat_layers // max(n_layers, 1),
             root_bytes=flat_all - flat_layers, unit_trainable_params=states.trainable_params // max(n_layers, 1))
-        storage = getattr(s, "bnb_quant_storage", "uint8")
+        storage = s.bnb_quant_storage
         assumptions.append(f"QLoRA sharded ({'ZeRO-3' if s.zero == 3 else 'FSDP ' + s.fsdp}): "
                            + (f"bnb_4bit_quant_storage {storage} (a float storage, as FSDP/ZeRO-3 need to flatten "
                               "the base with the 16-bit parameters)" if storage != "uint8" else
@@ -472,7 +472,7 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
     if lora:
         lora["dropout"] = float(s.lora_dropout)
         if s.adapter_width is not None:  # bf16/fp16 adapters on the 16-bit stream: no cast copy
-            lora["adapter_bytes"] = _DTYPE_BYTES[s.adapter_width]
+            lora["adapter_bytes"] = DTYPE_BYTES[canonical_dtype(s.adapter_width)]
     kbit = None
     if s.method == "qlora":
         # bitsandbytes MatMul4Bit (autograd/_functions.py): F.linear(A, dequantize_4bit(B, quant_state)
@@ -481,7 +481,7 @@ def estimate_training(tensors: list[dict], config: dict, settings: TrainSettings
         # backward dequantizes again for the input gradient. The largest 4-bit Linear sets the transient.
         largest_linear = max((int(t.get("in_features") or 0) * int(t.get("out_features") or 0)
                               for t in frozen if t.get("role") == "linear"), default=0)
-        comp = _DTYPE_BYTES[s.bnb_compute]
+        comp = DTYPE_BYTES[canonical_dtype(s.bnb_compute)]
         kbit = {"prepare": s.prepare_kbit_on, "compute_bytes": comp,
                 "dequant_bytes": largest_linear * (2 + (comp if comp != 2 else 0))}
     act = acts.activation_bytes(config, batch=s.batch, seq=s.seq, attn=s.attn, dtype_bytes=dtype_bytes,

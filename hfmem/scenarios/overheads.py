@@ -65,7 +65,7 @@ def reserved_bytes(allocated_bytes: int, churn_bytes: int, fragmentation: float)
 
 
 
-# -- the caching allocator's rules (PyTorch c10/cuda/CUDACachingAllocator.cpp; ../shared/docs/ground-truth.md §8) --
+# -- the caching allocator's rules (PyTorch c10/cuda/CUDACachingAllocator.cpp, AllocatorConfig.h) -------------
 K_MIN_BLOCK = 512              # kMinBlockSize: every request rounded up to 512 B
 K_SMALL_SIZE = 1 * MiB         # kSmallSize: requests up to 1 MiB come from the small pool ...
 K_SMALL_BUFFER = 2 * MiB       # kSmallBuffer: ... in 2 MiB segments
