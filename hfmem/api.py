@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .scenarios.finetune import TrainEstimate, TrainSettings
     from .scenarios.inference import InferenceEstimate, InferenceSettings
     from .simulate import SimResult
+    from .scenarios.pipeline import PipelineEstimate, PipelineSettings
 
 
 def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
@@ -62,7 +63,29 @@ def analyze(model: str, options: Options | None = None, **kwargs) -> ModelReport
     found = resolve.resolve(model, opts)
     if found.report is not None:  # the result cache or the shipped snapshot answered
         return found.report
+    if found.meta.composite is not None:  # a diffusers pipeline, sentence-transformers or timm repo
+        inv, layout, config = _build_composite(found.meta, opts)
+        return resolve.finish(found, inv, layout=layout, config=config)
     return resolve.finish(found, _build(found.meta, opts))
+
+
+def _build_composite(meta: FetchedMetadata, opts: Options) -> tuple[Inventory, dict, dict | None]:
+    """A composite repo's inventory (``hfmem.inventory.components``), its layout, and the config the report
+    carries: the Transformer module's for sentence-transformers (serving and training read it as for any
+    transformers model), None for a pipeline or a timm network (no transformers config to build from)."""
+    from .inventory import components
+    from .model import pipeline as P
+
+    comp = meta.composite
+    if opts.progress:
+        opts.progress(f"counting {comp.class_name}'s components (first analysis; later runs answer from hfmem's cache)")
+    layout = components.build_layout(comp, opts, opts.progress)
+    if comp.kind == P.SENTENCE_TRANSFORMERS:
+        main = layout.by_role(P.BACKBONE)[0]
+        return components.with_dense(main.inventory, layout), layout.to_dict(), meta.config.raw
+    if comp.kind == P.TIMM:
+        return layout.components[0].inventory, layout.to_dict(), None
+    return components.aggregate(layout), layout.to_dict(), None
 
 
 def analyze_many(models: list[str], options: Options | None = None, *,
@@ -106,6 +129,11 @@ def simulation_config(report: ModelReport) -> dict:
     from .simulate import SimulationError
 
     inv = report.inventory
+    if report.config is None and report.layout is not None:  # a pipeline or a timm network: not a transformers model
+        raise SimulationError(
+            f"{report.model}: a {report.kind} repo, not one transformers model: `hfmem simulate` runs transformers "
+            "models only",
+            hint="`hfmem infer` and `hfmem train` run each component's own code on fake tensors and show every phase")
     if report.config is None:
         raise SimulationError(f"{report.model}: no config.json at hand for the simulation",
                               hint="run with --no-cache to fetch it again")
@@ -174,6 +202,8 @@ class InferenceReport:
 
 def _with_config(model: str, opts: Options) -> ModelReport:
     report = analyze(model, opts)
+    if report.layout is not None:  # a composite repo (pipeline, sentence-transformers, timm): no re-read helps
+        return report
     if report.config is None or not report.inventory.tensors and report.inventory.method != "safetensors-headers":
         report = analyze(model, Options(**{**opts.__dict__, "use_cache": False}))  # an older cache entry
     return report
@@ -188,21 +218,31 @@ def _census(inv: Inventory) -> list[dict]:
 
 
 def infer(model: str, options: Options | None = None, *, settings: "InferenceSettings | None" = None,
-          gpu: "str | GPU | None" = None, **settings_kwargs) -> InferenceReport:
+          gpu: "str | GPU | None" = None, pipeline_settings: "PipelineSettings | None" = None,
+          **settings_kwargs) -> "InferenceReport | PipelineInferenceReport":
     """Serving memory for one model (``hfmem infer``). ``settings``: an ``InferenceSettings`` (or its fields
     as keyword arguments: engine, context, batch, new_tokens, weights_format, kv_dtype, attn, tp, ...);
-    ``gpu``: a catalog name or size (``"H100-80GB"``, ``"24GiB"``) for the fit and solve answers."""
+    ``gpu``: a catalog name or size (``"H100-80GB"``, ``"24GiB"``) for the fit and solve answers. A diffusers
+    pipeline repo is answered by ``estimate_pipeline_serving`` with ``pipeline_settings`` (a
+    ``PipelineSettings``; its defaults when None) and returns a ``PipelineInferenceReport``."""
     from .plan import fit as fitmod
     from .plan.gpus import GPU, parse_gpu
     from .scenarios.infer_activations import InferActivationError
     from .scenarios.inference import InferenceSettings
     from .scenarios.kv_cache import KVLayoutError
+    from .model.pipeline import DIFFUSERS_PIPELINE, TIMM
     from .scenarios.weights import FORMAT_ORDER, checkpoint_format
 
     opts = options or Options()
     s = (settings or InferenceSettings(**settings_kwargs)).validate()  # SettingsError names the setting
     gpu_obj = parse_gpu(gpu) if isinstance(gpu, str) else gpu
     report = _with_config(model, opts)
+    if report.kind == DIFFUSERS_PIPELINE:
+        return infer_pipeline(report, pipeline_settings, gpu_obj)
+    if report.kind == TIMM:
+        raise UnsupportedArchitectureError(
+            f"{model}: serving a timm network is not modelled yet (its training is: `hfmem train`)",
+            hint="`hfmem MODEL` prints its exact weights table")
     inv = report.inventory
     ckpt = checkpoint_format(report.config or {}, inv.params_by_dtype)
     by_code = _by_code(report, "serves", s, ckpt)
@@ -413,10 +453,47 @@ def _infer_by_code(model: str, report: ModelReport, desc, s: "InferenceSettings"
     return InferenceReport(report, estimate, ckpt, fit, list(report.notes))
 
 
+@dataclass
+class PipelineInferenceReport:
+    """``hfmem infer``'s answer for a diffusers pipeline: the estimate per phase, and with a GPU the fit and the
+    remedies (memory modes, slicing, tiling, quantized denoisers) that would make it fit."""
+
+    report: ModelReport
+    estimate: "PipelineEstimate"
+    gpu: "GPU | None" = None
+    fits: bool | None = None
+    remedies: list = field(default_factory=list)  # scenarios.pipeline.Remedy, cheapest slowdown first
+    notes: list[str] = field(default_factory=list)
+
+
+def infer_pipeline(report: ModelReport, settings: "PipelineSettings | None" = None,
+                   gpu: "GPU | None" = None) -> PipelineInferenceReport:
+    """Serving memory of a diffusers pipeline report (its ``layout``) under ``settings``; with ``gpu``, the fit
+    (device total against the GPU's usable memory) and, when it does not fit, the remedies that would."""
+    from .scenarios.pipeline import PipelineSettings, estimate_pipeline_serving, pipeline_remedies
+    from .simulate.result import SimulationError
+
+    layout = report.pipeline()
+    s = settings or PipelineSettings()
+    try:
+        est = estimate_pipeline_serving(layout, s)
+        fits = remedies = None
+        if gpu is not None:
+            fits = est.device_total_bytes <= gpu.usable_bytes
+            remedies = [] if fits else pipeline_remedies(layout, s, gpu.usable_bytes)
+    except SimulationError as exc:
+        raise UnsupportedArchitectureError(f"{report.model}: {exc}") from None
+    except SettingsError as exc:
+        raise SettingsError(f"{report.model}: {exc.message}", hint=exc.hint, setting=exc.setting) from None
+    return PipelineInferenceReport(report, est, gpu, fits, remedies or [], list(report.notes))
+
+
 def infer_many(models: list[str], options: Options | None = None, *, settings: "InferenceSettings | None" = None,
-               gpu=None, on_error: Callable[[str, HfmemError], None] | None = None) -> list[InferenceReport]:
+               gpu=None, on_error: Callable[[str, HfmemError], None] | None = None,
+               pipeline_settings: "PipelineSettings | None" = None) -> list[InferenceReport]:
     """``infer`` for several models; failures go to ``on_error`` (else the first one raises)."""
-    return _each(models, lambda m: infer(m, options, settings=settings, gpu=gpu), on_error, options or Options())
+    return _each(models, lambda m: infer(m, options, settings=settings, gpu=gpu,
+                                         pipeline_settings=pipeline_settings), on_error, options or Options())
 
 
 # ---------------------------------------------------------------- train
@@ -483,7 +560,8 @@ def _rlhf_flags(rlhf: str, options: dict) -> str:
 
 def train(model: str, options: Options | None = None, *, settings: "TrainSettings | None" = None,
           gpu: "str | GPU | None" = None, advise: bool = False, rlhf: str | None = None,
-          rlhf_options: dict | None = None, assumed: list[str] | None = None, **settings_kwargs) -> TrainingReport:
+          rlhf_options: dict | None = None, assumed: list[str] | None = None, composite: dict | None = None,
+          **settings_kwargs) -> TrainingReport:
     """Fine-tuning memory for one model (``hfmem train``). ``settings``: a ``TrainSettings`` (or its fields as
     keyword arguments: method, precision, optimizer, batch, seq, grad_accum, grad_ckpt, attn, lora_rank,
     lora_targets, zero, fsdp, gpus, tp, pp, ...); ``gpu``: a catalog name or size for fits / max_batch /
@@ -522,6 +600,26 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
         raise UsageError("--advise needs --gpu (the remedies are judged against a GPU's memory)",
                          hint="e.g. --gpu A100-80GB or --gpu 24GiB")
     report = _with_config(model, opts)
+    composite = dict(composite or {})
+    if report.kind in ("diffusers-pipeline", "timm") or (report.kind == "sentence-transformers"
+                                                         and composite.get("loss")):
+        # a diffusers pipeline's denoiser, a timm model, or a contrastive sentence-transformers run: simulated with
+        # the libraries' own code (hfmem.scenarios.pipeline_training); ``composite``: resolution, ema,
+        # cache_text_embeddings, loss, hard_negatives
+        from .scenarios.pipeline_training import train_composite
+
+        if rlhf or advise:
+            raise UsageError(f"{model}: --rlhf and --advise are not available for a {report.kind} repo")
+        try:
+            est = train_composite(report.pipeline(), report.config, replace(s, seq=s.seq if seq_given else None),
+                                  **composite)
+        except SettingsError as exc:
+            raise SettingsError(f"{model}: {exc.message}", hint=exc.hint, setting=exc.setting) from None
+        est.assumptions[:0] = filled
+        out = TrainingReport(report, est, gpu_obj, notes=list(report.notes))
+        if gpu_obj is not None:
+            out.fits = est.device_total_bytes <= gpu_obj.usable_bytes
+        return out
     inv = report.inventory
     if not inv.tensors:
         raise UnsupportedArchitectureError(

@@ -26,6 +26,10 @@ class ModelReport:
     notes: list[str] = field(default_factory=list)  # about the source (offline, cache); inventory notes apart
     from_result_cache: bool = False
     config: dict | None = None  # config.json as read (simulate builds the model from it)
+    # A repo made of several models (a diffusers pipeline, sentence-transformers modules, a timm network):
+    # ``hfmem.model.pipeline.Layout.to_dict()``; None for a plain transformers model. ``inventory`` is then the
+    # whole repo's (every component's parameters together), ``config`` the main component's when it has one.
+    layout: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -37,6 +41,19 @@ class ModelReport:
         d = dict(d)
         d["inventory"] = Inventory.from_dict(d["inventory"])
         return cls(**d)
+
+    @property
+    def kind(self) -> str:
+        """What the repo is: ``hfmem.model.pipeline.KINDS`` ("transformers" for a plain model)."""
+        return self.layout["kind"] if self.layout else "transformers"
+
+    def pipeline(self):
+        """The typed ``Layout`` of a composite repo, or None."""
+        if not self.layout:
+            return None
+        from .model.pipeline import Layout
+
+        return Layout.from_dict(self.layout)
 
     def table(self, mode: str = "exact", adam_rule: str | None = None) -> CalculatorTable:
         if mode == "accelerate" and self.inventory.accelerate is None and self.config is not None:

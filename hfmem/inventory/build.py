@@ -152,9 +152,10 @@ def build_inventory(
 
 def _assemble(config: ModelConfig, headers: CheckpointHeaders | None, m: dict, method: str, notes: list[str],
               mapped_from: str | None, accel: AccelerateView | None, *, arch: str | None = None,
-              versions: dict | None = None) -> Inventory:
+              versions: dict | None = None, loader: str = "transformers") -> Inventory:
     """The inventory of a measured model (``meta_model.measure`` or ``headers.exact_measure``), checked
-    against the headers. ``versions``: of what produced ``m``; default the installed torch/transformers."""
+    against the headers. ``versions``: of what produced ``m``; default the installed torch/transformers.
+    ``loader``: the library that loads it (named in the default-dtype note)."""
     from . import meta_model
 
     raw = config.raw
@@ -182,7 +183,7 @@ def _assemble(config: ModelConfig, headers: CheckpointHeaders | None, m: dict, m
             params_by_dtype, dtype_source = {declared: m["num_params"]}, "config"
         else:
             params_by_dtype, dtype_source = {"float32": m["num_params"]}, "default"
-            notes.append("config.json declares no dtype: transformers loads float32 by default")
+            notes.append(f"config.json declares no dtype: {loader} loads float32 by default")
     q = config.quantization
     if q:
         notes.append(f"quantization_config ({q.get('quant_method', 'unknown')}): the table counts logical "

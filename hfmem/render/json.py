@@ -8,7 +8,40 @@ from ..inventory.towers import inventory_towers
 SCHEMA = "hfmem.calculator/1"
 
 
+def components_json(report, mode: str, adam_rule: str | None) -> list[dict]:
+    """The ``components`` list of a composite repo's entry: every component of its layout, in the repo's order,
+    with its own table (weightless ones: no parameters, an empty table)."""
+    from ..scenarios.calculator import calculator_table
+
+    layout = report.pipeline()
+    out = []
+    for c in layout.components:
+        inv = c.inventory
+        table = calculator_table(inv, mode, adam_rule) if inv is not None else None
+        out.append({
+            "name": c.name, "role": c.role, "library": c.library, "class_name": c.class_name, "folder": c.folder,
+            "parameters": inv.num_params if inv else 0,
+            "parameters_by_dtype": inv.params_by_dtype if inv else {},
+            "buffers_bytes": inv.buffer_bytes if inv else 0,
+            "method": inv.method if inv else None,
+            "largest_layer": ({"names": table.largest_layer_names, "float32_bytes": table.largest_layer_float32_bytes,
+                               "counted_class": table.counted_class} if table else None),
+            "table": [{"dtype": r.dtype, "largest_layer_bytes": r.largest_layer_bytes, "total_bytes": r.total_bytes,
+                       "training_adam_bytes": r.training_adam_bytes} for r in table.rows] if table else [],
+            "notes": list(c.notes) + (list(inv.notes) if inv else []),
+        })
+    return out
+
+
 def model_json(report, table) -> dict:
+    out = _model_json(report, table)
+    if report.layout:
+        out["kind"] = report.kind
+        out["components"] = components_json(report, table.mode, table.adam_rule)
+    return out
+
+
+def _model_json(report, table) -> dict:
     inv = report.inventory
     return {
         "model": report.model,

@@ -40,6 +40,7 @@ def header_lines(report) -> list[tuple[str, str]]:
            "safetensors-headers": "counted from safetensors headers",
            "meta-model": "transformers, built on the meta device",
            "headers-exact": "transformers' module tree, read off the safetensors headers (no model built)",
+           "pipeline": "every component of the pipeline together",
            }.get(inv.method, inv.method)
     arch = f"{inv.architecture} ({how})"
     cached = " · from hfmem's result cache" if report.from_result_cache else ""
@@ -71,18 +72,42 @@ def footnotes(report, table) -> list[str]:
     return notes
 
 
-def rich_single(console, report, table) -> None:
+def component_line(comp) -> str:
+    """One component's heading: name, role, class, parameters and dtypes."""
+    inv = comp.inventory
+    role = "" if comp.role == comp.name else f" — {comp.role.replace('_', ' ')}"
+    return (f"{comp.name}{role}, {comp.library} {comp.class_name}: {format_count(inv.num_params)}"
+            f" ({_dtypes_line(inv)}; {inv.method})")
+
+
+def _component_sections(report, table):
+    from ..scenarios.calculator import component_tables, shows_components
+
+    return component_tables(report, table.mode, table.adam_rule) if shows_components(report) else []
+
+
+def _rich_rows(console, title: str, table) -> None:
     from rich.table import Table
 
-    title = f"Memory usage for '{report.model}'" + (" (accelerate-compatible)" if table.mode == "accelerate" else "")
-    for label, value in header_lines(report):
-        console.print(f"[bold]{label:>12}[/bold]  {value}", highlight=False)
     t = Table(title=title, title_justify="left")
     for i, h in enumerate(HEADERS):
         t.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
     for r in table.rows:
         t.add_row(r.dtype, _cell(r.largest_layer_bytes), _cell(r.total_bytes), _cell(r.training_adam_bytes))
     console.print(t)
+
+
+def rich_single(console, report, table) -> None:
+    title = f"Memory usage for '{report.model}'" + (" (accelerate-compatible)" if table.mode == "accelerate" else "")
+    for label, value in header_lines(report):
+        console.print(f"[bold]{label:>12}[/bold]  {value}", highlight=False)
+    sections = _component_sections(report, table)
+    for comp, ctable in sections:  # a pipeline: each component with weights, then the whole
+        console.print(f"[bold]{'component':>12}[/bold]  {component_line(comp)}", highlight=False)
+        _rich_rows(console, f"{comp.name} ({comp.class_name})", ctable)
+    if sections:
+        title += " — the whole pipeline"
+    _rich_rows(console, title, table)
     for i, note in enumerate(footnotes(report, table), 1):
         console.print(f"[dim]{i}. {note}[/dim]", highlight=False)
 
@@ -132,6 +157,18 @@ def markdown(reports, tables) -> str:
         lines.append("")
         lines += [f"- **{k}**: {v}" for k, v in header_lines(report)]
         lines.append("")
+        sections = _component_sections(report, table)
+        for comp, ctable in sections:
+            lines.append(f"### `{comp.name}` ({comp.class_name})")
+            lines.append("")
+            lines.append(component_line(comp))
+            lines.append("")
+            lines += _md_table(HEADERS, [[r.dtype, _cell(r.largest_layer_bytes), _cell(r.total_bytes),
+                                          _cell(r.training_adam_bytes)] for r in ctable.rows])
+            lines.append("")
+        if sections:
+            lines.append("### The whole pipeline")
+            lines.append("")
         lines += _md_table(HEADERS, [[r.dtype, _cell(r.largest_layer_bytes), _cell(r.total_bytes),
                                       _cell(r.training_adam_bytes)] for r in table.rows])
         lines.append("")

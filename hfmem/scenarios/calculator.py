@@ -145,3 +145,24 @@ def calculator_table(inv: Inventory, mode: str = "exact", adam_rule: str | None 
         if filled:
             table.notes.append(filled)
     return table
+
+
+def component_tables(report, mode: str = "exact", adam_rule: str | None = None) -> list[tuple[object, CalculatorTable]]:
+    """A composite repo's components with weights, each with its own table (``calculator_table`` on the
+    component's inventory, the same rows as any model's); empty for a plain model."""
+    layout = report.pipeline() if report.layout else None
+    if layout is None:
+        return []
+    return [(c, calculator_table(c.inventory, mode, adam_rule)) for c in layout.with_weights()]
+
+
+def shows_components(report) -> bool:
+    """Whether the text table shows each component apart: a diffusers pipeline, or any composite repo with
+    more than one component holding weights (a sentence-transformers model with Dense modules). A repo whose
+    only weights are one network (all-MiniLM-L6-v2, a timm model) prints as before."""
+    layout = report.pipeline() if report.layout else None
+    if layout is None:
+        return False
+    from ..model.pipeline import DIFFUSERS_PIPELINE
+
+    return layout.kind == DIFFUSERS_PIPELINE or len(layout.with_weights()) > 1

@@ -21,6 +21,10 @@ class FetchedMetadata:
     revision: str | None
     provenance: dict = field(default_factory=dict)
     code_location: str | None = None  # repo id or folder that --trust-remote-code can load code from
+    # A diffusers pipeline, sentence-transformers model or timm model: its components as read
+    # (``composite.CompositeMeta``); None for a plain transformers model. For sentence-transformers ``config`` and
+    # ``headers`` are the Transformer module's; for a pipeline ``config`` stands for model_index.json.
+    composite: object | None = None
 
 
 def env_flag(name: str) -> bool:

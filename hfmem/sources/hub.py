@@ -593,6 +593,10 @@ def fetch_hub(repo_id: str, info: HubModelInfo, token, revision: str | None = No
 
     deadline = deadline or Deadline()
     sha, sizes = info.sha, info.sizes
+    from . import composite
+
+    if composite.detect([n for n in sizes if "/" not in n]) != composite.P.TRANSFORMERS:
+        return _fetch_composite(repo_id, info, token, revision, deadline)
 
     def header(name: str) -> FileHeader:
         return _header_of(repo_id, name, sha, token, deadline, sizes.get(name))
@@ -620,17 +624,79 @@ def fetch_hub(repo_id: str, info: HubModelInfo, token, revision: str | None = No
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     filler.join(timeout=max(0.0, deadline.left()))
-    return FetchedMetadata(
+    meta = FetchedMetadata(
         config=config,
         headers=headers,
         source="hub",
         revision=sha,
-        provenance={"endpoint": redacted_endpoint(), "repo_id": repo_id, "sha": sha,
-                    "gated": info.gated or False, "private": info.private,
-                    "last_modified": info.last_modified,
-                    "retrieved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        provenance=_provenance(repo_id, info),
         code_location=repo_id,
     )
+    if composite.is_timm_config(config.raw):
+        read = ["config.json"] + ([SAFETENSORS_SINGLE] if SAFETENSORS_SINGLE in sizes else
+                                  [SAFETENSORS_INDEX] if SAFETENSORS_INDEX in sizes else [])
+        meta.composite = composite.timm_composite(config, headers, read)
+        meta.provenance["files_read"] = read
+    return meta
+
+
+def _provenance(repo_id: str, info: HubModelInfo) -> dict:
+    return {"endpoint": redacted_endpoint(), "repo_id": repo_id, "sha": info.sha,
+            "gated": info.gated or False, "private": info.private, "last_modified": info.last_modified,
+            "retrieved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+class HubReader:
+    """A repo's files at one commit, for ``composite``: names from the model info, small files read whole,
+    safetensors files by their header only (``_header_of``), all inside one ``Deadline``."""
+
+    def __init__(self, repo_id: str, info: HubModelInfo, token, deadline: Deadline):
+        self.repo_id, self.info, self.token, self.deadline = repo_id, info, token, deadline
+
+    def names(self, folder: str) -> list[str]:
+        prefix = f"{folder}/" if folder else ""
+        return sorted(n[len(prefix):] for n in self.info.sizes
+                      if n.startswith(prefix) and "/" not in n[len(prefix):])
+
+    def read(self, path: str) -> bytes:
+        return _fetch_file(self.repo_id, path, self.info.sha, self.token, self.deadline, self.info.sizes.get(path))
+
+    def header(self, path: str) -> FileHeader:
+        return _header_of(self.repo_id, path, self.info.sha, self.token, self.deadline, self.info.sizes.get(path))
+
+    def origin(self, path: str) -> str:
+        return f"{self.repo_id}@{self.info.sha[:12]}/{path}"
+
+
+def _fetch_composite(repo_id: str, info: HubModelInfo, token, revision: str | None,
+                     deadline: Deadline) -> FetchedMetadata:
+    """A diffusers pipeline or sentence-transformers model: its index file, then every component's config and
+    headers, the components at once (up to 8 reads in flight). The JSON files read are also put into the
+    Hugging Face cache (by the revision asked for), so that the offline chain finds the repo later."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import composite
+    from .local import pipeline_metadata
+
+    reader = HubReader(repo_id, info, token, deadline)
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="hfmem-hub") as pool:
+        try:
+            if composite.MODEL_INDEX in info.sizes:
+                comp = composite.load_diffusers(reader, pool)
+                meta = pipeline_metadata(comp, "hub", info.sha, _provenance(repo_id, info),
+                                         reader.origin(composite.MODEL_INDEX))
+            else:
+                comp, config, headers = composite.load_sentence_transformers(reader, pool)
+                meta = FetchedMetadata(config=config, headers=headers, source="hub", revision=info.sha,
+                                       provenance=dict(_provenance(repo_id, info), files_read=comp.files_read),
+                                       code_location=repo_id, composite=comp)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    fillers = [_fill_hf_cache(repo_id, name, revision or "main", token, deadline)
+               for name in comp.files_read if name.endswith(".json") and not name.endswith(".index.json")]
+    for filler in fillers:
+        filler.join(timeout=max(0.0, deadline.left()))
+    return meta
 
 
 def load_hf_cache(repo_id: str, revision: str | None) -> FetchedMetadata | None:
@@ -645,6 +711,22 @@ def load_hf_cache(repo_id: str, revision: str | None) -> FetchedMetadata | None:
     def cached(name: str) -> str | None:
         path = try_to_load_from_cache(repo_id, name, revision=rev)
         return path if isinstance(path, str) else None
+
+    from . import composite
+
+    for marker in (composite.MODEL_INDEX, composite.MODULES):
+        found = cached(marker)
+        if found is not None:  # the snapshot folder (named by the commit sha) is read like a local folder
+            root = os.path.dirname(found)
+            sha = os.path.basename(root)
+            kind, comp, (st_config, st_headers) = composite.load_folder(root)
+            provenance = {"path": root, "repo_id": repo_id, "sha": sha, "files_read": comp.files_read}
+            if kind == composite.P.DIFFUSERS_PIPELINE:
+                from .local import pipeline_metadata
+
+                return pipeline_metadata(comp, "hf-cache", sha, provenance, found)
+            return FetchedMetadata(config=st_config, headers=st_headers, source="hf-cache", revision=sha,
+                                   provenance=provenance, code_location=root, composite=comp)
 
     config_path = cached("config.json")
     if config_path is None:
@@ -666,6 +748,9 @@ def load_hf_cache(repo_id: str, revision: str | None) -> FetchedMetadata | None:
                 headers = CheckpointHeaders([read_local_header(p) for p in paths])
     # The snapshot folder name is the commit sha: .../snapshots/<sha>/config.json
     sha = os.path.basename(os.path.dirname(config_path))
-    return FetchedMetadata(config=config, headers=headers, source="hf-cache", revision=sha,
+    meta = FetchedMetadata(config=config, headers=headers, source="hf-cache", revision=sha,
                            provenance={"path": os.path.dirname(config_path), "repo_id": repo_id, "sha": sha},
                            code_location=os.path.dirname(config_path))
+    if composite.is_timm_config(config.raw):
+        meta.composite = composite.timm_composite(config, headers, ["config.json"])
+    return meta

@@ -66,14 +66,62 @@ def fingerprint(folder: Path) -> str:
         h.update(f"unlistable:{exc.errno}".encode())
     for p in entries:
         h.update(_stat_token(p).encode("utf-8", "surrogateescape"))
+    _composite_fingerprint(folder, h)
     return h.hexdigest()[:16]
 
 
-def _read_config(cfg_path: Path) -> bytes:
+def _composite_fingerprint(folder: Path, h) -> None:
+    """A diffusers pipeline or sentence-transformers folder: also every JSON file and the stat of every
+    safetensors file one level down (the components' folders), so an edit there is a new cache entry. A
+    plain model folder's fingerprint is unchanged (nothing is added when neither index file is there)."""
+    from .composite import MODEL_INDEX, MODULES
+
+    if not any(os.path.lexists(folder / n) for n in (MODEL_INDEX, MODULES)):
+        return
+    for name in (MODEL_INDEX, MODULES, "sentence_bert_config.json"):
+        try:
+            h.update(name.encode() + _read_config(folder / name, missing_checked=True))
+        except (ConfigError, OSError, ValueError):
+            h.update(f"no {name}".encode())
+    try:
+        subs = sorted(p for p in folder.iterdir() if p.is_dir())
+    except OSError:
+        return
+    for sub in subs:
+        try:
+            files = sorted(sub.iterdir())
+        except OSError:
+            continue
+        for p in files:
+            if p.name.endswith(".json") and p.is_file():
+                try:
+                    h.update(f"{sub.name}/{p.name}".encode("utf-8", "surrogateescape") + _read_config(p, True))
+                except (ConfigError, OSError, ValueError):
+                    h.update(f"{sub.name}/{p.name}:unreadable".encode("utf-8", "surrogateescape"))
+            elif p.name.endswith((".safetensors", ".safetensors.index.json")):
+                h.update(f"{sub.name}/".encode("utf-8", "surrogateescape")
+                         + _stat_token(p).encode("utf-8", "surrogateescape"))
+
+
+def _read_file(path) -> bytes:
+    """A small JSON file of a composite repo (model_index.json, a component's config.json), read with the
+    same guards as config.json; ConfigError naming it when it is absent or unreadable."""
+    path = Path(path)
+    try:
+        os.lstat(path)
+    except (OSError, ValueError):
+        raise ConfigError(f"{printable_name(str(path))} is missing",
+                          hint="the repo's folder needs this file; re-download it") from None
+    return _read_config(path, missing_checked=True)
+
+
+def _read_config(cfg_path: Path, missing_checked: bool = False) -> bytes:
     """config.json's bytes; ConfigError when it is absent, not a regular file or unreadable."""
     try:
         os.lstat(cfg_path)
     except (OSError, ValueError):
+        if missing_checked:
+            raise
         raise ConfigError(f"{printable_name(str(cfg_path.parent))} has no config.json",
                           hint="point hfmem at a transformers model folder") from None
 
@@ -95,14 +143,39 @@ def _read_config(cfg_path: Path) -> bytes:
 
 def load_local(folder: Path) -> FetchedMetadata:
     check_folder(str(folder), folder)
+    from . import composite
+
+    kind, comp, (st_config, st_headers) = composite.load_folder(str(folder))
+    provenance = {"path": str(folder), "fingerprint": fingerprint(folder)}
+    if kind == composite.P.DIFFUSERS_PIPELINE:
+        return pipeline_metadata(comp, "local", None, provenance, str(folder / composite.MODEL_INDEX))
+    if kind == composite.P.SENTENCE_TRANSFORMERS:
+        provenance["files_read"] = comp.files_read
+        return FetchedMetadata(config=st_config, headers=st_headers, source="local", revision=None,
+                               provenance=provenance, code_location=str(folder), composite=comp)
     cfg_path = folder / "config.json"
     config = parse_config(_read_config(cfg_path), str(cfg_path))
     headers = read_local_checkpoint(folder)
-    return FetchedMetadata(
+    meta = FetchedMetadata(
         config=config,
         headers=headers,
         source="local",
         revision=None,
-        provenance={"path": str(folder), "fingerprint": fingerprint(folder)},
+        provenance=provenance,
         code_location=str(folder),
     )
+    if composite.is_timm_config(config.raw):
+        meta.composite = composite.timm_composite(config, headers, ["config.json"] + (
+            [n for n in ("model.safetensors", "model.safetensors.index.json") if (folder / n).exists()][:1]))
+    return meta
+
+
+def pipeline_metadata(comp, source: str, revision, provenance: dict, origin: str) -> FetchedMetadata:
+    """The metadata of a diffusers pipeline: model_index.json stands as the config (``ModelConfig``), the
+    components are in ``composite``."""
+    from ..metadata.config import ModelConfig
+
+    provenance = dict(provenance, files_read=comp.files_read)
+    index = {"_class_name": comp.class_name, "_diffusers_version": comp.library_version}
+    return FetchedMetadata(config=ModelConfig(raw=index, origin=origin), headers=None, source=source,
+                           revision=revision, provenance=provenance, code_location=None, composite=comp)

@@ -285,12 +285,16 @@ def _prefetch(models: list[str], opts: Options) -> list[tuple]:
     return keys
 
 
-def finish(found: Resolution, inventory: Inventory) -> ModelReport:
+_CONFIG = object()
+
+
+def finish(found: Resolution, inventory: Inventory, *, layout: dict | None = None, config=_CONFIG) -> ModelReport:
     """The report of an inventory built from ``found.meta``: stored under ``found.keys``, then given the
-    notes on how this run got it."""
+    notes on how this run got it. ``layout``: a composite repo's (``Layout.to_dict()``); ``config``: the one
+    the report carries when it is not config.json (None for a diffusers pipeline)."""
     meta = found.meta
     report = ModelReport(found.model, found.source, found.revision, meta.provenance, inventory,
-                         config=meta.config.raw)
+                         config=meta.config.raw if config is _CONFIG else config, layout=layout)
     if found.source == "hub" and report.provenance.get("gated"):
         report.notes.append("gated repository: read with your token")  # a fact of the repo: cached with it
     _store(found.keys, report)

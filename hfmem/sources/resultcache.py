@@ -159,14 +159,31 @@ def _valid_tensor(t) -> bool:
 
 
 _REPORT_KEYS = {"model", "source", "revision", "provenance", "inventory", "notes", "from_result_cache", "config"}
+_REPORT_OPTIONAL = {"layout"}  # entries written before composite repos have none: they load as plain models
+_COMPONENT_KEYS = {"name", "library", "class_name", "role", "folder", "config", "inventory", "notes"}
+
+
+def valid_layout(d) -> bool:
+    """``d`` has the shape of ``hfmem.model.pipeline.Layout.to_dict()`` (or is None)."""
+    if d is None:
+        return True
+    if not (_exact_keys(d, {"kind", "class_name", "components"}, {"library_version"})
+            and isinstance(d["kind"], str) and isinstance(d["class_name"], str)
+            and _str_or_none(d.get("library_version")) and isinstance(d["components"], list)):
+        return False
+    return all(_exact_keys(c, _COMPONENT_KEYS) and all(isinstance(c[k], str) for k in
+                                                        ("name", "library", "class_name", "role", "folder"))
+               and (c["config"] is None or isinstance(c["config"], dict)) and _strs(c["notes"])
+               and (c["inventory"] is None or valid_inventory(c["inventory"])) for c in d["components"])
 
 
 def valid_report(r) -> bool:
     """``r`` has the shape of ``hfmem.api.ModelReport.to_dict()``."""
-    return (_exact_keys(r, _REPORT_KEYS) and isinstance(r["model"], str) and isinstance(r["source"], str)
+    return (_exact_keys(r, _REPORT_KEYS, _REPORT_OPTIONAL) and isinstance(r["model"], str)
+            and isinstance(r["source"], str)
             and _str_or_none(r["revision"]) and isinstance(r["provenance"], dict) and _strs(r["notes"])
             and isinstance(r["from_result_cache"], bool) and (r["config"] is None or isinstance(r["config"], dict))
-            and valid_inventory(r["inventory"]))
+            and valid_inventory(r["inventory"]) and valid_layout(r.get("layout")))
 
 
 def _load(path: Path, key: str | None = None) -> CacheEntry | None:
