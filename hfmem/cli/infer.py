@@ -83,6 +83,31 @@ def infer(
         help="Logits kept by the prefill: last (generate) or all (a plain forward: scoring, perplexity).")] = Logits.last,
     emit: Annotated[Optional[Emit], typer.Option("--emit",
         help="Print a launch command consistent with the plan (vllm serve ...).")] = None,
+    height: Annotated[Optional[int], typer.Option("--height",
+        help="Diffusers pipelines: image height in pixels (default: the pipeline's, e.g. 512 SD1.5, 1024 SDXL/FLUX).")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Diffusers pipelines: image width.")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps",
+        help="Diffusers pipelines: num_inference_steps (the peak is per step).")] = None,
+    guidance_scale: Annotated[Optional[float], typer.Option("--guidance-scale",
+        help="Diffusers pipelines: guidance_scale (> 1 doubles the SD/SDXL/SD3 denoiser batch).")] = None,
+    cfg: Annotated[Optional[bool], typer.Option("--cfg/--no-cfg",
+        help="Diffusers pipelines: force classifier-free guidance on/off.")] = None,
+    frames: Annotated[int, typer.Option("--frames", help="Diffusers video pipelines: frames.")] = 1,
+    offload: Annotated[str, typer.Option("--offload",
+        help="Diffusers pipelines: none, model (enable_model_cpu_offload), sequential, group.")] = "none",
+    group_blocks: Annotated[int, typer.Option("--group-blocks",
+        help="Diffusers group offload: num_blocks_per_group (block_level).")] = 1,
+    group_leaf: Annotated[bool, typer.Option("--group-leaf", help="Diffusers group offload: leaf_level.")] = False,
+    group_stream: Annotated[bool, typer.Option("--group-stream",
+        help="Diffusers group offload: use_stream (prefetch the next group).")] = False,
+    vae_tiling: Annotated[bool, typer.Option("--vae-tiling", help="Diffusers pipelines: vae.enable_tiling().")] = False,
+    vae_slicing: Annotated[bool, typer.Option("--vae-slicing", help="Diffusers pipelines: vae.enable_slicing().")] = False,
+    attention_slicing: Annotated[Optional[str], typer.Option("--attention-slicing",
+        help="Diffusers pipelines: enable_attention_slicing(auto|max|N).")] = None,
+    denoiser_weights: Annotated[Optional[str], typer.Option("--denoiser-weights",
+        help="Diffusers pipelines: bf16, fp16, fp32, nf4, int8, fp8-layerwise (default: --dtype).")] = None,
+    text_encoder_weights: Annotated[Optional[str], typer.Option("--text-encoder-weights",
+        help="Diffusers pipelines: bf16, fp16, fp32, nf4, int8 (default: --dtype).")] = None,
     revision: RevisionOpt = None,
     token: TokenOpt = None,
     offline: OfflineOpt = False,
@@ -110,16 +135,29 @@ def infer(
         image_size=image_size, audio_seconds=audio_seconds, images=images,
         bnb_compute_dtype=bnb_compute_dtype.value if bnb_compute_dtype else None, lora_rank=lora_rank,
         lora_targets=_lora_targets(lora_targets))
+    from ..scenarios.pipeline import PipelineSettings
+
+    slicing = attention_slicing
+    if slicing is not None and slicing.isdigit():
+        slicing = int(slicing)
+    pipeline_settings = PipelineSettings(  # read only for a diffusers pipeline repo
+        height=height, width=width, batch=batch, frames=frames, steps=steps, guidance_scale=guidance_scale, cfg=cfg,
+        dtype=dtype.value if dtype else "bf16", offload=offload, group_type="leaf_level" if group_leaf else "block_level",
+        group_blocks=group_blocks, group_stream=group_stream, vae_tiling=vae_tiling, vae_slicing=vae_slicing,
+        attention_slicing=slicing, denoiser_weights=denoiser_weights, text_encoder_weights=text_encoder_weights,
+        overheads=overheads)
     gpu_obj = parse_gpu(gpu) if gpu else None
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     failures: list[tuple[str, HfmemError]] = []
-    reports = infer_many(models, opts, settings=settings, gpu=gpu_obj,
+    reports = infer_many(models, opts, settings=settings, gpu=gpu_obj, pipeline_settings=pipeline_settings,
                          on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
     emits: dict[str, str] = {}
     if emit is Emit.vllm:
         from ..plan.emit import vllm_serve
 
         for r in reports:
+            if not hasattr(r, "checkpoint_format"):  # a diffusers pipeline: no vLLM command
+                continue
             cmd, caveats = vllm_serve(r.report.model, r.estimate, r.fit)
             emits[r.report.model] = cmd
             for c in caveats:
@@ -129,7 +167,7 @@ def infer(
     measure = sys.modules.get("hfmem.cli.measure")
     if measure is not None and measure.active("infer"):
         return measure.hand_over("infer", reports, failures, fmt)
-    from ..render import infer as render
+    from ..render import pipeline as render  # plain reports go on to render.infer
 
     finish(fmt, reports, failures, emits, json_doc=render.infer_json, markdown=render.markdown_infer,
            rich=render.rich_infer)
