@@ -143,6 +143,19 @@ def train(
         help="An evaluation that generates between steps: BATCHxTOKENS, e.g. 50x800.")] = None,
     full_logits_metrics: Annotated[bool, typer.Option("--full-logits-metrics",
         help="Evaluation keeps every logit for compute_metrics (b x s x vocab fp32).")] = False,
+    resolution: Annotated[Optional[int], typer.Option("--resolution",
+        help="Diffusers pipeline: training resolution in pixels (the scripts' --resolution; default: the denoiser's "
+             "sample_size x the VAE scale factor). timm: use --image-size.")] = None,
+    ema: Annotated[bool, typer.Option("--ema",
+        help="Diffusers pipeline, full fine-tune: an fp32 EMA copy of the denoiser on the GPU (--use_ema).")] = False,
+    cache_text_embeddings: Annotated[Optional[bool], typer.Option("--cache-text-embeddings/--no-cache-text-embeddings",
+        help="Diffusers pipeline: text embeddings precomputed, text encoders off the GPU (default: on for FLUX, "
+             "as train_dreambooth_lora_flux.py does; off otherwise). Training the text encoders is not modelled.")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss",
+        help="sentence-transformers: mnrl (MultipleNegativesRankingLoss, in-batch negatives). Without it the "
+             "transformer trains as a transformers model.")] = None,
+    hard_negatives: Annotated[int, typer.Option("--hard-negatives",
+        help="sentence-transformers --loss mnrl: hard-negative columns per anchor.")] = 0,
     cuda_context: CudaContextOpt = None,
     nccl: NcclOpt = None,
     fragmentation: FragmentationOpt = None,
@@ -214,7 +227,11 @@ def train(
     gpu_obj = parse_gpu(gpu) if gpu else None
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     failures: list[tuple[str, HfmemError]] = []
-    reports = train_many(models, opts, settings=settings, gpu=gpu_obj, advise=advise,
+    if loss is not None and loss != "mnrl":
+        raise SettingsError(f"--loss {loss!r}: use mnrl (cached-mnrl is not modelled)", setting="loss")
+    composite = {"resolution": resolution, "ema": ema, "cache_text_embeddings": cache_text_embeddings, "loss": loss,
+                 "hard_negatives": hard_negatives}
+    reports = train_many(models, opts, settings=settings, gpu=gpu_obj, advise=advise, composite=composite,
                          rlhf=rlhf.value if rlhf else None, assumed=assumed,
                          rlhf_options={"group_size": group_size,
                                        "rollout": None if rollout == "none" else rollout} if rlhf else None,
@@ -235,7 +252,10 @@ def train(
     measure = sys.modules.get("hfmem.cli.measure")
     if measure is not None and measure.active("train"):
         return measure.hand_over("train", reports, failures, fmt)
+    from ..render import pipeline_train
     from ..render import train as render
 
+    if pipeline_train.is_composite(reports):  # a diffusers pipeline, timm, or contrastive sentence-transformers
+        render = pipeline_train
     finish(fmt, reports, failures, emits, json_doc=render.train_json, markdown=render.markdown_train,
            rich=render.rich_train)
