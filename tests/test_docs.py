@@ -80,6 +80,8 @@ def test_documented_command_runs_offline(doc, command, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HFMEM_HOME": str(tmp_path / "hm"), "HF_HOME": str(tmp_path / "hf"),
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
     env.pop("HFMEM_SNAPSHOT_DIR", None)
-    proc = subprocess.run(command.split(), capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    # from anywhere, as a user runs it; a command naming a folder of this repository (tests/data/...) from its root
+    cwd = ROOT if any(arg.startswith("tests/") for arg in command.split()) else tmp_path
+    proc = subprocess.run(command.split(), capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
     assert proc.returncode == 0, f"{doc}: {command}\n{proc.stderr}"
     assert proc.stdout.strip() and "Traceback" not in proc.stderr
