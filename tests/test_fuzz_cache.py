@@ -73,6 +73,7 @@ def mutated(draw):
 blobs = st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode()), mutated())
 
 
+@pytest.mark.slow  # about 8 s of generated entries: the default set's time budget
 @given(blob=blobs)
 def test_any_entry_bytes_heal(blob):
     path = resultcache.results_dir() / resultcache._name(api.hub_cache_key(QWEN))

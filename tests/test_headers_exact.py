@@ -175,6 +175,7 @@ def test_missing_or_unknown_tensors_fall_back_to_the_meta_model():
         assert HEADERS_EXACT_NOTE not in inv.notes, change
 
 
+@pytest.mark.slow  # builds every shipped family with transformers (11 s): the default set's time budget
 def test_shipped_structures_match_installed_transformers():
     """The shipped module trees are what transformers builds today (regenerate with
     ``python -m hfmem.metadata.transformers_facts`` after an upgrade)."""
