@@ -72,6 +72,18 @@ class SafetensorsHeaderError(HfmemError):
     exit_code = 7
 
 
+class GGUFRepoError(ConfigError):
+    """The repo or folder holds GGUF files and no config.json: a llama.cpp model. ``hfmem`` and ``hfmem infer``
+    catch it and answer from the GGUF headers instead."""
+
+
+class GGUFHeaderError(HfmemError):
+    """A GGUF file's header (magic, version, metadata, tensor infos) is truncated, damaged, absurd or of a
+    version hfmem does not read."""
+
+    exit_code = 7
+
+
 class HubUnavailableError(HfmemError):
     """The Hub could not be reached (connection error, timeout or 5xx after retries).
 

@@ -594,6 +594,13 @@ def fetch_hub(repo_id: str, info: HubModelInfo, token, revision: str | None = No
     deadline = deadline or Deadline()
     sha, sizes = info.sha, info.sizes
     from . import composite
+    from .gguf import is_gguf_only
+
+    if is_gguf_only(list(sizes)):
+        from ..errors import GGUFRepoError
+
+        raise GGUFRepoError(f"{repo_id} holds GGUF files and no config.json",
+                            hint=f"`hfmem infer {repo_id}` answers it for llama.cpp")
 
     if composite.detect([n for n in sizes if "/" not in n]) != composite.P.TRANSFORMERS:
         return _fetch_composite(repo_id, info, token, revision, deadline)

@@ -122,6 +122,15 @@ def _read_config(cfg_path: Path, missing_checked: bool = False) -> bytes:
     except (OSError, ValueError):
         if missing_checked:
             raise
+        try:
+            has_gguf = any(n.lower().endswith(".gguf") for n in os.listdir(cfg_path.parent))
+        except OSError:
+            has_gguf = False
+        if has_gguf:
+            from ..errors import GGUFRepoError
+
+            raise GGUFRepoError(f"{printable_name(str(cfg_path.parent))} holds GGUF files and no config.json",
+                                hint="`hfmem infer FOLDER` answers it for llama.cpp") from None
         raise ConfigError(f"{printable_name(str(cfg_path.parent))} has no config.json",
                           hint="point hfmem at a transformers model folder") from None
 
