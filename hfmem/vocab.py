@@ -60,7 +60,9 @@ def is_dtype(name, *, fp8: bool = False) -> bool:
 # -- settings ------------------------------------------------------------------------------------------------
 ATTNS: tuple[str, ...] = ("sdpa", "flash", "eager")    # transformers' attn_implementation (flash = flash_attention_2)
 DEFAULT_ATTN = "sdpa"
-ENGINES: tuple[str, ...] = ("transformers", "vllm")
+ENGINES: tuple[str, ...] = ("transformers", "vllm")  # the engines that serve a safetensors checkpoint
+LLAMACPP = "llama.cpp"  # serves GGUF files (Ollama and LM Studio run it underneath)
+GGUF_ENGINES: tuple[str, ...] = (LLAMACPP,)
 FSDP_STRATEGIES: tuple[str, ...] = ("full_shard", "shard_grad_op", "no_shard", "hybrid_shard")  # sharding.fsdp_states
 TRAIN_FSDP_STRATEGIES: tuple[str, ...] = ("full_shard", "shard_grad_op", "hybrid_shard")  # TrainSettings.fsdp
 FSDP_SHARDS_PARAMS: tuple[str, ...] = ("full_shard", "hybrid_shard")  # strategies that shard the parameters
@@ -74,7 +76,7 @@ LORA_RANK = 16
 LORA_TARGETS = "all-linear"
 VLLM_BLOCK_SIZE = 16
 
-__all__ = ["ADAMW_IMPLS", "ATTNS", "DEFAULT_ATTN", "DTYPES", "DTYPE_ALIASES", "DTYPE_BYTES", "ENGINES", "FP8",
+__all__ = ["ADAMW_IMPLS", "ATTNS", "DEFAULT_ATTN", "DTYPES", "DTYPE_ALIASES", "DTYPE_BYTES", "ENGINES", "FP8", "GGUF_ENGINES", "LLAMACPP",
            "FP8_ALIASES", "FSDP_SHARDS_PARAMS", "FSDP_STRATEGIES", "KV_DTYPE_BYTES", "LORA_RANK", "LORA_TARGETS",
            "METHODS", "OPTIMIZERS", "QLORA_FORMATS", "SHORT_DTYPES", "TRAIN_FSDP_STRATEGIES", "VLLM_BLOCK_SIZE",
            "ZERO_STAGES", "accepted_dtype_names", "canonical_dtype", "dtype_bytes", "is_dtype"]
