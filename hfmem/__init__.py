@@ -14,6 +14,8 @@ Public API (no CLI imports here)::
     tune.estimate.peak_allocated_bytes, tune.advice
     run = hfmem.measure("Qwen/Qwen2-0.5B-Instruct", "train", batch=2, seq=512)  # on this machine's CUDA GPU
     run.rows()                                              # (quantity, estimate, measured, error)
+    gguf = hfmem.infer_llamacpp("bartowski/Meta-Llama-3.1-8B-Instruct-GGUF", context=16384, gpu="RTX-4090")
+    gguf.best, gguf.estimate.gpu_peak_bytes, gguf.fit.max_context  # llama.cpp: best variant, per-GPU total
 
 The names are imported on first use (PEP 562 ``__getattr__``): ``import hfmem`` alone, which every
 ``hfmem.*`` import and every CLI run does first, costs nothing beyond this file, and a warm CLI answer imports
@@ -31,6 +33,8 @@ _EXPORTS = {
     "InferenceReport": ".api", "ModelReport": ".api", "Options": ".api", "SimulationReport": ".api",
     "TrainingReport": ".api", "analyze": ".api", "analyze_many": ".api", "infer": ".api", "infer_many": ".api",
     "simulate_model": ".api", "train": ".api", "train_many": ".api",
+    "analyze_gguf": ".api", "infer_llamacpp": ".api", "infer_llamacpp_many": ".api", "LlamaCppReport": ".api",
+    "llamacpp_document": ".render.llamacpp",
     "infer_json": ".render.infer",
     "calculator_json": ".render.json",
     "simulate_json": ".render.simulate",
@@ -41,7 +45,8 @@ _EXPORTS = {
 
 __all__ = ["InferenceReport", "ModelReport", "Options", "SimulationReport", "TrainingReport", "analyze",
            "analyze_many", "calculator_json", "calculator_table", "infer", "measure", "infer_json", "infer_many",
-           "simulate_model", "simulate_json", "train", "train_json", "train_many", "__version__"]
+           "simulate_model", "simulate_json", "train", "train_json", "train_many", "analyze_gguf", "infer_llamacpp",
+           "infer_llamacpp_many", "LlamaCppReport", "llamacpp_document", "__version__"]
 
 
 def __getattr__(name: str):

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from .scenarios.inference import InferenceEstimate, InferenceSettings
     from .simulate import SimResult
     from .scenarios.pipeline import PipelineEstimate, PipelineSettings
+    from .model.gguf_model import GGUFModel
+    from .plan.llamacpp import LlamaCppFit
+    from .scenarios.llamacpp import LlamaCppEstimate, LlamaCppSettings
+    from .sources.gguf import GGUFRepo, GGUFVariant
 
 
 def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
@@ -722,3 +726,152 @@ def train_many(models: list[str], options: Options | None = None, *,
                on_error: Callable[[str, HfmemError], None] | None = None, **kwargs) -> list[TrainingReport]:
     """``train`` for several models; failures go to ``on_error`` (else the first one raises)."""
     return _each(models, lambda m: train(m, options, **kwargs), on_error, options or Options())
+
+
+# ---------------------------------------------------------------- GGUF and llama.cpp
+
+
+@dataclass
+class GGUFVariantRow:
+    """One quant variant of a GGUF repo at the settings asked: its llama.cpp estimate and, with a GPU, the fit."""
+
+    variant: "GGUFVariant"
+    estimate: "LlamaCppEstimate"
+    bits_per_weight: float
+    quality_rank: float
+    listed: bool                      # its label is in llama.cpp's quant table (else placed by bits per weight)
+    fits: bool | None = None
+
+
+@dataclass
+class LlamaCppReport:
+    """``hfmem infer --engine llama.cpp``'s answer for one GGUF repo (or file): the variant served, its
+    description from the GGUF metadata, the estimate per device, with a GPU the fit (largest context, most
+    layers), and every variant of the repo as a row at the same settings with the best one that fits."""
+
+    model: str
+    repo: "GGUFRepo"
+    variant: "GGUFVariant"
+    description: "GGUFModel"
+    estimate: "LlamaCppEstimate"
+    rows: list[GGUFVariantRow] = field(default_factory=list)
+    gpu: "GPU | None" = None
+    fit: "LlamaCppFit | None" = None
+    best: str | None = None          # label of the best-quality variant that fits at the settings (with a GPU)
+    projector: "GGUFVariant | None" = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _gguf_params(variant) -> int:
+    total = 0
+    for t in variant.tensors:
+        n = 1
+        for d in t.shape:
+            n *= d
+        total += n
+    return total
+
+
+def gguf_description(variant) -> "GGUFModel":
+    """The model description (``hfmem.model.gguf_model.GGUFModel``) of a GGUF variant, from its metadata."""
+    from .model.gguf_model import describe_gguf
+
+    return describe_gguf(variant.metadata, variant.tensors, variant.files[0])
+
+
+def analyze_gguf(model: str, options: Options | None = None, *, select: str | None = None) -> "GGUFRepo":
+    """Read a GGUF repo, folder or file: every variant's headers (only the headers; ``select``: one variant)."""
+    from .sources.gguf import load_gguf
+
+    return load_gguf(model, options or Options(), select=select)
+
+
+def _default_variant(rows: list[GGUFVariantRow], select: str | None, best: str | None) -> GGUFVariantRow:
+    if best is not None:
+        return next(r for r in rows if r.variant.label == best)
+    q4km = [r for r in rows if r.variant.label.upper() == "Q4_K_M"]
+    if q4km:  # the variant most people pull (Ollama's and LM Studio's default pick)
+        return q4km[0]
+    return min(rows, key=lambda r: (r.quality_rank, -r.variant.size_bytes))
+
+
+def infer_llamacpp(model: str, options: Options | None = None, *, settings: "LlamaCppSettings | None" = None,
+                   gpu: "str | GPU | None" = None, select: str | None = None,
+                   ram: int | None = None, **settings_kwargs) -> LlamaCppReport:
+    """llama.cpp's memory for a GGUF repo, folder or file (``hfmem infer --engine llama.cpp``).
+
+    ``settings``: a ``LlamaCppSettings`` (or its fields as keyword arguments: context, parallel, n_ubatch,
+    n_gpu_layers, type_k, type_v, flash_attn, ...); ``select``: the quant variant (``"Q4_K_M"``; also
+    ``REPO:Q4_K_M``); ``gpu``: a catalog name or size for the fit, the largest context, the most layers and the
+    best variant that fits; ``ram``: the CPU memory in bytes, checked too when given. Without ``select`` every
+    variant's headers are read and each is a row; the one served is the best that fits the GPU, else Q4_K_M,
+    else the highest quality."""
+    from .model.gguf_model import describe_gguf
+    from .plan import llamacpp as plan
+    from .plan.gpus import parse_gpu
+    from .scenarios.llamacpp import LlamaCppSettings, estimate_llamacpp
+
+    opts = options or Options()
+    s = (settings or LlamaCppSettings(**settings_kwargs)).validate()
+    gpu_obj = parse_gpu(gpu) if isinstance(gpu, str) else gpu
+    repo = analyze_gguf(model, opts, select=select)
+    projector = repo.projectors[0] if repo.projectors else None
+    proj_bytes = projector.tensor_bytes if projector is not None else 0
+    notes = list(repo.notes)
+    rows: list[GGUFVariantRow] = []
+    descs = {}
+    for v in repo.variants:
+        desc = describe_gguf(v.metadata, v.tensors, v.files[0])
+        descs[v.label] = desc
+        est = estimate_llamacpp(v.headers, desc, s, projector_bytes=proj_bytes)
+        params = _gguf_params(v)
+        bpw = 8 * v.tensor_bytes / params if params else 0.0
+        rows.append(GGUFVariantRow(v, est, bpw, 0.0, False))
+    known = {r.variant.label: r.bits_per_weight for r in rows}
+    for r in rows:
+        r.quality_rank, r.listed = plan.quality_rank(r.variant.label, r.bits_per_weight, known)
+    rows.sort(key=lambda r: (r.quality_rank, -r.variant.size_bytes))
+    best = None
+    if gpu_obj is not None:
+        for r in rows:
+            r.fits = plan.fits(r.estimate, gpu_obj.usable_bytes, ram)
+        fitting = [r for r in rows if r.fits]  # at the settings asked: every layer offloaded unless -ngl says less
+        best = fitting[0].variant.label if fitting else None
+        if not fitting and len(rows) > 1:
+            where = "with every layer offloaded" if s.n_gpu_layers is None else f"at -ngl {s.n_gpu_layers}"
+            notes.append(f"no variant fits {gpu_obj.name} {where} at context {s.context}; --n-gpu-layers fewer "
+                         "layers, or a smaller --context, may fit")
+    chosen = _default_variant(rows, select, best)
+    if len(rows) > 1 and select is None:
+        why = ("the best-quality variant that fits" if best is not None else
+               "Q4_K_M, the variant most people pull" if chosen.variant.label.upper() == "Q4_K_M" else
+               "the highest-quality variant")
+        notes.append(f"serving {chosen.variant.label} ({why}); pick another with --quant or REPO:QUANT")
+    for r in rows:
+        if not r.listed:
+            notes.append(f"{r.variant.label} is not in llama.cpp's quant table: ranked by its "
+                         f"{r.bits_per_weight:.2f} bits per weight")
+    desc = descs[chosen.variant.label]
+    notes.extend(desc.notes)
+    fit = None
+    if gpu_obj is not None:
+        fit = plan.solve(chosen.variant.headers, desc, s, chosen.estimate, gpu_obj.name, gpu_obj.usable_bytes,
+                         ram_bytes=ram, projector_bytes=proj_bytes)
+    return LlamaCppReport(model=model, repo=repo, variant=chosen.variant, description=desc,
+                          estimate=chosen.estimate, rows=rows, gpu=gpu_obj, fit=fit, best=best,
+                          projector=projector, notes=notes)
+
+
+def infer_llamacpp_many(models: list[str], options: Options | None = None, *, on_error=None,
+                        **kwargs) -> list[LlamaCppReport]:
+    """``infer_llamacpp`` for several GGUF repos; failures go to ``on_error`` (else the first one raises)."""
+    opts = options or Options()
+    out = []
+    for m in models:
+        try:
+            out.append(infer_llamacpp(m, opts, **kwargs))
+        except HfmemError as exc:
+            if on_error is None:
+                raise
+            on_error(m, exc)
+    return out

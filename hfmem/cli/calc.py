@@ -33,15 +33,48 @@ def calc(
 
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, headers_only, verbose=verbose,
                           meta_model=meta_model)
+    from ..api import analyze_gguf
+    from ..errors import GGUFRepoError
+    from .llamacpp import is_gguf_ref
+
     failures: list[tuple[str, HfmemError]] = []
+    gguf_models = [m for m in models if is_gguf_ref(m)]
+
+    def failed(m: str, e: HfmemError) -> None:
+        if isinstance(e, GGUFRepoError):  # a Hub repo of GGUF files only: its variants are the rows
+            gguf_models.append(m)
+        elif len(models) > 1:
+            failures.append((m, e))
+        else:
+            raise e
+
     # One model: its error is the answer. Several: answer the others, then report each failure.
-    reports = analyze_many(models, opts, on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
+    reports = analyze_many([m for m in models if m not in gguf_models], opts, on_error=failed)
+    gguf_repos = []
+    for m in sorted(gguf_models, key=models.index):
+        try:
+            gguf_repos.append(analyze_gguf(m, opts))
+        except HfmemError as exc:
+            if len(models) == 1:
+                raise
+            failures.append((m, exc))
     mode = compat.value
     rule = adam_rule.value if adam_rule else None
+    from ..render import gguf_calc
+
     if fmt is Format.json:
         from ..render.json import calculator_json
 
-        print_json(calculator_json(reports, mode, rule, failures))
+        doc = calculator_json(reports, mode, rule, failures)
+        if gguf_repos:
+            doc["gguf_models"] = [gguf_calc.gguf_calc_json(r) for r in gguf_repos]
+        print_json(doc)
+    elif gguf_repos and fmt is Format.markdown:
+        print_text(gguf_calc.markdown_gguf(gguf_repos))
+    elif gguf_repos:
+        gguf_calc.rich_gguf(stdout_console(), gguf_repos)
+    if fmt is Format.json:
+        pass
     elif reports:
         tables = [r.table(mode, rule) for r in reports]
         from ..render import text

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import vocab
-from ..errors import HfmemError, UsageError
+from ..errors import HfmemError, UnsupportedArchitectureError, UsageError
 from .options import (Attn, CudaContextOpt, CudaGraphsOpt, DType, Engine, Format, FragmentationOpt, KVDType,
                       NcclOpt, FormatOpt, GpuOpt, GpusOpt, ImageSizeOpt, ImagesOpt, AudioSecondsOpt, ModelsArg,
                       NoCacheOpt, OfflineOpt,
@@ -24,6 +24,14 @@ class Logits(str, Enum):
 
 class Emit(str, Enum):
     vllm = "vllm"
+    llama_cpp = "llama.cpp"
+    ollama = "ollama"
+
+
+class FlashAttn(str, Enum):
+    on = "on"
+    off = "off"
+    auto = "auto"
 
 
 def _lora_targets(value: str | None):
@@ -108,6 +116,38 @@ def infer(
         help="Diffusers pipelines: bf16, fp16, fp32, nf4, int8, fp8-layerwise (default: --dtype).")] = None,
     text_encoder_weights: Annotated[Optional[str], typer.Option("--text-encoder-weights",
         help="Diffusers pipelines: bf16, fp16, fp32, nf4, int8 (default: --dtype).")] = None,
+    quant: Annotated[Optional[str], typer.Option("--quant", "-q",
+        help="llama.cpp: the GGUF variant to serve, e.g. Q4_K_M (also REPO:Q4_K_M; default: the best that fits "
+             "--gpu, else Q4_K_M).")] = None,
+    n_gpu_layers: Annotated[Optional[int], typer.Option("--n-gpu-layers", "-ngl",
+        help="llama.cpp: layers offloaded to the GPUs (default: all; n_layer + 1 includes the output layer).")] = None,
+    tensor_split: Annotated[Optional[str], typer.Option("--tensor-split", "-ts",
+        help="llama.cpp: shares of the GPU layers per GPU, e.g. 3,1 (default: equal).")] = None,
+    n_cpu_moe: Annotated[int, typer.Option("--n-cpu-moe", "-ncmoe",
+        help="llama.cpp: keep the MoE experts of the first N layers on the CPU.")] = 0,
+    cpu_moe: Annotated[bool, typer.Option("--cpu-moe", help="llama.cpp: keep every layer's MoE experts on the CPU.")] = False,
+    override_tensor: Annotated[Optional[str], typer.Option("--override-tensor", "-ot",
+        help="llama.cpp: REGEX=BUFFER (CPU, CUDA0, ...) for the tensors whose names match; several "
+             "comma-separated, the first match wins.")] = None,
+    cache_type_k: Annotated[str, typer.Option("--cache-type-k", "-ctk",
+        help="llama.cpp: K cache type: f16, bf16, f32, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1.")] = "f16",
+    cache_type_v: Annotated[str, typer.Option("--cache-type-v", "-ctv",
+        help="llama.cpp: V cache type (quantized types need flash attention).")] = "f16",
+    flash_attn: Annotated[FlashAttn, typer.Option("--flash-attn", "-fa",
+        help="llama.cpp: flash attention on, off or auto (llama.cpp's default).")] = FlashAttn.auto,
+    swa_full: Annotated[bool, typer.Option("--swa-full",
+        help="llama.cpp: a full-size cache for sliding-window layers too.")] = False,
+    parallel: Annotated[Optional[int], typer.Option("--parallel", "-np",
+        help="llama.cpp: parallel sequences (slots), each with --context tokens (default: --batch).")] = None,
+    n_batch: Annotated[int, typer.Option("--batch-size",
+        help="llama.cpp: logical batch (llama.cpp's -b).")] = 2048,
+    n_ubatch: Annotated[int, typer.Option("--ubatch-size", "-ub",
+        help="llama.cpp: physical batch, what the compute buffers are sized for.")] = 512,
+    no_kv_offload: Annotated[bool, typer.Option("--no-kv-offload", "-nkvo",
+        help="llama.cpp: keep the KV cache on the CPU.")] = False,
+    no_mmap: Annotated[bool, typer.Option("--no-mmap", help="llama.cpp: copy CPU weights instead of mapping the file.")] = False,
+    ram: Annotated[Optional[str], typer.Option("--ram",
+        help="llama.cpp: CPU memory to check the CPU side against, e.g. 64GiB.")] = None,
     revision: RevisionOpt = None,
     token: TokenOpt = None,
     offline: OfflineOpt = False,
@@ -118,9 +158,24 @@ def infer(
 ) -> None:
     """Serving memory per GPU: weights in their real format, KV cache for the real attention layout,
     activations, CUDA context and other overheads; with --gpu, whether it fits, the max context, max batch,
-    fewest GPUs and the weight format that fit."""
+    fewest GPUs and the weight format that fit. GGUF repos are answered for llama.cpp (also Ollama and LM
+    Studio): its buffers per device, the largest context and most layers that fit, the best quant variant."""
     if not models:
         raise UsageError("no model given", hint="e.g. hfmem infer meta-llama/Llama-3.1-8B --context 32768")
+    from .llamacpp import LlamaCppArgs, is_gguf_ref, run_llamacpp
+
+    llama_args = LlamaCppArgs(
+        context=context, batch=batch, quant=quant, n_gpu_layers=n_gpu_layers, tensor_split=tensor_split,
+        n_cpu_moe=n_cpu_moe, cpu_moe=cpu_moe, override_tensor=[override_tensor] if override_tensor else [], cache_type_k=cache_type_k,
+        cache_type_v=cache_type_v, flash_attn=flash_attn.value, swa_full=swa_full, parallel=parallel,
+        n_batch=n_batch, n_ubatch=n_ubatch, no_kv_offload=no_kv_offload, no_mmap=no_mmap, ram=ram, gpu=gpu,
+        gpus=gpus, images=images, cuda_context=cuda_context, emit=emit.value if emit else None)
+    opts_l = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
+    if engine.value == vocab.LLAMACPP or all(is_gguf_ref(m) for m in models):
+        return run_llamacpp(models, opts_l, llama_args, fmt)
+    if emit is not None and emit is not Emit.vllm:
+        raise UsageError(f"--emit {emit.value} is for GGUF models served by llama.cpp",
+                         hint="add --engine llama.cpp, or use --emit vllm")
     from ..api import infer_many
     from ..plan.gpus import parse_gpu
     from ..scenarios.inference import InferenceSettings
@@ -149,14 +204,37 @@ def infer(
     gpu_obj = parse_gpu(gpu) if gpu else None
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     failures: list[tuple[str, HfmemError]] = []
+    from ..errors import GGUFRepoError
+
+    gguf_models: list[str] = []
+
+    def failed(m: str, e: HfmemError) -> None:
+        if isinstance(e, GGUFRepoError) and engine.value == "vllm":
+            e = UnsupportedArchitectureError(f"{m}: holds GGUF files only, and vLLM's GGUF loading is not modelled",
+                                             hint="--engine llama.cpp answers it as llama.cpp, Ollama and LM Studio run it")
+        if isinstance(e, GGUFRepoError):  # a GGUF-only repo: llama.cpp runs it (answered below)
+            gguf_models.append(m)
+        elif len(models) > 1:
+            failures.append((m, e))
+        else:
+            raise e
+
     reports = infer_many(models, opts, settings=settings, gpu=gpu_obj, pipeline_settings=pipeline_settings,
-                         on_error=(lambda m, e: failures.append((m, e))) if len(models) > 1 else None)
+                         on_error=failed)
+    if gguf_models:
+        for m in gguf_models:
+            hint(f"note: {m} holds GGUF files and no config.json: answered for llama.cpp (--engine llama.cpp)")
+        if not reports and not failures:
+            return run_llamacpp(gguf_models, opts_l, llama_args, fmt)
+        from .llamacpp import gguf_reports
+
+        reports = reports + gguf_reports(gguf_models, opts_l, llama_args, failures)
     emits: dict[str, str] = {}
     if emit is Emit.vllm:
         from ..plan.emit import vllm_serve
 
         for r in reports:
-            if not hasattr(r, "checkpoint_format"):  # a diffusers pipeline: no vLLM command
+            if not hasattr(r, "checkpoint_format") or not hasattr(r, "report"):  # a pipeline or GGUF: no vLLM command
                 continue
             cmd, caveats = vllm_serve(r.report.model, r.estimate, r.fit)
             emits[r.report.model] = cmd

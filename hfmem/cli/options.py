@@ -34,7 +34,7 @@ def _vocab_choices(name: str) -> type[Enum]:
                               "flash_attention_2)."),
         "DType": (short, "A 16/32-bit dtype by its short name."),
         "KVDType": (["auto", *short, vocab.FP8], "KV cache dtype (auto: the compute dtype)."),
-        "Engine": (vocab.ENGINES, "Inference engine."),
+        "Engine": ((*vocab.ENGINES, *vocab.GGUF_ENGINES), "Inference engine."),
         "Method": (vocab.METHODS, "Fine-tuning method."),
         "Optimizer": (vocab.OPTIMIZERS, "Optimizer."),
         "Fsdp": (vocab.TRAIN_FSDP_STRATEGIES, "torch FSDP sharding strategy."),
@@ -59,6 +59,11 @@ def __getattr__(name: str):
 # The Python API's setting names (TrainSettings / InferenceSettings fields, ``SettingsError.setting``) and the
 # flag each one is on the command line: the CLI boundary (``errors.cli_message``) shows the flag.
 SETTING_FLAGS: dict[str, str] = {
+    # llama.cpp (LlamaCppSettings)
+    "type_k": "--cache-type-k", "type_v": "--cache-type-v", "flash_attn": "--flash-attn",
+    "n_gpu_layers": "--n-gpu-layers", "tensor_split": "--tensor-split", "override_tensors": "--override-tensor",
+    "parallel": "--parallel", "n_ubatch": "--ubatch-size", "n_batch": "--batch-size",
+    "cuda_context_bytes": "--cuda-context",
     "engine": "--engine", "context": "--context", "batch": "--batch", "new_tokens": "--new-tokens",
     "weights_format": "--weights", "compute_dtype": "--dtype", "kv_dtype": "--kv-dtype", "attn": "--attn",
     "block_size": "--block-size", "gpu_memory_utilization": "--gpu-memory-utilization",
