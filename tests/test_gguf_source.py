@@ -105,6 +105,7 @@ def test_real_size_header_only_file(tmp_path):
     assert h.file_size == path.stat().st_size == h.data_offset + expected  # padding: all sizes are 32-multiples
 
 
+@pytest.mark.slow  # writes a 1.8 MB header of 128k token strings: 3 s, so it runs with the slow set
 def test_window_reader_fetches_in_doubling_windows(tmp_path):
     """A 1.83 MB header read with a 64 KiB first window: windows of 64K, 128K, 256K, 512K, 1M hold
     64K * (2^5 - 1) = 2,031,616 bytes >= the header, so 5 fetches, and no more than one window past it."""
