@@ -153,6 +153,7 @@ def test_emit_llama_server_and_ollama(hub):
     (["-ctv", "q8_0", "-fa", "off"], "--cache-type-v"),
     (["-ctk", "q3_k"], "--cache-type-k"),
     (["-ot", "no-equals-sign"], "--override-tensor"),
+    (["-ot", r"ffn_.*=CUDA1"], "--override-tensor"),  # one GPU: CUDA1 does not exist
 ])
 def test_bad_input_is_one_line(hub, args, flag):
     result = cli("infer", REPO, "--engine", "llama.cpp", *args)

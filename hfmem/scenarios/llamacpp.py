@@ -150,8 +150,12 @@ class LlamaCppSettings:
                 re.compile(pattern)
             except re.error as exc:
                 bad(f"override_tensors pattern {pattern!r} is not a regular expression ({exc})", "override_tensors")
-            if device.upper() != CPU and not re.fullmatch(r"CUDA\d+", device.upper()):
+            gpu = re.fullmatch(r"CUDA(\d+)", device.upper())
+            if device.upper() != CPU and gpu is None:
                 bad(f"override_tensors buffer {device!r} is not CPU or CUDAn", "override_tensors")
+            if gpu is not None and int(gpu.group(1)) >= self.gpus:
+                bad(f"override_tensors buffer {device} names a GPU beyond the {self.gpus} of --gpus "
+                    f"(CUDA0..CUDA{self.gpus - 1})", "override_tensors")
         if self.cuda_context_bytes < 0:
             bad("cuda_context_bytes must be 0 or more", "cuda_context_bytes")
         return self
