@@ -25,7 +25,8 @@ from gguf_published import (
     write_published,
 )
 
-HUB = Path("/work/shared/hub-reference")
+# The models' real config.json files, as the shipped snapshot holds them (copied unchanged from the Hub)
+HUB = Path(__file__).resolve().parents[1] / "cache" / "models"
 MiB = 1024**2
 GiB = 1024**3
 
@@ -333,3 +334,28 @@ def test_unknown_ftype_and_arch_are_rejected():
         tensor_list(cfg, "llama", "IQ2_XS")
     with pytest.raises(ValueError):
         tensor_list(cfg, "falcon", "Q4_K_M")
+
+
+# TheBloke/Luna-AI-Llama2-Uncensored-GGUF's model card, "Provided files" (a Llama-2-7B fine-tune: Llama-2-7B's
+# shapes and 32000-token vocabulary), sizes in GB of 10^9 bytes at two decimals.
+LUNA_CARD_GB = {"Q3_K_M": 3.30, "Q3_K_L": 3.60, "Q4_0": 3.83, "Q4_K_S": 3.86, "Q4_K_M": 4.08, "Q5_0": 4.65,
+                "Q5_K_S": 4.65, "Q5_K_M": 4.78, "Q6_K": 5.53, "Q8_0": 7.16}
+
+
+@pytest.mark.parametrize("ftype, card_gb", sorted(LUNA_CARD_GB.items()))
+def test_published_file_sizes_reproduced_from_headers(ftype, card_gb, tmp_path):
+    """The card's file sizes, from a header hfmem reads back: the data section (the tensors' bytes, each padded
+    to the 32-byte alignment) plus the header. The rebuilt header lacks the tokenizer's ~0.5 MB of strings,
+    which cannot move a size at the card's rounding of 10 MB."""
+    from hfmem.metadata.gguf import read_local_header
+
+    path = tmp_path / f"luna-{ftype}.gguf"
+    tensors = write_published(path, _config("meta-llama/Llama-2-7b-hf"), "llama", ftype)
+    data = data_bytes_padded(tensors)
+    header_end = -(-path.stat().st_size // 32) * 32  # the data section starts at the next 32-byte boundary
+    with open(path, "r+b") as fh:  # extend, sparse, to the size the tensors declare
+        fh.truncate(header_end + data)
+    header = read_local_header(path)
+    size = header.data_offset + data
+    assert header.tensor_bytes == tensor_bytes(tensors)
+    assert round(size / 1e9, 2) == card_gb, (ftype, size)

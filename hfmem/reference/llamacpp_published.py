@@ -33,7 +33,9 @@ from pathlib import Path
 
 from .llamacpp import LoadLog
 
-HUB_REFERENCE = Path("/work/shared/hub-reference")
+# The models' real config.json files, as hfmem's shipped snapshot holds them (cache/models/<repo>/config.json,
+# copied unchanged from the Hub).
+HUB_REFERENCE = Path(__file__).resolve().parents[2] / "cache" / "models"
 
 
 @dataclass(frozen=True)
