@@ -216,7 +216,7 @@ def llamacpp_measured_rows() -> list[dict]:
         for run in doc["runs"]:
             name = run["recipe"]
             if name not in paths:
-                paths[name] = write_recipe(name, Path(tmp) / f"{name}.gguf")
+                paths[name] = write_recipe(name, Path(tmp) / f"{name}.gguf", header_only=True)
             est = hfmem.infer_llamacpp(str(paths[name]), OFF, context=run["n_ctx"] // run["n_seq_max"],
                                        parallel=run["n_seq_max"], n_batch=run["n_batch"], n_ubatch=run["n_ubatch"],
                                        flash_attn="on" if run["flash_attn"] else "off", type_k=run["type_k"],

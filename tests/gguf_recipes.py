@@ -92,7 +92,9 @@ def _vocab(n: int) -> tuple[list[str], list[float], list[int]]:
     return tokens, [0.0] * n, types
 
 
-def write_recipe(name: str, path: Path, *, seed: int = 0) -> Path:
+def write_recipe(name: str, path: Path, *, seed: int = 0, header_only: bool = False) -> Path:
+    """Write recipe ``name`` to ``path``. ``header_only``: the same header (metadata, tensor infos, offsets)
+    with the data section left as a sparse hole of the same size, for tests that read headers only."""
     import numpy as np
     from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType
     from gguf.quants import quantize
@@ -134,6 +136,25 @@ def write_recipe(name: str, path: Path, *, seed: int = 0) -> Path:
     wr.add_uint32("tokenizer.ggml.bos_token_id", 1)
     wr.add_uint32("tokenizer.ggml.eos_token_id", 2)
     wr.add_uint32("tokenizer.ggml.unknown_token_id", 0)
+    if header_only:
+        from gguf import GGML_QUANT_SIZES
+
+        for tname, shape, ttype in tensor_specs(r):
+            qt = GGMLQuantizationType[ttype]
+            block, size = GGML_QUANT_SIZES[qt]
+            n = 1
+            for d in shape:
+                n *= d
+            wr.add_tensor_info(tname, tuple(reversed(shape)), np.dtype(np.float32), n // block * size, raw_dtype=qt)
+        wr.write_header_to_file()
+        wr.write_kv_data_to_file()
+        wr.write_ti_data_to_file()
+        data_bytes = sum(GGUFWriter.ggml_pad(ti.nbytes, wr.data_alignment) for ti in wr.tensors[0].values())
+        wr.write_padding(wr.fout[0], wr.fout[0].tell())
+        wr.close()
+        with open(path, "r+b") as fh:
+            fh.truncate(path.stat().st_size + data_bytes)
+        return path
     for tname, shape, ttype in tensor_specs(r):
         data = (rng.standard_normal(tuple(reversed(shape))) * 0.02).astype(np.float32)
         if tname.endswith("norm.weight"):

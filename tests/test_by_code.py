@@ -172,6 +172,7 @@ def test_wav2vec2_ctc_training_runs_with_its_loss():
     assert e.components["optimizer_bytes"] == 0
 
 
+@pytest.mark.slow  # 5-9 s of fresh processes; in the slow set to keep the default set under its 300 s budget
 def test_settings_the_code_route_does_not_model_are_one_line_each():
     proc = run_hfmem("infer", folder("microsoft/resnet-50"), "--engine", "vllm", "--offline")
     lines = proc.stderr.strip().splitlines()
@@ -189,6 +190,7 @@ def test_settings_the_code_route_does_not_model_are_one_line_each():
             call()
 
 
+@pytest.mark.slow  # 5-9 s of fresh processes; in the slow set to keep the default set under its 300 s budget
 def test_a_second_answer_reads_the_stored_simulation_without_torch(tmp_path):
     env = {"HFMEM_HOME": str(tmp_path / "home")}
     first = json_out(run_hfmem("infer", folder("google/vit-base-patch16-224"), "--offline", "--format", "json",
@@ -359,6 +361,7 @@ def test_a_quantized_checkpoint_is_refused_even_with_a_compute_dtype(tmp_path):
         api.infer(str(tmp_path), OFF, compute_dtype="bf16")
 
 
+@pytest.mark.slow  # 5-9 s of fresh processes; in the slow set to keep the default set under its 300 s budget
 def test_images_per_sequence_on_a_vision_model_is_a_usage_error():
     """A ResNet's images are its batch: --images (tokens per sequence of a VLM) was silently ignored by infer and
     refused for the wrong reason by train."""

@@ -177,6 +177,7 @@ def test_offline_env_uses_snapshot_without_requests(hub, monkeypatch):
     assert_fails(("org/never-seen", "--offline",), 8, "not available offline")
 
 
+@pytest.mark.slow  # 5-9 s of fresh processes; in the slow set to keep the default set under its 300 s budget
 def test_offline_from_hugging_face_cache(hub, tmp_path):
     env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf"), "HFMEM_HOME": str(tmp_path / "hm")}
     json_out(run_hfmem(MINILM, "--format", "json", env=env))  # online: config.json lands in the HF cache
@@ -200,6 +201,7 @@ def test_network_down_answers_from_snapshot_in_normal_time(tmp_path):
     assert any("cannot be reached" in n and "ConnectError" in n for n in m["notes"]), m["notes"]
 
 
+@pytest.mark.slow  # 5-9 s of fresh processes; in the slow set to keep the default set under its 300 s budget
 def test_trust_remote_code(hub, tmp_path):
     hub.add_repo("me/tiny-custom", tinycustom.files())
     marker = tmp_path / "ran"

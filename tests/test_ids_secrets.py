@@ -77,6 +77,7 @@ def _files_with(root: Path, needle: bytes) -> list[str]:
     return [str(p) for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
+@pytest.mark.slow  # 5-9 s of fresh processes; in the slow set to keep the default set under its 300 s budget
 def test_endpoint_credentials_never_shown_or_stored(fake_hub, minilm_dir, tmp_path):
     fake_hub.add_repo(MINILM, {p.name: p for p in minilm_dir.iterdir() if p.is_file()})
     host = fake_hub.endpoint.split("://", 1)[1]

@@ -27,7 +27,8 @@ RUNS = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "measure
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipes")
-    return {name: write_recipe(name, root / f"{name}.gguf") for name in {r["recipe"] for r in RUNS}}
+    # header-only copies: the same headers and offsets as the files llama.cpp loaded, the data a sparse hole
+    return {name: write_recipe(name, root / f"{name}.gguf", header_only=True) for name in {r["recipe"] for r in RUNS}}
 
 
 def _estimate(run, path):
@@ -96,3 +97,9 @@ def test_shipped_tiny_files_are_their_recipes(quant, tmp_path):
     rebuild it and llama.cpp can load it."""
     shipped = Path(__file__).resolve().parent / "data" / "gguf" / "tiny-llama-GGUF" / f"tiny-llama-{quant}.gguf"
     assert write_recipe(f"tiny-llama-{quant}", tmp_path / "x.gguf").read_bytes() == shipped.read_bytes()
+    # and the header-only form the measured tests use has the very same header and size
+    head = write_recipe(f"tiny-llama-{quant}", tmp_path / "h.gguf", header_only=True)
+    from hfmem.metadata.gguf import read_local_header
+
+    n = read_local_header(shipped).data_offset
+    assert head.read_bytes()[:n] == shipped.read_bytes()[:n] and head.stat().st_size == shipped.stat().st_size

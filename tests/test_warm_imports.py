@@ -104,8 +104,9 @@ def _a_valid_token(param, kind) -> list[list[str]]:
     return [[param.opts[0], "main"], [param.opts[-1], "x/y"]]
 
 
-@pytest.mark.parametrize("command", ["calc", "infer", "train", "simulate", "gpus"])
-def test_plain_command_lines_get_the_values_typer_gives(command):
+@pytest.mark.parametrize("command", ["calc", pytest.param("infer", marks=pytest.mark.slow),
+                                     pytest.param("train", marks=pytest.mark.slow), "simulate", "gpus"])
+def test_plain_command_lines_get_the_values_typer_gives(command):  # infer, train: 9 s each, in the slow set
     app = build_app([command])
     click_command = typer.main.get_command(app).commands[command]
     callback = app.registered_commands[0].callback
