@@ -216,3 +216,19 @@ def test_quality_order_follows_llamacpps_quant_table():
     # a publisher's own mix is placed by its bits per weight among the repo's listed variants
     rank, listed = quality_rank("UD-Q4_K_XL", 5.0, {"Q4_K_M": 4.89, "Q5_K_M": 5.7})
     assert not listed and quality_rank("Q5_K_M")[0] < rank < quality_rank("Q4_K_M")[0]
+
+
+def test_a_reader_that_leaves_early_is_not_an_internal_error():
+    """`hfmem ... | head -1`: once the reader has closed the pipe, hfmem stops quietly with SIGPIPE's 141, not
+    as an internal error (70)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tiny = str(Path(__file__).resolve().parent / "data" / "gguf" / "tiny-llama-GGUF")
+    code = "import sys; from hfmem.cli import main; main(sys.argv[1:])"
+    proc = subprocess.Popen([sys.executable, "-c", code, tiny, "--format", "markdown"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before hfmem writes a byte: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "internal error" not in err, err

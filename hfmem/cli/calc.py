@@ -69,23 +69,28 @@ def calc(
         if gguf_repos:
             doc["gguf_models"] = [gguf_calc.gguf_calc_json(r) for r in gguf_repos]
         print_json(doc)
-    elif gguf_repos and fmt is Format.markdown:
-        print_text(gguf_calc.markdown_gguf(gguf_repos))
-    elif gguf_repos:
-        gguf_calc.rich_gguf(stdout_console(), gguf_repos)
-    if fmt is Format.json:
-        pass
-    elif reports:
-        tables = [r.table(mode, rule) for r in reports]
-        from ..render import text
-
-        if fmt is Format.markdown:
-            print_text(text.markdown(reports, tables))
-        elif len(reports) == 1:
-            text.rich_single(stdout_console(), reports[0], tables[0])
-        else:
-            text.rich_many(stdout_console(), reports, tables)
+    else:
+        if gguf_repos:  # GGUF repos first: one table of variants each
+            if fmt is Format.markdown:
+                print_text(gguf_calc.markdown_gguf(gguf_repos))
+            else:
+                gguf_calc.rich_gguf(stdout_console(), gguf_repos)
+        if reports:
+            _tables(fmt, reports, mode, rule)
     for _, exc in failures:
         typer.echo(error_line(exc), err=True)
     if failures:
         raise typer.Exit(failures[0][1].exit_code)
+
+
+def _tables(fmt, reports, mode, rule) -> None:
+    """The calculator tables of the transformers-style reports, as table or Markdown."""
+    from ..render import text
+
+    tables = [r.table(mode, rule) for r in reports]
+    if fmt is Format.markdown:
+        print_text(text.markdown(reports, tables))
+    elif len(reports) == 1:
+        text.rich_single(stdout_console(), reports[0], tables[0])
+    else:
+        text.rich_many(stdout_console(), reports, tables)

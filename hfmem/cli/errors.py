@@ -54,6 +54,10 @@ def error_boundary():
     except KeyboardInterrupt:
         typer.echo("hfmem: interrupted", err=True)
         raise typer.Exit(130) from None
+    except BrokenPipeError:  # `hfmem ... | head`: the reader left; stop quietly, as a SIGPIPE'd command does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush cannot fail again
+        raise typer.Exit(141) from None
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except Exception as exc:  # a bug: still one line, with how to see more
