@@ -251,16 +251,20 @@ def llamacpp_section() -> list[str]:
     for r in llamacpp_published_rows():
         st = r["settings"]
         setting = (f"-c {st['context'] * st['parallel']} -np {st['parallel']} -ngl {st['n_gpu_layers']} "
-                   f"-ub {st['n_ubatch']} -fa {st['flash_attn']}")
+                   f"-ub {st['n_ubatch']} -fa {st['flash_attn']}" + (" --kv-unified" if st.get("kv_unified") else "")
+                   + (" --embeddings" if st.get("embeddings") else ""))
         for kind, dev, printed, ours in r["buffers"]:
             err = "exact" if abs(printed - ours) < 0.006 else f"{ours / printed - 1:+.1%}"
             lines.append(f"| [{r['model']}]({r['source_url']}) | {setting} | {kind} | {dev} | {printed:.2f} | "
                          f"{ours:.2f} | {err} |")
-    lines += ["", "The one miss: the Llama-2-7B log's CUDA_Host compute buffer (+50%) is from an early-2024 build that "
-              "kept the graph inputs, the f32 KQ mask among them, in a separate `CUDA_Host input buffer` (13.02 MiB "
-              "in the same log); current builds put them in the host compute buffer, as hfmem does. Only four "
-              "published logs with an identifiable model and complete buffer lines were found; the CPU runs "
-              "below add llama.cpp's own numbers for architectures, KV types and settings the logs lack.",
+    published = llamacpp_published_rows()
+    lines += ["", f"{len(published)} published logs. The one miss: the Llama-2-7B log's CUDA_Host compute buffer "
+              "(+50%) is from an early-2024 build that kept the graph inputs, the f32 KQ mask among them, in a "
+              "separate `CUDA_Host input buffer` (13.02 MiB in the same log); current builds put them in the host "
+              "compute buffer, as hfmem does. The two Ollama logs are from builds with one KV cache shared by all "
+              "sequences (`--kv-unified` here) and a runner that turns embeddings on (`--embeddings`: the output "
+              "buffer holds each output's embedding too). The CPU runs below add llama.cpp's own numbers for "
+              "architectures, KV types and settings the logs lack.",
               "", "### llama.cpp's own runs on the CPU", "",
               f"Measured by `python benchmarks/llamacpp_cpu.py` (llama-cpp-python {runs['llama_cpp_python']}, "
               f"{runs['machine']}; gguf {version('gguf')}): the small real models of tests/gguf_recipes.py loaded "

@@ -146,6 +146,8 @@ def infer(
     no_kv_offload: Annotated[bool, typer.Option("--no-kv-offload", "-nkvo",
         help="llama.cpp: keep the KV cache on the CPU.")] = False,
     no_mmap: Annotated[bool, typer.Option("--no-mmap", help="llama.cpp: copy CPU weights instead of mapping the file.")] = False,
+    embeddings: Annotated[bool, typer.Option("--embeddings",
+        help="llama.cpp: also keep each output's embedding (llama-server --embeddings; Ollama always does).")] = False,
     ram: Annotated[Optional[str], typer.Option("--ram",
         help="llama.cpp: CPU memory to check the CPU side against, e.g. 64GiB.")] = None,
     revision: RevisionOpt = None,
@@ -168,7 +170,8 @@ def infer(
         context=context, batch=batch, quant=quant, n_gpu_layers=n_gpu_layers, tensor_split=tensor_split,
         n_cpu_moe=n_cpu_moe, cpu_moe=cpu_moe, override_tensor=[override_tensor] if override_tensor else [], cache_type_k=cache_type_k,
         cache_type_v=cache_type_v, flash_attn=flash_attn.value, swa_full=swa_full, parallel=parallel,
-        n_batch=n_batch, n_ubatch=n_ubatch, no_kv_offload=no_kv_offload, no_mmap=no_mmap, ram=ram, gpu=gpu,
+        n_batch=n_batch, n_ubatch=n_ubatch, no_kv_offload=no_kv_offload, no_mmap=no_mmap, embeddings=embeddings,
+        ram=ram, gpu=gpu,
         gpus=gpus, images=images, cuda_context=cuda_context, emit=emit.value if emit else None)
     opts_l = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     if engine.value == vocab.LLAMACPP or all(is_gguf_ref(m) for m in models):

@@ -31,6 +31,7 @@ class LlamaCppArgs:
     n_ubatch: int = 512
     no_kv_offload: bool = False
     no_mmap: bool = False
+    embeddings: bool = False
     ram: str | None = None
     gpu: str | None = None
     gpus: int = 1
@@ -85,7 +86,7 @@ def settings_from(a: LlamaCppArgs):
         n_ubatch=a.n_ubatch, n_gpu_layers=a.n_gpu_layers, gpus=a.gpus, tensor_split=_tensor_split(a.tensor_split),
         n_cpu_moe=a.n_cpu_moe, cpu_moe=a.cpu_moe, override_tensors=_overrides(a.override_tensor),
         type_k=a.cache_type_k.lower(), type_v=a.cache_type_v.lower(), flash_attn=a.flash_attn, swa_full=a.swa_full,
-        kv_offload=not a.no_kv_offload, mmap=not a.no_mmap, images=a.images,
+        kv_offload=not a.no_kv_offload, mmap=not a.no_mmap, images=a.images, embeddings=a.embeddings,
         cuda_context_bytes=parse_size_option("--cuda-context", a.cuda_context, LLAMACPP_CUDA_CONTEXT_BYTES))
 
 

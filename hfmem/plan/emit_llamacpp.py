@@ -109,6 +109,8 @@ def llama_server_command(r) -> tuple[str, list[str]]:
         args.append("--no-kv-offload")
     if not s.mmap:
         args.append("--no-mmap")
+    if s.embeddings:
+        args.append("--embeddings")
     proj = r.projector
     if s.images and proj is not None:
         if hub is None:

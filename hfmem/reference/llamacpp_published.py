@@ -214,7 +214,133 @@ QWEN25_3B = PublishedLoad(
     skip={"model": "model buffer lines not in the stored excerpt (and the quantization is unknown)"},
 )
 
-PUBLISHED_LOADS: tuple[PublishedLoad, ...] = (LLAMA2_7B_Q4_K_M, MISTRAL_7B_Q8_0, QWEN25_14B_Q4_K_M, QWEN25_3B)
+LLAMA31_8B_INSTRUCT_Q4_K_M_OLLAMA = PublishedLoad(
+    name="Llama-3.1-8B-Instruct Q4_K_M (Ollama 0.5.4), 1 GPU, n_ctx 8192, 4 sequences",
+    log=LoadLog(
+        source_url="https://github.com/MagicWand18/Securetag-AI-Agent/blob/bbee6a4e62d42012a1fb3fe2d4fc8686811c1b6f/"
+                   "runpod-deploy/logcompleto.md",
+        source_note="a RunPod serverless worker's full server log ('Log del servidor por ambos requests'), Ollama "
+                    "0.5.4 on an RTX 4090, with a LoRA adapter loaded after the context",
+        date="2025-12", build="Ollama 0.5.4 (its vendored llama.cpp, llama_new_context_with_model era)",
+        engine="Ollama (llama.cpp runner)",
+        model_repo=None, model_file=None, file_type="Q4_K - Medium",
+        model_inferred=None,
+        tensor_types=(("f32", 66), ("q4_K", 193), ("q6_K", 33)), file_size="4.58 GiB (4.89 BPW)",
+        hparams={"n_layer": 32, "n_embd": 4096, "n_head": 32, "n_head_kv": 8, "n_ff": 14336, "n_vocab": 128256},
+        n_ctx=8192, n_batch=2048, n_ubatch=512, n_seq_max=4, flash_attn="0", type_k="f16", type_v="f16",
+        offloaded=(33, 33), gpus=("NVIDIA GeForce RTX 4090",),
+        model_buffers_mib=(("CPU", 281.81), ("CUDA0", 4403.49)),
+        kv_buffers_mib=(("CUDA0", 1024.00),), kv_total_mib=1024.00, k_mib=512.00, v_mib=512.00,
+        output_buffer_mib=(("CUDA_Host", 2.02),),
+        compute_buffers_mib=(("CUDA0", 560.00), ("CUDA_Host", 24.01)),
+        graph_nodes=1030, graph_splits=2,
+        missing=(),
+        log_lines="""\
+llama_model_loader: - kv   2:                               general.name str              = Meta Llama 3.1 8B Instruct
+llama_model_loader: - kv  17:                          general.file_type u32              = 15
+llama_model_loader: - type  f32:   66 tensors
+llama_model_loader: - type q4_K:  193 tensors
+llama_model_loader: - type q6_K:   33 tensors
+llm_load_print_meta: model ftype      = Q4_K - Medium
+llm_load_print_meta: model params     = 8.03 B
+llm_load_print_meta: model size       = 4.58 GiB (4.89 BPW)
+llm_load_print_meta: general.name     = Meta Llama 3.1 8B Instruct
+llm_load_tensors: offloading 32 repeating layers to GPU
+llm_load_tensors: offloading output layer to GPU
+llm_load_tensors: offloaded 33/33 layers to GPU
+llm_load_tensors:          CPU model buffer size =   281.81 MiB
+llm_load_tensors:        CUDA0 model buffer size =  4403.49 MiB
+llama_new_context_with_model: n_seq_max     = 4
+llama_new_context_with_model: n_ctx         = 8192
+llama_new_context_with_model: n_ctx_per_seq = 2048
+llama_new_context_with_model: n_batch       = 2048
+llama_new_context_with_model: n_ubatch      = 512
+llama_new_context_with_model: flash_attn    = 0
+llama_new_context_with_model: freq_base     = 500000.0
+llama_new_context_with_model: freq_scale    = 1
+llama_kv_cache_init:      CUDA0 KV buffer size =  1024.00 MiB
+llama_new_context_with_model: KV self size  = 1024.00 MiB, K (f16):  512.00 MiB, V (f16):  512.00 MiB
+llama_new_context_with_model:  CUDA_Host  output buffer size =     2.02 MiB
+llama_new_context_with_model:      CUDA0 compute buffer size =   560.00 MiB
+llama_new_context_with_model:  CUDA_Host compute buffer size =    24.01 MiB
+llama_new_context_with_model: graph nodes  = 1030
+llama_new_context_with_model: graph splits = 2
+""",
+    ),
+    config_repo="meta-llama/Llama-3.1-8B-Instruct", arch="llama", ftype="Q4_K_M",
+    # This build kept ONE KV cache of n_ctx = 8192 cells that all 4 sequences shared (kv_size = n_ctx; the
+    # per-sequence streams came in late 2025), and its attention ran over all 8192 cells: that is hfmem's
+    # kv_unified=True with 4 x 2048. (Without it hfmem's KV bytes are the same but its compute buffer is sized
+    # for 2048-cell streams: 270.50 MiB against the printed 560.00.)
+    settings=dict(context=2048, parallel=4, n_batch=2048, n_ubatch=512, n_gpu_layers=33, flash_attn="off",
+                  kv_unified=True, embeddings=True),
+    era="Ollama 0.5.4 (llama_new_context_with_model, one unified KV cache of kv_size = n_ctx, no CPU_Mapped "
+        "name); Ollama's runner creates its context with embeddings = true (llama/llama.go NewContextParams), "
+        "so the output buffer also holds n_embd floats per output",
+    identification="general.name 'Meta Llama 3.1 8B Instruct', file_type 15 (Q4_K_M) and the type counts are "
+                   "printed; the reconstruction reproduces f32 66 / q4_K 193 / q6_K 33 (rope_freqs included)",
+)
+
+LLAMA32_3B_INSTRUCT_Q4_K_M_OLLAMA_CPU = PublishedLoad(
+    name="Llama-3.2-3B-Instruct Q4_K_M (Ollama llama3.2), CPU only, n_ctx 8192, 4 sequences",
+    log=LoadLog(
+        source_url="https://github.com/ollama/ollama/issues/8164",
+        source_note="issue 'llama3.2 3B \"will fit in available VRAM\" of a Nvidia 4060 TI but then runs on CPU. "
+                    "llm server error', description (turn 0) by felixniemeyer: the runner fell back to the CPU",
+        date="2024-12", build="Ollama (December 2024; llama_new_context_with_model era)",
+        engine="Ollama (llama.cpp runner)",
+        model_repo=None, model_file="Ollama blob sha256-dde5aa3fc5ffc17176b5e8bdc82f587b24b2678c6c66101bf7da77af9f7ccdff",
+        file_type=None,
+        model_inferred=("Q4_K_M: the blob is Ollama's library llama3.2:latest (3B), and its 'CPU buffer size "
+                        "1918.35 MiB' (every tensor on the CPU) equals the Q4_K_M reconstruction's data, "
+                        "2,011,539,712 B; KV 896 MiB = 28 layers x 8192 cells x 1024 x 2 B x 2"),
+        tensor_types=(), file_size=None,
+        hparams={"n_layer": 28, "n_embd": 3072, "n_ff": 8192},
+        n_ctx=8192, n_batch=2048, n_ubatch=512, n_seq_max=4, flash_attn="0", type_k="f16", type_v="f16",
+        offloaded=None,
+        model_buffers_mib=(("CPU", 1918.35),),
+        kv_buffers_mib=(("CPU", 896.00),), kv_total_mib=896.00, k_mib=448.00, v_mib=448.00,
+        output_buffer_mib=(("CPU", 2.00),),
+        compute_buffers_mib=(("CPU", 424.01),),
+        graph_nodes=902, graph_splits=1,
+        missing=("file type line (not in the stored excerpt; Q4_K_M from the buffer size, see model_inferred)",
+                 "n_seq_max (not printed by this build; parallel=4 from Ollama's scheduler line)"),
+        log_lines="""\
+time=2024-12-18T22:54:22.436+01:00 level=INFO source=sched.go:714 msg="new model will fit in available VRAM in single GPU, loading" model=/home/felix/davdev/ai/ollama/blobs/sha256-dde5aa3fc5ffc17176b5e8bdc82f587b24b2678c6c66101bf7da77af9f7ccdff gpu=GPU-2cdd1749-8b62-3f3e-4af8-08b5e1741b0d parallel=4 available=16658268160 required="3.7 GiB"
+llama_model_loader: - kv   2:                               general.name str              = Llama 3.2 3B Instruct
+llama_model_loader: - kv   8:                          llama.block_count u32              = 28
+llama_model_loader: - kv  10:                     llama.embedding_length u32              = 3072
+llama_model_loader: - kv  11:                  llama.feed_forward_length u32              = 8192
+llm_load_tensors: ggml ctx size =    0.12 MiB
+llm_load_tensors:        CPU buffer size =  1918.35 MiB
+llama_new_context_with_model: n_ctx      = 8192
+llama_new_context_with_model: n_batch    = 2048
+llama_new_context_with_model: n_ubatch   = 512
+llama_new_context_with_model: flash_attn = 0
+llama_new_context_with_model: freq_base  = 500000.0
+llama_new_context_with_model: freq_scale = 1
+llama_kv_cache_init:        CPU KV buffer size =   896.00 MiB
+llama_new_context_with_model: KV self size  =  896.00 MiB, K (f16):  448.00 MiB, V (f16):  448.00 MiB
+llama_new_context_with_model:        CPU  output buffer size =     2.00 MiB
+llama_new_context_with_model:        CPU compute buffer size =   424.01 MiB
+llama_new_context_with_model: graph nodes  = 902
+llama_new_context_with_model: graph splits = 1
+""",
+    ),
+    config_repo="meta-llama/Llama-3.2-3B-Instruct", arch="llama", ftype="Q4_K_M",
+    # one unified 8192-cell cache shared by the 4 sequences (see LLAMA31_8B_INSTRUCT_Q4_K_M_OLLAMA); no layer on
+    # a GPU (-ngl 0 is what the fallback amounts to)
+    settings=dict(context=2048, parallel=4, n_batch=2048, n_ubatch=512, n_gpu_layers=0, flash_attn="off",
+                  kv_unified=True, embeddings=True),
+    era="Ollama, December 2024 (llama_new_context_with_model, one unified KV cache of kv_size = n_ctx); Ollama's "
+        "runner sets embeddings = true, so the output buffer also holds n_embd floats per output",
+    identification="general.name 'Llama 3.2 3B Instruct' printed; Q4_K_M pinned by the CPU buffer size "
+                   "(see model_inferred)",
+)
+
+PUBLISHED_LOADS: tuple[PublishedLoad, ...] = (LLAMA2_7B_Q4_K_M, MISTRAL_7B_Q8_0, QWEN25_14B_Q4_K_M, QWEN25_3B,
+                                              LLAMA31_8B_INSTRUCT_Q4_K_M_OLLAMA,
+                                              LLAMA32_3B_INSTRUCT_Q4_K_M_OLLAMA_CPU)
 
 
 def host_device(name: str) -> str:

@@ -116,6 +116,8 @@ class LlamaCppSettings:
     mmap: bool = True                       # --no-mmap: CPU weights copied into a CPU buffer
     images: int = 0                         # served with the mmproj projector when > 0
     kv_unified: bool = False                # --kv-unified: one KV stream shared by all sequences
+    embeddings: bool = False                # --embeddings (Ollama's runner always sets it): room for the
+                                            # n_embd embedding of every output beside its logits
     cuda_context_bytes: int = LLAMACPP_CUDA_CONTEXT_BYTES
 
     def validate(self) -> "LlamaCppSettings":
@@ -396,8 +398,10 @@ def kv_by_device(m: GGUFModel, s: LlamaCppSettings, layers: list[str]) -> dict[s
 
 
 def output_bytes(m: GGUFModel, s: LlamaCppSettings) -> int:
-    """llama-context.cpp output_reserve: float32 logits of n_vocab for max(1, n_seq) outputs."""
-    return 4 * m.n_vocab * max(1, s.parallel)
+    """llama-context.cpp output_reserve: float32 logits of n_vocab for max(1, n_seq) outputs, and with
+    embeddings on their n_embd floats too (Ollama creates every context with embeddings on: ollama
+    llama/llama.go NewContextParams)."""
+    return 4 * (m.n_vocab + (m.n_embd if s.embeddings else 0)) * max(1, s.parallel)
 
 
 def _stages(m: GGUFModel, s: LlamaCppSettings, flash: bool) -> tuple[int, int, int]:
