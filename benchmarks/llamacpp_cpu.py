@@ -18,7 +18,6 @@ so llama.cpp is not needed to run them.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import sys
@@ -29,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "measured" / "llamacpp-cpu" / "runs.json"
 sys.path.insert(0, str(HERE.parent))
 
-from tests.gguf_recipes import RECIPES, write_recipe  # noqa: E402  (the same files the tests rebuild)
+from tests.gguf_recipes import write_recipe  # noqa: E402  (the same files the tests rebuild)
 
 # (recipe, n_ctx, n_batch, n_ubatch, flash_attn, type_k, type_v, n_seq_max, swa_full)
 RUNS = [

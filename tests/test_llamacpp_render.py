@@ -19,7 +19,7 @@ from hfmem.model.gguf_model import GGUFModel  # noqa: E402
 from hfmem.plan import llamacpp as plan  # noqa: E402
 from hfmem.plan.emit_llamacpp import llama_server_command, ollama_modelfile  # noqa: E402
 from hfmem.plan.gpus import GPU  # noqa: E402
-from hfmem.render.llamacpp import llamacpp_document, llamacpp_model_json, markdown_llamacpp  # noqa: E402
+from hfmem.render.llamacpp import llamacpp_document, markdown_llamacpp  # noqa: E402
 from hfmem.scenarios.llamacpp import LlamaCppSettings, estimate_llamacpp  # noqa: E402
 from hfmem.sources.gguf import GGUFRepo, GGUFVariant  # noqa: E402
 from hfmem.units import GiB, MiB  # noqa: E402

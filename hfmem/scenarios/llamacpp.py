@@ -189,7 +189,7 @@ class LlamaCppSettings:
         """cparams.n_ubatch: min(n_ubatch, n_batch, n_ctx) (llama-context.cpp, causal models)."""
         return min(self.n_ubatch, self.n_batch, pad(self.n_ctx, KV_PAD))
 
-    def flash(self, gpus_used: bool) -> bool:
+    def flash(self) -> bool:
         """-fa auto: llama.cpp turns flash attention on when every device supports it for the model's head size,
         which the CUDA and CPU backends do for the architectures hfmem describes."""
         return self.flash_attn != "off"
@@ -473,7 +473,7 @@ def compute_buffers(m: GGUFModel, s: LlamaCppSettings, layers: list[str], flash:
 def estimate_llamacpp(headers, m: GGUFModel, s: LlamaCppSettings, *, projector_bytes: int = 0) -> LlamaCppEstimate:
     s = s.validate()
     ngl, layers = layer_devices(m, s)
-    flash = s.flash(any(d != CPU for d in layers))
+    flash = s.flash()
     devices = {gpu_name(i): DeviceMemory(gpu_name(i)) for i in range(s.gpus)}
     devices[CPU] = DeviceMemory(CPU)
     for dev, b in model_buffers(headers, m, s, layers).items():
@@ -484,7 +484,7 @@ def estimate_llamacpp(headers, m: GGUFModel, s: LlamaCppSettings, *, projector_b
     for dev, b in compute_buffers(m, s, layers, flash, largest_cpu_weight(headers, m, s, layers)).items():
         devices[dev].compute_bytes += b
     devices[CPU].output_bytes = output_bytes(m, s)
-    for il, dev in enumerate(layers[:-1]):
+    for dev in layers[:-1]:
         devices[dev].layers += 1
     devices[layers[-1]].output_layer = True
     used_gpus = [d for name, d in devices.items() if name != CPU and (d.layers or d.output_layer or d.model_bytes)]
