@@ -790,7 +790,7 @@ def _default_variant(rows: list[GGUFVariantRow], select: str | None, best: str |
     if best is not None:
         return next(r for r in rows if r.variant.label == best)
     q4km = [r for r in rows if r.variant.label.upper() == "Q4_K_M"]
-    if q4km:  # the variant most people pull (Ollama's and LM Studio's default pick)
+    if q4km:  # "By default, the Q4_K_M quantization scheme is used" (huggingface.co/docs/hub/ollama)
         return q4km[0]
     return min(rows, key=lambda r: (r.quality_rank, -r.variant.size_bytes))
 
@@ -804,8 +804,8 @@ def infer_llamacpp(model: str, options: Options | None = None, *, settings: "Lla
     n_gpu_layers, type_k, type_v, flash_attn, ...); ``select``: the quant variant (``"Q4_K_M"``; also
     ``REPO:Q4_K_M``); ``gpu``: a catalog name or size for the fit, the largest context, the most layers and the
     best variant that fits; ``ram``: the CPU memory in bytes, checked too when given. Without ``select`` every
-    variant's headers are read and each is a row; the one served is the best that fits the GPU, else Q4_K_M,
-    else the highest quality."""
+    variant's headers are read and each is a row; the one served is the best that fits the GPU, else Q4_K_M
+    (Ollama's default), else the highest quality."""
     from .model.gguf_model import describe_gguf
     from .plan import llamacpp as plan
     from .plan.gpus import parse_gpu
@@ -844,7 +844,7 @@ def infer_llamacpp(model: str, options: Options | None = None, *, settings: "Lla
     chosen = _default_variant(rows, select, best)
     if len(rows) > 1 and select is None:
         why = ("the best-quality variant that fits" if best is not None else
-               "Q4_K_M, the variant most people pull" if chosen.variant.label.upper() == "Q4_K_M" else
+               "Q4_K_M, what Ollama pulls by default" if chosen.variant.label.upper() == "Q4_K_M" else
                "the highest-quality variant")
         notes.append(f"serving {chosen.variant.label} ({why}); pick another with --quant or REPO:QUANT")
     for r in rows:
