@@ -187,6 +187,7 @@ def test_shipped_structures_match_installed_transformers():
     assert len(shipped["classes"]) >= 30
 
 
+@pytest.mark.slow  # 24 s of fresh processes: the slow set (which CI runs too) keeps the default set in budget
 def test_headers_path_imports_neither_torch_nor_transformers(tmp_path):
     """A Llama-like checkpoint's headers answer without importing torch or transformers."""
     raw = json.loads((SNAPSHOT / "meta-llama/Llama-3.2-1B" / "config.json").read_text())
