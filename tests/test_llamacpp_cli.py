@@ -232,3 +232,17 @@ def test_a_reader_that_leaves_early_is_not_an_internal_error():
     proc.stdout.close()  # the reader is gone before hfmem writes a byte: its first write meets a closed pipe
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "internal error" not in err, err
+
+
+def test_images_put_the_projector_weights_on_the_gpu(hub):
+    """With --images the repo's mmproj weights join the first GPU: by hand, the tiny projector of the fixture is
+    a 16×16×3×64 F16 patch embedding, a 64×16 F32 position table, one block (four 64×64 and two 64×128 F16
+    matrices, two 64-wide F32 norms), a post norm and a 64×64 F16 projection."""
+    expected = (2 * 16 * 16 * 3 * 64 + 4 * 64 * 16
+                + 4 * 2 * 64 * 64 + 2 * 2 * 64 * 128 + 2 * 4 * 64
+                + 4 * 64 + 2 * 64 * 64)
+    (m,) = cli_json("infer", REPO, "--engine", "llama.cpp", "--quant", "Q8_0", "--images", "1")["models"]
+    dev = {d["device"]: d for d in m["devices"]}
+    assert dev["CUDA0"]["projector_bytes"] == expected == m["projector"]["bytes"]
+    (m0,) = cli_json("infer", REPO, "--engine", "llama.cpp", "--quant", "Q8_0")["models"]
+    assert {d["device"]: d for d in m0["devices"]}["CUDA0"]["projector_bytes"] == 0

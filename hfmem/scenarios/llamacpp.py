@@ -513,6 +513,10 @@ def estimate_llamacpp(headers, m: GGUFModel, s: LlamaCppSettings, *, projector_b
                      "matrices into a CPU_REPACK buffer beside the mapped file (their bytes again, in RAM)")
     if s.images and not projector_bytes:
         notes.append("images: no mmproj file in the repo, so no projector was counted")
+    elif s.images:
+        where = used_gpus[0].device if used_gpus else CPU
+        notes.append(f"images: the mmproj projector's weights ({projector_bytes / MiB:.2f} MiB) on {where}; not "
+                     "counted: its compute buffer for encoding the images")
     return LlamaCppEstimate(model=m, settings=s, n_gpu_layers=ngl,
                             devices=[devices[gpu_name(i)] for i in range(s.gpus)] + [devices[CPU]],
                             kv_cells=s.cells, kv_cells_swa=swa, flash_attn=flash, assumptions=notes)
