@@ -248,7 +248,8 @@ def llamacpp_section() -> list[str]:
              "(tests/gguf_published.py); the model is named in the log or identified from its printed numbers "
              "(stated per log in hfmem/reference/llamacpp_published.py).", "",
              "| log | settings | buffer | device | printed MiB | hfmem MiB | error |", "|---|---|---|---|---|---|---|"]
-    for r in llamacpp_published_rows():
+    published = llamacpp_published_rows()
+    for r in published:
         st = r["settings"]
         setting = (f"-c {st['context'] * st['parallel']} -np {st['parallel']} -ngl {st['n_gpu_layers']} "
                    f"-ub {st['n_ubatch']} -fa {st['flash_attn']}" + (" --kv-unified" if st.get("kv_unified") else "")
@@ -257,7 +258,6 @@ def llamacpp_section() -> list[str]:
             err = "exact" if abs(printed - ours) < 0.006 else f"{ours / printed - 1:+.1%}"
             lines.append(f"| [{r['model']}]({r['source_url']}) | {setting} | {kind} | {dev} | {printed:.2f} | "
                          f"{ours:.2f} | {err} |")
-    published = llamacpp_published_rows()
     lines += ["", f"{len(published)} published logs. The one miss: the Llama-2-7B log's CUDA_Host compute buffer "
               "(+50%) is from an early-2024 build that kept the graph inputs, the f32 KQ mask among them, in a "
               "separate `CUDA_Host input buffer` (13.02 MiB in the same log); current builds put them in the host "

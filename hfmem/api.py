@@ -786,7 +786,7 @@ def analyze_gguf(model: str, options: Options | None = None, *, select: str | No
     return load_gguf(model, options or Options(), select=select)
 
 
-def _default_variant(rows: list[GGUFVariantRow], select: str | None, best: str | None) -> GGUFVariantRow:
+def _default_variant(rows: list[GGUFVariantRow], best: str | None) -> GGUFVariantRow:
     if best is not None:
         return next(r for r in rows if r.variant.label == best)
     q4km = [r for r in rows if r.variant.label.upper() == "Q4_K_M"]
@@ -841,7 +841,7 @@ def infer_llamacpp(model: str, options: Options | None = None, *, settings: "Lla
             where = "with every layer offloaded" if s.n_gpu_layers is None else f"at -ngl {s.n_gpu_layers}"
             notes.append(f"no variant fits {gpu_obj.name} {where} at context {s.context}; --n-gpu-layers fewer "
                          "layers, or a smaller --context, may fit")
-    chosen = _default_variant(rows, select, best)
+    chosen = _default_variant(rows, best)
     if len(rows) > 1 and select is None:
         why = ("the best-quality variant that fits" if best is not None else
                "Q4_K_M, what Ollama pulls by default" if chosen.variant.label.upper() == "Q4_K_M" else

@@ -118,7 +118,11 @@ def llama_server_command(r) -> tuple[str, list[str]]:
             root = ref.parent if ref.suffix.lower() == ".gguf" else ref
             args += ["--mmproj", str(root / proj.files[0])]
         elif not _tag_in_name(r):
-            args += ["--mmproj-url", f"https://huggingface.co/{hub}/resolve/main/{proj.files[0]}"]
+            from ..sources import redacted_endpoint
+
+            # the projector at the commit hfmem read, from the endpoint it read it from (HF_ENDPOINT included)
+            revision = r.repo.revision or "main"
+            args += ["--mmproj-url", f"{redacted_endpoint()}/{hub}/resolve/{revision}/{proj.files[0]}"]
         # with -hf REPO:QUANT llama.cpp downloads the repo's mmproj itself
     elif proj is not None and hub is not None:
         # -hf also loads the repo's projector unless told not to; the plan counts none without images

@@ -167,8 +167,10 @@ llama_kv_cache_init: kv_size = 4096, offload = 1, type_k = 'f16', type_v = 'f16'
 """,
     ),
     config_repo="Qwen/Qwen2.5-14B", arch="qwen2", ftype="Q4_K_M",
-    # 2 sequences of 2048: hfmem's 2 streams of 2048 cells hold the same bytes as that build's one 4096-cell cache
-    settings=dict(context=2048, parallel=2, n_batch=2048, n_ubatch=512, n_gpu_layers=49, flash_attn="off"),
+    # 2 sequences sharing that build's one 4096-cell cache ("kv_size = 4096"): hfmem's --kv-unified, as for the
+    # other logs of builds before the per-sequence streams
+    settings=dict(context=2048, parallel=2, n_batch=2048, n_ubatch=512, n_gpu_layers=49, flash_attn="off",
+                  kv_unified=True),
     era="early 2025 (llama_init_from_model, CPU_Mapped / CPU_AARCH64 buffer types; one unified KV of kv_size)",
     identification="inferred from the printed numbers (see model_inferred)",
     skip={"kv": "not in the stored excerpt", "output": "not in the stored excerpt",
