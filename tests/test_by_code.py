@@ -66,6 +66,7 @@ def test_resnet50_serving_weights_are_its_tensors_rounded_by_the_allocator():
     assert e.batch_inputs == {"batch": 1, "image_size": 224}
 
 
+@pytest.mark.slow  # 5-7 s of CLI runs; in the slow set to keep the default set well inside its 300 s
 def test_resnet50_cli_and_api_agree_and_the_batch_grows_the_activations():
     doc = json_out(run_hfmem("infer", folder("microsoft/resnet-50"), "--batch", "8", "--offline", "--format",
                              "json"))

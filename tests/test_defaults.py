@@ -215,6 +215,7 @@ def test_gemma3_4b_it_infer_and_train_api():
     assert any("omits fields transformers fills in" in a for a in tr.estimate.assumptions)
 
 
+@pytest.mark.slow  # 5-7 s of CLI runs; in the slow set to keep the default set well inside its 300 s
 def test_gemma3_4b_it_cli():
     per_token, full, sliding = _gemma3_4b_hand()
     for command in ("infer", "train"):

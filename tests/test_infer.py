@@ -307,6 +307,7 @@ def test_a_gptq_checkpoint_is_served_in_its_format_and_dtype(tmp_path):
     assert r.estimate.components["kv_cache_bytes"] == 2048 * 524_288  # fp16 KV: 32 × 32 × 128 × 2 × 2 B
 
 
+@pytest.mark.slow  # 5-7 s of CLI runs; in the slow set to keep the default set well inside its 300 s
 def test_a_setting_not_modelled_for_an_encoder_decoder_says_so(tmp_path):
     """T5 is served from its own code (tests/test_by_code.py); vLLM serving of it is not modelled: one line."""
     (tmp_path / "config.json").write_text(json.dumps({

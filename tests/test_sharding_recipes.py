@@ -116,6 +116,7 @@ def test_cli_and_api_agree_for_fsdp_qlora_with_offload():
     assert m["cpu_bytes"] == api.cpu_bytes
 
 
+@pytest.mark.slow  # 5-7 s of CLI runs; in the slow set to keep the default set well inside its 300 s
 def test_cli_zero_size_is_read_as_elements():
     proc = run_hfmem("train", L32, "--offline", "--format", "json", "--zero", "3", "--precision", "fp32",
                      "--zero-reduce-bucket", "1e8")
