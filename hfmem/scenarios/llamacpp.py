@@ -318,15 +318,20 @@ def tensor_device(name: str, layers: list[str], pats) -> str:
     return layers[-1]  # output_norm, output, and the other non-repeating tensors belong to the output layer
 
 
-def model_buffers(headers, m: GGUFModel, s: LlamaCppSettings, layers: list[str]) -> dict[str, int]:
-    """Model buffer bytes per device (see the module docstring). ``headers``: the GGUFHeader of each part."""
+def placement(headers, m: GGUFModel, s: LlamaCppSettings, layers: list[str]) -> tuple[tuple[str, ...], ...]:
+    """The device of every tensor, part by part in file order: the one placement every buffer below reads."""
     pats = _overrides(s, m)
+    return tuple(tuple(tensor_device(t.name, layers, pats) for t in h.tensors) for h in headers)
+
+
+def model_buffers(headers, placed, layers: list[str], *, mmap: bool = True) -> dict[str, int]:
+    """Model buffer bytes per device (see the module docstring). ``headers``: the GGUFHeader of each part;
+    ``placed``: ``placement(...)`` of the same parts."""
     out: dict[str, int] = {}
-    for h in headers:
+    for h, devs in zip(headers, placed):
         first, last = None, 0
         cpu_copy = 0
-        for t in h.tensors:
-            dev = tensor_device(t.name, layers, pats)
+        for t, dev in zip(h.tensors, devs):
             if dev == CPU:
                 start = h.data_offset + t.offset
                 first = start if first is None else min(first, start)
@@ -335,7 +340,7 @@ def model_buffers(headers, m: GGUFModel, s: LlamaCppSettings, layers: list[str])
             else:
                 out[dev] = out.get(dev, 0) + cuda_alloc_bytes(t)
         if first is not None:
-            out[CPU] = out.get(CPU, 0) + ((last - first) if s.mmap else cpu_copy)
+            out[CPU] = out.get(CPU, 0) + ((last - first) if mmap else cpu_copy)
     # Tied embeddings: with no output.weight, llama.cpp loads token_embd a second time as the output matrix
     # (create_tensor(..., TENSOR_DUPLICATED)) on the output layer's device.
     tensors = [t for h in headers for t in h.tensors]
@@ -346,18 +351,13 @@ def model_buffers(headers, m: GGUFModel, s: LlamaCppSettings, layers: list[str])
     return out
 
 
+def cpu_matrices(headers, placed) -> list:
+    """The matrices kept on the CPU that a GPU or the CPU multiplies (token_embd is only gathered from)."""
+    return [t for h, devs in zip(headers, placed) for t, dev in zip(h.tensors, devs)
+            if dev == CPU and len(t.shape) >= 2 and not t.name.startswith("token_embd")]
+
+
 # ---------------------------------------------------------------- KV cache
-
-
-def largest_cpu_weight(headers, m: GGUFModel, s: LlamaCppSettings, layers: list[str]) -> int:
-    """The largest matrix kept on the CPU that a GPU would multiply (token_embd is only gathered from)."""
-    pats = _overrides(s, m)
-    best = 0
-    for h in headers:
-        for t in h.tensors:
-            if len(t.shape) >= 2 and not t.name.startswith("token_embd") and tensor_device(t.name, layers, pats) == CPU:
-                best = max(best, t.nbytes)
-    return best
 
 
 def kv_cells_swa(m: GGUFModel, s: LlamaCppSettings) -> int | None:
@@ -476,12 +476,15 @@ def estimate_llamacpp(headers, m: GGUFModel, s: LlamaCppSettings, *, projector_b
     flash = s.flash()
     devices = {gpu_name(i): DeviceMemory(gpu_name(i)) for i in range(s.gpus)}
     devices[CPU] = DeviceMemory(CPU)
-    for dev, b in model_buffers(headers, m, s, layers).items():
+    placed = placement(headers, m, s, layers)
+    on_cpu = cpu_matrices(headers, placed)
+    for dev, b in model_buffers(headers, placed, layers, mmap=s.mmap).items():
         devices[dev].model_bytes += b
     for dev, (k, v) in kv_by_device(m, s, layers).items():
         devices[dev].k_bytes += k
         devices[dev].v_bytes += v
-    for dev, b in compute_buffers(m, s, layers, flash, largest_cpu_weight(headers, m, s, layers)).items():
+    largest_cpu = max((t.nbytes for t in on_cpu), default=0)
+    for dev, b in compute_buffers(m, s, layers, flash, largest_cpu).items():
         devices[dev].compute_bytes += b
     devices[CPU].output_bytes = output_bytes(m, s)
     for dev in layers[:-1]:
@@ -506,9 +509,7 @@ def estimate_llamacpp(headers, m: GGUFModel, s: LlamaCppSettings, *, projector_b
     if s.mmap and devices[CPU].model_bytes:
         notes.append("CPU weights are memory-mapped from the file (CPU_Mapped); with --no-mmap they are copied")
     repackable = {"Q4_0", "Q4_K", "IQ4_NL", "Q8_0"}  # ggml-cpu's repack.cpp layouts (AVX2 / NEON builds)
-    pats = _overrides(s, m)
-    if any(len(t.shape) >= 2 and t.ggml_type in repackable and not t.name.startswith("token_embd")
-           and tensor_device(t.name, layers, pats) == CPU for h in headers for t in h.tensors):
+    if any(t.ggml_type in repackable for t in on_cpu):
         notes.append("not counted: on CPUs with AVX2 or NEON llama.cpp may copy CPU-resident Q4_0/Q4_K/IQ4_NL/Q8_0 "
                      "matrices into a CPU_REPACK buffer beside the mapped file (their bytes again, in RAM)")
     if s.images and not projector_bytes:
