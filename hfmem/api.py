@@ -762,21 +762,11 @@ class LlamaCppReport:
     notes: list[str] = field(default_factory=list)
 
 
-def _gguf_params(variant) -> int:
-    total = 0
-    for t in variant.tensors:
-        n = 1
-        for d in t.shape:
-            n *= d
-        total += n
-    return total
-
-
 def gguf_description(variant) -> "GGUFModel":
     """The model description (``hfmem.model.gguf_model.GGUFModel``) of a GGUF variant, from its metadata."""
-    from .model.gguf_model import describe_gguf
+    from .model.gguf_model import describe_variant
 
-    return describe_gguf(variant.metadata, variant.tensors, variant.files[0])
+    return describe_variant(variant)
 
 
 def analyze_gguf(model: str, options: Options | None = None, *, select: str | None = None) -> "GGUFRepo":
@@ -806,7 +796,6 @@ def infer_llamacpp(model: str, options: Options | None = None, *, settings: "Lla
     best variant that fits; ``ram``: the CPU memory in bytes, checked too when given. Without ``select`` every
     variant's headers are read and each is a row; the one served is the best that fits the GPU, else Q4_K_M
     (Ollama's default), else the highest quality."""
-    from .model.gguf_model import describe_gguf
     from .plan import llamacpp as plan
     from .plan.gpus import parse_gpu
     from .scenarios.llamacpp import LlamaCppSettings, estimate_llamacpp
@@ -821,10 +810,10 @@ def infer_llamacpp(model: str, options: Options | None = None, *, settings: "Lla
     rows: list[GGUFVariantRow] = []
     descs = {}
     for v in repo.variants:
-        desc = describe_gguf(v.metadata, v.tensors, v.files[0])
+        desc = gguf_description(v)
         descs[v.label] = desc
         est = estimate_llamacpp(v.headers, desc, s, projector_bytes=proj_bytes)
-        params = _gguf_params(v)
+        params = sum(t.n_elements for t in v.tensors)
         bpw = 8 * v.tensor_bytes / params if params else 0.0
         rows.append(GGUFVariantRow(v, est, bpw, 0.0, False))
     known = {r.variant.label: r.bits_per_weight for r in rows}

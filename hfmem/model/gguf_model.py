@@ -171,3 +171,9 @@ def describe_gguf(metadata: dict, tensors, filename: str) -> GGUFModel:
         n_swa=n_swa, swa_layers=swa, n_expert=int(key("expert_count", 0) or 0),
         n_expert_used=int(key("expert_used_count", 0) or 0),
         file_type=None, notes=tuple(notes))
+
+
+def describe_variant(variant) -> GGUFModel:
+    """``describe_gguf`` of a GGUF variant (``sources.gguf.GGUFVariant``): its first part's metadata, the
+    tensors of all its parts."""
+    return describe_gguf(variant.metadata, variant.tensors, variant.files[0])

@@ -1,63 +1,13 @@
 """``hfmem REPO`` on a GGUF repo, folder or file: the calculator's table with one row per quant variant (as the
 safetensors calculator has one row per dtype): file size, the bytes of the weights and their bits per weight,
 the parameters, the largest layer, and where llama.cpp puts the weights with every layer offloaded (the GPU
-model buffer, and token_embd, which stays on the CPU). Computes nothing but sums over the headers read."""
+model buffer, and token_embd, which stays on the CPU). Computes nothing: the rows are
+``scenarios.gguf_calculator.variant_lines``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..scenarios.gguf_calculator import VariantLine, variant_lines
 from ..units import format_binary, format_count
-
-
-@dataclass
-class VariantLine:
-    label: str
-    files: tuple[str, ...]
-    file_bytes: int
-    tensor_bytes: int
-    params: int
-    bits_per_weight: float
-    largest_layer_bytes: int
-    largest_layer: str
-    gpu_model_bytes: int     # CUDA0 model buffer with -ngl all on one GPU
-    cpu_model_bytes: int     # CPU_Mapped: the input layer
-    architecture: str
-    role: str
-
-
-def variant_lines(repo) -> list[VariantLine]:
-    from ..model.gguf_model import layer_of
-    from ..scenarios.llamacpp import CPU, LlamaCppSettings, layer_devices, model_buffers
-
-    out = []
-    for v in list(repo.variants) + list(repo.projectors):
-        params = sum(t.n_elements for t in v.tensors)
-        per_layer: dict[str, int] = {}
-        for t in v.tensors:
-            il = layer_of(t.name)
-            key = f"blk.{il}" if il is not None else t.name.rsplit(".", 1)[0]
-            per_layer[key] = per_layer.get(key, 0) + t.nbytes
-        name, largest = max(per_layer.items(), key=lambda kv: kv[1]) if per_layer else ("-", 0)
-        arch = str(v.metadata.get("general.architecture", "?"))
-        gpu = cpu = 0
-        if v.role == "model":
-            from ..errors import UnsupportedArchitectureError
-
-            try:
-                from ..api import gguf_description
-
-                desc = gguf_description(v)
-                s = LlamaCppSettings()
-                _, layers = layer_devices(desc, s)
-                buffers = model_buffers(v.headers, desc, s, layers)
-                cpu = buffers.get(CPU, 0)
-                gpu = sum(b for d, b in buffers.items() if d != CPU)
-            except UnsupportedArchitectureError:  # no placement model for it: the row still lists its bytes
-                gpu = cpu = 0
-        out.append(VariantLine(v.label, v.files, v.size_bytes, v.tensor_bytes, params,
-                               8 * v.tensor_bytes / params if params else 0.0, largest, name, gpu, cpu, arch, v.role))
-    return out
 
 
 def gguf_calc_json(repo) -> dict:
