@@ -173,9 +173,9 @@ def infer(
         n_batch=n_batch, n_ubatch=n_ubatch, no_kv_offload=no_kv_offload, no_mmap=no_mmap, embeddings=embeddings,
         ram=ram, gpu=gpu,
         gpus=gpus, images=images, cuda_context=cuda_context, emit=emit.value if emit else None)
-    opts_l = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
+    opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     if engine.value == vocab.LLAMACPP or all(is_gguf_ref(m) for m in models):
-        return run_llamacpp(models, opts_l, llama_args, fmt)
+        return run_llamacpp(models, opts, llama_args, fmt)
     if emit is not None and emit is not Emit.vllm:
         raise UsageError(f"--emit {emit.value} is for GGUF models served by llama.cpp",
                          hint="add --engine llama.cpp, or use --emit vllm")
@@ -205,7 +205,6 @@ def infer(
         attention_slicing=slicing, denoiser_weights=denoiser_weights, text_encoder_weights=text_encoder_weights,
         overheads=overheads)
     gpu_obj = parse_gpu(gpu) if gpu else None
-    opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     failures: list[tuple[str, HfmemError]] = []
     from ..errors import GGUFRepoError
 
@@ -228,10 +227,10 @@ def infer(
         for m in gguf_models:
             hint(f"note: {m} holds GGUF files and no config.json: answered for llama.cpp (--engine llama.cpp)")
         if not reports and not failures:
-            return run_llamacpp(gguf_models, opts_l, llama_args, fmt)
+            return run_llamacpp(gguf_models, opts, llama_args, fmt)
         from .llamacpp import gguf_reports
 
-        reports = reports + gguf_reports(gguf_models, opts_l, llama_args, failures)
+        reports = reports + gguf_reports(gguf_models, opts, llama_args, failures)
     emits: dict[str, str] = {}
     if emit is Emit.vllm:
         from ..plan.emit import vllm_serve
