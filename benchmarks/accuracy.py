@@ -207,7 +207,7 @@ def llamacpp_measured_rows() -> list[dict]:
     import tempfile
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from gguf_recipes import write_recipe
+    from gguf_recipes import run_settings, write_recipe
 
     doc = json.loads((ROOT / "benchmarks" / "measured" / "llamacpp-cpu" / "runs.json").read_text())
     out = []
@@ -217,10 +217,7 @@ def llamacpp_measured_rows() -> list[dict]:
             name = run["recipe"]
             if name not in paths:
                 paths[name] = write_recipe(name, Path(tmp) / f"{name}.gguf", header_only=True)
-            est = hfmem.infer_llamacpp(str(paths[name]), OFF, context=run["n_ctx"] // run["n_seq_max"],
-                                       parallel=run["n_seq_max"], n_batch=run["n_batch"], n_ubatch=run["n_ubatch"],
-                                       flash_attn="on" if run["flash_attn"] else "off", type_k=run["type_k"],
-                                       type_v=run["type_v"], swa_full=run["swa_full"], n_gpu_layers=0).estimate
+            est = hfmem.infer_llamacpp(str(paths[name]), OFF, **run_settings(run)).estimate
             cpu, b = est.cpu, run["buffers_mib"]
             out.append({
                 "case": (f"{name} -c {run['n_ctx']} -np {run['n_seq_max']} -ub {run['n_ubatch']} "

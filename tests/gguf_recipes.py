@@ -48,6 +48,14 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def run_settings(run: dict) -> dict:
+    """hfmem's LlamaCppSettings fields for one recorded llama.cpp run (benchmarks/measured/llamacpp-cpu/runs.json):
+    llama.cpp's -c is context × sequences, and -ngl 0 puts every layer on the CPU."""
+    return dict(context=run["n_ctx"] // run["n_seq_max"], parallel=run["n_seq_max"], n_batch=run["n_batch"],
+                n_ubatch=run["n_ubatch"], flash_attn="on" if run["flash_attn"] else "off", type_k=run["type_k"],
+                type_v=run["type_v"], swa_full=run["swa_full"], n_gpu_layers=0)
+
+
 def tensor_specs(r: Recipe) -> list[tuple[str, tuple[int, ...], str]]:
     """(name, ggml shape with ne0 first, type) in the order convert_hf_to_gguf.py writes them."""
     w, f32 = r.weight_type, "F32"

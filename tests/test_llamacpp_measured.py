@@ -18,7 +18,7 @@ import pytest
 from hfmem.api import infer_llamacpp
 from hfmem.units import MiB
 
-from gguf_recipes import write_recipe
+from gguf_recipes import run_settings, write_recipe
 
 RUNS = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "measured" / "llamacpp-cpu"
                    / "runs.json").read_text())["runs"]
@@ -32,10 +32,7 @@ def files(tmp_path_factory):
 
 
 def _estimate(run, path):
-    return infer_llamacpp(str(path), context=run["n_ctx"] // run["n_seq_max"], parallel=run["n_seq_max"],
-                          n_batch=run["n_batch"], n_ubatch=run["n_ubatch"],
-                          flash_attn="on" if run["flash_attn"] else "off", type_k=run["type_k"],
-                          type_v=run["type_v"], swa_full=run["swa_full"], n_gpu_layers=0).estimate
+    return infer_llamacpp(str(path), **run_settings(run)).estimate
 
 
 def _printed_matches(lines: list[float], exact_bytes: int) -> bool:

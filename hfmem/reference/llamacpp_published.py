@@ -31,11 +31,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..sources.snapshot import snapshot_dir
 from .llamacpp import LoadLog
 
-# The models' real config.json files, as hfmem's shipped snapshot holds them (cache/models/<repo>/config.json,
-# copied unchanged from the Hub).
-HUB_REFERENCE = Path(__file__).resolve().parents[2] / "cache" / "models"
+# The models' real config.json files, as hfmem's shipped snapshot holds them (<snapshot>/models/<repo>/config.json,
+# copied unchanged from the Hub), found where hfmem itself finds its snapshot (a checkout's cache/ or the wheel's).
+HUB_REFERENCE = snapshot_dir() / "models"
 
 
 @dataclass(frozen=True)
