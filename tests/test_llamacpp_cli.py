@@ -246,3 +246,17 @@ def test_images_put_the_projector_weights_on_the_gpu(hub):
     assert dev["CUDA0"]["projector_bytes"] == expected == m["projector"]["bytes"]
     (m0,) = cli_json("infer", REPO, "--engine", "llama.cpp", "--quant", "Q8_0")["models"]
     assert {d["device"]: d for d in m0["devices"]}["CUDA0"]["projector_bytes"] == 0
+
+
+def test_multi_token_prediction_layers_get_no_kv(tmp_path):
+    """GLM-4.5-style files count their NextN layer in block_count ({arch}.nextn_predict_layers = 1): its weights
+    are loaded, and llama.cpp's main context gives it no KV cache, so KV covers block_count - 1 layers. By hand
+    for the factory's llama shape (2 KV heads × 16 = 32 per row, f16, 512 cells): 32 × 2 B × 512 × 2 (K and V)."""
+    spec = fac.llama(n_layer=3, wt="F16")
+    md = dict(spec.metadata)
+    md["llama.nextn_predict_layers"] = 1
+    (path,) = fac.write_header_only(tmp_path / "mtp.gguf", md, spec.tensors, arch="llama")
+    with_mtp = infer_llamacpp(str(path), context=512).estimate
+    assert with_mtp.kv_bytes == 2 * (32 * 2 * 512 * 2)  # layers 0 and 1; layer 2 is the NextN layer
+    (plain,) = fac.write_header_only(tmp_path / "plain.gguf", dict(spec.metadata), spec.tensors, arch="llama")
+    assert infer_llamacpp(str(plain), context=512).estimate.kv_bytes == 3 * (32 * 2 * 512 * 2)

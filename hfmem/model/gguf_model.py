@@ -164,6 +164,17 @@ def describe_gguf(metadata: dict, tensors, filename: str) -> GGUFModel:
             notes.append(f"{arch}: the file names a {n_swa}-token sliding window, but llama.cpp runs this "
                          "architecture with full attention in every layer")
         n_swa, swa = 0, (False,) * n_layer
+    # Multi-token-prediction (NextN) layers: counted in block_count and loaded with the model, but llama.cpp keeps
+    # them out of the main context's KV cache (llama_model::create_memory's layer filter), so they get no cells.
+    nextn = int(key("nextn_predict_layers", 0) or 0)
+    if nextn:
+        if not 0 < nextn < n_layer:
+            raise UnsupportedArchitectureError(
+                f"{filename}: {arch}.nextn_predict_layers {nextn} is outside 1..{n_layer - 1}",
+                hint="the file's metadata is inconsistent; re-convert it with llama.cpp's convert_hf_to_gguf.py")
+        n_head_kv = n_head_kv[:n_layer - nextn] + (0,) * nextn
+        notes.append(f"the last {nextn} layer(s) are multi-token-prediction layers: their weights are counted, "
+                     "and llama.cpp gives them no KV cache")
     return GGUFModel(
         architecture=arch, name=metadata.get("general.name") if isinstance(metadata.get("general.name"), str) else None,
         n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv, n_embd_head_k=head_k,
