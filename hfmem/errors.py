@@ -119,6 +119,13 @@ class NoCudaDeviceError(MeasureUnavailableError):
     """``hfmem measure`` found no CUDA GPU (no CUDA build of torch, no driver, or no visible device)."""
 
 
+class NoGPUFoundError(HfmemError):
+    """``--gpu auto`` found no GPU on this machine (no NVML, nvidia-smi, rocm-smi or Apple silicon answered).
+    Exit 69 like ``MeasureUnavailableError``: what is missing is the hardware, not a valid argument."""
+
+    exit_code = 69
+
+
 class MeasureRunError(HfmemError):
     """The measured run itself failed on the GPU (out of memory, a crash of its process); the report of what
     was measured up to then is still printed."""
