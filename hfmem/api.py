@@ -41,6 +41,18 @@ def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
     return inv
 
 
+def gpu_choice(gpu: "str | GPU | None", count: int = 1):
+    """``(GPU, notes)`` for a ``gpu`` argument of the API: a ``GPU``; a catalog name or size; or ``"auto"``, this
+    machine's ``count`` GPUs with the most free memory (``plan.gpus.parse_gpus``), judged on the smallest of them
+    (the notes say which were chosen, and when they differ)."""
+    if gpu is None or not isinstance(gpu, str):
+        return gpu, []
+    from .plan.gpus import parse_gpus
+
+    choice = parse_gpus(gpu, int(count))
+    return choice.gpu, list(choice.notes)
+
+
 def remote_code_notes(config: dict) -> list[str]:
     """What ``--trust-remote-code`` runs besides the repository's own code: ``auto_map`` entries of the form
     ``other-org/other-repo--module.Class`` are another repository's code (transformers fetches it from that
@@ -230,7 +242,7 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
     pipeline repo is answered by ``estimate_pipeline_serving`` with ``pipeline_settings`` (a
     ``PipelineSettings``; its defaults when None) and returns a ``PipelineInferenceReport``."""
     from .plan import fit as fitmod
-    from .plan.gpus import GPU, parse_gpu
+    from .plan.gpus import GPU
     from .scenarios.infer_activations import InferActivationError
     from .scenarios.inference import InferenceSettings
     from .scenarios.kv_cache import KVLayoutError
@@ -239,7 +251,7 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
 
     opts = options or Options()
     s = (settings or InferenceSettings(**settings_kwargs)).validate()  # SettingsError names the setting
-    gpu_obj = parse_gpu(gpu) if isinstance(gpu, str) else gpu
+    gpu_obj, gpu_notes = gpu_choice(gpu, s.tp)
     report = _with_config(model, opts)
     if report.kind == DIFFUSERS_PIPELINE:
         return infer_pipeline(report, pipeline_settings, gpu_obj)
@@ -278,7 +290,7 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
     except NotImplementedError as exc:
         raise UnsupportedArchitectureError(f"{model}: {exc}",
                                            hint="hfmem cannot lay out this model's cache yet") from None
-    notes = list(report.notes)
+    notes = list(report.notes) + gpu_notes
     if gpu_obj is not None and isinstance(gpu_obj, GPU):
         if gpu_obj.bf16 is False and estimate.compute_dtype == "bfloat16":
             notes.append(f"{gpu_obj.name} has no bfloat16: serve in float16 (--dtype fp16) instead")
@@ -577,7 +589,6 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
     from dataclasses import replace
 
     from .plan.fit import largest_fitting
-    from .plan.gpus import parse_gpu
     from .scenarios.finetune import TrainSettings, estimate_training
     from .scenarios.inference import max_context
     from .scenarios.train_activations import TrainActivationError
@@ -599,7 +610,8 @@ def train(model: str, options: Options | None = None, *, settings: "TrainSetting
         raise UsageError(f"--precision {s.precision} with --zero {s.zero}: DeepSpeed trains in fp32 or in its own "
                          "mixed precision", hint="use --precision deepspeed-bf16 or deepspeed-fp16 (what HF "
                          "Trainer's --bf16 / --fp16 become under DeepSpeed), or fp32")
-    gpu_obj = parse_gpu(gpu) if isinstance(gpu, str) else gpu
+    gpu_obj, gpu_notes = gpu_choice(gpu, s.gpus)
+    filled.extend(gpu_notes)
     if advise and gpu_obj is None:
         raise UsageError("--advise needs --gpu (the remedies are judged against a GPU's memory)",
                          hint="e.g. --gpu A100-80GB or --gpu 24GiB")
@@ -787,26 +799,44 @@ def _default_variant(rows: list[GGUFVariantRow], best: str | None) -> GGUFVarian
 
 def infer_llamacpp(model: str, options: Options | None = None, *, settings: "LlamaCppSettings | None" = None,
                    gpu: "str | GPU | None" = None, select: str | None = None,
-                   ram: int | None = None, **settings_kwargs) -> LlamaCppReport:
+                   ram: int | None = None, devices: "tuple[GPU, ...] | None" = None,
+                   **settings_kwargs) -> LlamaCppReport:
     """llama.cpp's memory for a GGUF repo, folder or file (``hfmem infer --engine llama.cpp``).
 
     ``settings``: a ``LlamaCppSettings`` (or its fields as keyword arguments: context, parallel, n_ubatch,
     n_gpu_layers, type_k, type_v, flash_attn, ...); ``select``: the quant variant (``"Q4_K_M"``; also
     ``REPO:Q4_K_M``); ``gpu``: a catalog name or size for the fit, the largest context, the most layers and the
-    best variant that fits; ``ram``: the CPU memory in bytes, checked too when given. Without ``select`` every
+    best variant that fits (``"auto"``: this machine's); ``devices``: each GPU when they differ (mixed detected
+    devices; ``plan.gpus.GPUChoice.devices``): each is judged on its own memory and, without ``tensor_split``, the
+    layers are split by free memory as llama.cpp splits them; ``ram``: the CPU memory in bytes, checked too when
+    given. Without ``select`` every
     variant's headers are read and each is a row; the one served is the best that fits the GPU, else Q4_K_M
     (Ollama's default), else the highest quality."""
+    from dataclasses import replace
+
     from .plan import llamacpp as plan
-    from .plan.gpus import parse_gpu
     from .scenarios.llamacpp import LlamaCppSettings, estimate_llamacpp
 
     opts = options or Options()
     s = (settings or LlamaCppSettings(**settings_kwargs)).validate()
-    gpu_obj = parse_gpu(gpu) if isinstance(gpu, str) else gpu
+    gpu_notes: list[str] = []
+    if isinstance(gpu, str):
+        from .plan.gpus import parse_gpus
+
+        choice = parse_gpus(gpu, s.gpus)
+        gpu, devices, gpu_notes = choice.gpu, devices or choice.devices, list(choice.notes)
+    gpu_obj = gpu
+    capacity = plan.capacities(gpu_obj, devices, s.gpus)
+    if devices and len({d.usable_bytes for d in devices}) > 1 and s.tensor_split is None:
+        # llama.cpp's default split with no -ts: each device's share of the layers is its free memory
+        # (llama-model.cpp load_tensors: "default split, by free memory", ggml_backend_dev_memory per device)
+        s = replace(s, tensor_split=tuple(float(d.usable_bytes) for d in devices))
+        gpu_notes.append("layers split by each GPU's free memory, as llama.cpp does without --tensor-split: "
+                         + ",".join(f"{d.usable_bytes / 2**30:.2f}" for d in devices))
     repo = analyze_gguf(model, opts, select=select)
     projector = repo.projectors[0] if repo.projectors else None
     proj_bytes = projector.tensor_bytes if projector is not None else 0
-    notes = list(repo.notes)
+    notes = list(repo.notes) + gpu_notes
     rows: list[GGUFVariantRow] = []
     descs = {}
     for v in repo.variants:
@@ -823,7 +853,7 @@ def infer_llamacpp(model: str, options: Options | None = None, *, settings: "Lla
     best = None
     if gpu_obj is not None:
         for r in rows:
-            r.fits = plan.fits(r.estimate, gpu_obj.usable_bytes, ram)
+            r.fits = plan.fits(r.estimate, capacity, ram)
         fitting = [r for r in rows if r.fits]  # at the settings asked: every layer offloaded unless -ngl says less
         best = fitting[0].variant.label if fitting else None
         if not fitting and len(rows) > 1:
@@ -844,7 +874,7 @@ def infer_llamacpp(model: str, options: Options | None = None, *, settings: "Lla
     notes.extend(desc.notes)
     fit = None
     if gpu_obj is not None:
-        fit = plan.solve(chosen.variant.headers, desc, s, chosen.estimate, gpu_obj.name, gpu_obj.usable_bytes,
+        fit = plan.solve(chosen.variant.headers, desc, s, chosen.estimate, gpu_obj.name, capacity,
                          ram_bytes=ram, projector_bytes=proj_bytes)
     return LlamaCppReport(model=model, repo=repo, variant=chosen.variant, description=desc,
                           estimate=chosen.estimate, rows=rows, gpu=gpu_obj, fit=fit, best=best,

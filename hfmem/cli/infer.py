@@ -180,7 +180,6 @@ def infer(
         raise UsageError(f"--emit {emit.value} is for GGUF models served by llama.cpp",
                          hint="add --engine llama.cpp, or use --emit vllm")
     from ..api import infer_many
-    from ..plan.gpus import parse_gpu
     from ..scenarios.inference import InferenceSettings
 
     overheads = overheads_options(cuda_context, nccl, fragmentation, cuda_graphs)
@@ -204,7 +203,9 @@ def infer(
         group_blocks=group_blocks, group_stream=group_stream, vae_tiling=vae_tiling, vae_slicing=vae_slicing,
         attention_slicing=slicing, denoiser_weights=denoiser_weights, text_encoder_weights=text_encoder_weights,
         overheads=overheads)
-    gpu_obj = parse_gpu(gpu) if gpu else None
+    from .options import parse_gpu_option
+
+    gpu_obj = parse_gpu_option(gpu, gpus)
     failures: list[tuple[str, HfmemError]] = []
     from ..errors import GGUFRepoError
 

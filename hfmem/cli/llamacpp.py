@@ -93,16 +93,17 @@ def settings_from(a: LlamaCppArgs):
 def gguf_reports(models: list[str], opts, a: LlamaCppArgs, failures: list) -> list:
     """``api.infer_llamacpp`` for each model; failures appended to ``failures`` when there are several."""
     from ..api import infer_llamacpp
-    from ..plan.gpus import parse_gpu
-    from .options import parse_size_option
+    from .options import parse_gpu_option, parse_size_option
 
     s = settings_from(a).validate()
-    gpu = parse_gpu(a.gpu) if a.gpu else None
+    devices: list = []
+    gpu = parse_gpu_option(a.gpu, a.gpus, devices) if a.gpu else None
     ram = parse_size_option("--ram", a.ram, 0) if a.ram else None
     out = []
     for m in models:
         try:
-            out.append(infer_llamacpp(m, opts, settings=s, gpu=gpu, select=a.quant, ram=ram))
+            out.append(infer_llamacpp(m, opts, settings=s, gpu=gpu, select=a.quant, ram=ram,
+                                      devices=tuple(devices) or None))
         except HfmemError as exc:
             if len(models) == 1:
                 raise

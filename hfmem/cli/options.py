@@ -172,9 +172,27 @@ TargetSeqOpt = Annotated[Optional[int], typer.Option(
     "--target-seq", help="Encoder-decoders: label tokens per sample (default: --seq, within the decoder's "
                          "positions).")]
 GpuOpt = Annotated[Optional[str], typer.Option(
-    "--gpu", help="A catalog GPU (H100-80GB, RTX-4090, ...; see `hfmem gpus`) or a size (24GiB, 80GB): adds "
-                  "fits, max context, max batch, fewest GPUs.")]
+    "--gpu", help="A catalog GPU (H100-80GB, RTX-4090, ...; see `hfmem gpus`), a size (24GiB, 80GB), or auto "
+                  "(this machine's, by free memory; see `hfmem gpus --detect`): adds fits, max context, max "
+                  "batch, fewest GPUs.")]
 GpusOpt = Annotated[int, typer.Option("--gpus", help="Number of GPUs (tensor-parallel degree).")]
+
+
+def parse_gpu_option(spec: str | None, count: int, devices: list | None = None):
+    """``--gpu SPEC --gpus COUNT`` as one GPU to judge each device on (``plan.gpus.parse_gpus``: with ``auto``,
+    this machine's COUNT GPUs with the most free memory, judged on the smallest); what it chose goes to stderr.
+    ``devices``, when given, receives each chosen GPU (llama.cpp judges mixed devices one by one)."""
+    if not spec:
+        return None
+    from ..plan.gpus import parse_gpus
+    from .output import hint
+
+    choice = parse_gpus(spec, max(1, int(count)))
+    for line in choice.notes:
+        hint(f"note: {line}")
+    if devices is not None:
+        devices.extend(choice.devices)
+    return choice.gpu
 
 
 def parse_size_option(flag: str, value: str | None, default: int) -> int:

@@ -175,7 +175,6 @@ def train(
     if not models:
         raise UsageError("no model given", hint="e.g. hfmem train meta-llama/Llama-2-13b-hf --precision amp-bf16")
     from ..api import train_many
-    from ..plan.gpus import parse_gpu
     from ..scenarios.finetune import TrainSettings
 
     if group_size is not None and group_size < 1:
@@ -224,7 +223,9 @@ def train(
         full_logits_metrics=full_logits_metrics, optimizer_in_backward=optimizer_in_backward,
         eval_generate_batch=eval_b, eval_generate_tokens=eval_t, target_seq=target_seq, image_size=image_size,
         audio_seconds=audio_seconds, images=images, overheads=overheads)
-    gpu_obj = parse_gpu(gpu) if gpu else None
+    from .options import parse_gpu_option
+
+    gpu_obj = parse_gpu_option(gpu, gpus)
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
     failures: list[tuple[str, HfmemError]] = []
     if loss is not None and loss != "mnrl":

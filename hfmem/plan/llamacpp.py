@@ -78,16 +78,34 @@ def quality_rank(label: str, bits_per_weight: float | None = None,
 @dataclass
 class LlamaCppFit:
     gpu_name: str
-    gpu_bytes: int                    # usable bytes per GPU
+    gpu_bytes: int                    # usable bytes per GPU (mixed devices: the smallest)
     fits: bool
     max_context: int | None           # the largest context per sequence that fits with these layers (None: none)
     max_gpu_layers: int               # the most -ngl that fits at this context (0..n_layer+1)
     ram_bytes: int | None = None
     ram_fits: bool | None = None
+    device_bytes: tuple[int, ...] | None = None  # mixed devices: each GPU's usable bytes, in device order
+
+    def margin_bytes(self, est: "LlamaCppEstimate") -> int:
+        """The least memory left on any GPU (negative: short by that much)."""
+        caps = self.device_bytes or (self.gpu_bytes,) * len(est.gpus)
+        return min((cap - d.total_bytes for d, cap in zip(est.gpus, caps)), default=self.gpu_bytes)
 
 
-def fits(est: LlamaCppEstimate, gpu_bytes: int, ram_bytes: int | None = None) -> bool:
-    ok = all(d.total_bytes <= gpu_bytes for d in est.gpus if d.total_bytes > 0)
+def capacities(gpu, devices, count: int) -> "int | tuple[int, ...] | None":
+    """What each GPU is judged on: one number for identical GPUs (``gpu.usable_bytes``), or one per device in
+    device order when ``devices`` (detected, mixed) differ."""
+    if gpu is None:
+        return None
+    if devices and len(devices) == count and len({d.usable_bytes for d in devices}) > 1:
+        return tuple(int(d.usable_bytes) for d in devices)
+    return int(gpu.usable_bytes)
+
+
+def fits(est: LlamaCppEstimate, gpu_bytes: "int | tuple[int, ...]", ram_bytes: int | None = None) -> bool:
+    """Every GPU's total within its memory (``gpu_bytes``: the same for all, or one per device in order)."""
+    caps = gpu_bytes if isinstance(gpu_bytes, tuple) else (gpu_bytes,) * len(est.gpus)
+    ok = all(d.total_bytes <= cap for d, cap in zip(est.gpus, caps) if d.total_bytes > 0)
     if ram_bytes is not None:
         ok = ok and est.cpu.total_bytes <= ram_bytes
     return ok
@@ -97,7 +115,7 @@ def _est(headers, model, s, projector_bytes):
     return estimate_llamacpp(headers, model, s, projector_bytes=projector_bytes)
 
 
-def max_context(headers, model, s: LlamaCppSettings, gpu_bytes: int, *, ram_bytes: int | None = None,
+def max_context(headers, model, s: LlamaCppSettings, gpu_bytes: "int | tuple[int, ...]", *, ram_bytes: int | None = None,
                 projector_bytes: int = 0, cap: int | None = None) -> int | None:
     """The largest context per sequence (a multiple of 256 / parallel cells) that fits, by bisection; at most
     ``cap`` (the model's trained context by default)."""
@@ -120,7 +138,7 @@ def max_context(headers, model, s: LlamaCppSettings, gpu_bytes: int, *, ram_byte
     return lo
 
 
-def max_gpu_layers(headers, model, s: LlamaCppSettings, gpu_bytes: int, *, projector_bytes: int = 0,
+def max_gpu_layers(headers, model, s: LlamaCppSettings, gpu_bytes: "int | tuple[int, ...]", *, projector_bytes: int = 0,
                    ram_bytes: int | None = None) -> int:
     """The largest ``-ngl`` (0 .. n_layer + 1) that fits; memory grows with every layer offloaded."""
     lo, hi = 0, model.n_layer + 1
@@ -136,11 +154,14 @@ def max_gpu_layers(headers, model, s: LlamaCppSettings, gpu_bytes: int, *, proje
     return lo
 
 
-def solve(headers, model, s: LlamaCppSettings, est: LlamaCppEstimate, gpu_name: str, gpu_bytes: int, *,
+def solve(headers, model, s: LlamaCppSettings, est: LlamaCppEstimate, gpu_name: str,
+          gpu_bytes: "int | tuple[int, ...]", *,
           ram_bytes: int | None = None, projector_bytes: int = 0) -> LlamaCppFit:
     ok = fits(est, gpu_bytes, ram_bytes)
+    mixed = isinstance(gpu_bytes, tuple)
     return LlamaCppFit(
-        gpu_name=gpu_name, gpu_bytes=gpu_bytes, fits=ok,
+        gpu_name=gpu_name, gpu_bytes=min(gpu_bytes) if mixed else gpu_bytes, fits=ok,
+        device_bytes=gpu_bytes if mixed else None,
         max_context=max_context(headers, model, s, gpu_bytes, ram_bytes=ram_bytes, projector_bytes=projector_bytes),
         max_gpu_layers=max_gpu_layers(headers, model, s, gpu_bytes, projector_bytes=projector_bytes,
                                       ram_bytes=ram_bytes),

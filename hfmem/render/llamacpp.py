@@ -112,6 +112,9 @@ def llamacpp_model_json(r, emit: str | None = None) -> dict:
                               capacity_bytes=f.gpu_bytes, needed_bytes=e.gpu_peak_bytes,
                               max_context=f.max_context, max_gpu_layers=f.max_gpu_layers,
                               ram_bytes=f.ram_bytes, ram_fits=f.ram_fits)
+        if f.device_bytes:  # mixed GPUs: each one's own memory, and the least left on any of them
+            out["fit"]["device_usable_bytes"] = [int(b) for b in f.device_bytes]
+            out["fit"]["margin_bytes"] = int(f.margin_bytes(e))
     if emit:
         out["emit"] = emit
     return out
@@ -186,10 +189,11 @@ def _fit_lines(r) -> list[tuple[str, str]]:
         return []
     e, f = r.estimate, r.fit
     s = e.settings
-    margin = f.gpu_bytes - e.gpu_peak_bytes
+    margin = f.margin_bytes(e)
     gpus = f"{s.gpus} x {r.gpu.name}"
+    where = "on the fullest GPU" if f.device_bytes else "on the busiest GPU"
     out = [(f"Fits {gpus}", ("yes" if f.fits else "NO") + f" ({_size(abs(margin))} "
-                                                        f"{'free' if margin >= 0 else 'short'} on the busiest GPU)"),
+                                                        f"{'free' if margin >= 0 else 'short'} {where})"),
            (f"Largest context per sequence at -ngl {e.n_gpu_layers}, -np {s.parallel}",
             "none" if f.max_context is None else f"{f.max_context:,}"
             + (" (the model's trained context; hfmem looks no further)"
