@@ -1,6 +1,6 @@
 """A small in-process fake of the Hugging Face Hub, for tests.
 
-The goal is to exercise the *real* ``huggingface_hub`` client (2.4) end to end -- its URL building, headers,
+The goal is to exercise the *real* ``huggingface_hub`` client (2.4, 2.5) end to end -- its URL building, headers,
 error mapping and caching -- without touching the network. Point the client at the fake with
 ``HF_ENDPOINT=hub.endpoint`` (read by huggingface_hub at import time, so set it for subprocesses) or by passing
 ``endpoint=hub.endpoint`` to ``HfApi`` / ``hf_hub_download``.
@@ -14,11 +14,38 @@ Usage::
 
 Routes served (everything else answers 404 / 405):
 
+* ``GET /api/models`` -- the model listing ``HfApi.list_models`` pages through (see "Model listing" below).
 * ``GET /api/models/{repo}`` and ``GET /api/models/{repo}/revision/{rev}`` -- model info (``?blobs=true`` adds
-  sibling sizes, ``?expand=...`` restricts the keys like the Hub does).
+  sibling sizes, ``?expand=...`` restricts the keys like the Hub does). Besides the files' facts it reports what
+  ``add_repo`` was told: ``downloads``, ``likes``, ``trendingScore``, ``pipeline_tag``, ``createdAt``,
+  ``lastModified``, ``cardData`` (``{"license": ...}``), the tags, and for a repo with a parsable ``.gguf`` file a
+  ``gguf`` field (``total`` parameters, ``architecture``, ``context_length``, from the first such file by name).
 * ``GET /api/models/{repo}/tree/{rev}[/{path}]`` -- ``list_repo_tree`` / ``list_repo_files`` (single page).
 * ``GET /api/models/{repo}/safetensors-metadata/{index file}`` -- ``get_sharded_safetensors_metadata``.
 * ``HEAD|GET /{repo}/resolve/{rev}/{filename}`` -- file metadata and content, with single ``Range`` support.
+
+Model listing (``GET /api/models``), paged the Hub's way: each answer is a JSON list, and while more remain a
+``Link: <{endpoint}/api/models?{same query}&cursor=...>; rel="next"`` header, which huggingface_hub's
+``utils/_pagination.py`` follows until it is absent (``list_models(limit=N)`` stops early via ``islice``, so it
+asks only for the pages it needs). Query parameters, as huggingface_hub 2.5's ``list_models`` sends them:
+
+* ``search`` -- case-insensitive substring of the repo id; ``author`` -- the namespace (case-insensitive).
+* ``filter`` (repeatable) -- every value must be one of the repo's tags (its library name and pipeline tag are
+  tags too, as on the Hub); ``pipeline_tag``; ``gated=true|false`` (true: "auto" or "manual").
+* ``num_parameters=min:6B,max:128B`` (either bound alone too; inclusive; decimal K/M/B/T, fractions allowed:
+  ``1.5B``). Judged on the safetensors total, the only parameter count the Hub derives (hub-docs issue #29:
+  counts exist "for all repos with safetensors files"), so a repo without one never matches a bound.
+* ``sort`` = ``downloads`` | ``likes`` | ``trendingScore`` | ``createdAt`` | ``lastModified``, descending
+  (``direction=1`` ascending; huggingface_hub 2.5 no longer sends ``direction``); ties, and the order without
+  ``sort``, go by repo id ascending.
+* ``limit`` -- page size, capped at ``hub.page_cap`` (1000 by default, the Hub's maximum page; tests lower it);
+  without ``limit`` pages are ``page_cap`` long. ``cursor`` -- the opaque token of the next link.
+* Item keys: by default ``_id id modelId likes downloads trendingScore private tags pipeline_tag library_name
+  createdAt`` (absent facts absent); ``full=true`` adds ``author sha lastModified gated disabled siblings``;
+  ``config=true`` adds ``config``; ``cardData=true`` adds ``cardData``; ``expand``/``expand[]`` replaces all of
+  that with just the named model-info properties plus ``id``/``_id`` (e.g. ``safetensors``, ``gguf``, ``sha``).
+* Private repos are listed only to a request bearing the repo's token. A malformed query (unknown ``sort``, bad
+  ``num_parameters``, ``limit`` or ``cursor``) answers 400 without an X-Error-Code.
 
 Error responses mirror what ``huggingface_hub.utils.hf_raise_for_status`` keys on. It dispatches on the
 ``X-Error-Code`` header first, so every error carries one; the status codes follow the real Hub:
@@ -59,6 +86,13 @@ Differences from the real Hub worth knowing:
   (``architectures``, ``model_type``, ``quantization_config``, ...), so code that needs e.g. ``hidden_size``
   must download ``config.json`` to work against the real Hub.
 * Siblings never carry ``lfs`` details; ``blobs=true`` adds ``size`` and ``blobId`` only.
+* Listing: the cursor is an offset (base64 JSON), so repos added between two page requests can shift items
+  across pages; the Hub's default order without ``sort`` is its own (not id order); ``filter`` knows only exact
+  tags (no ``dataset:``/language aliases, no ``apps``/``inference``/``inference_provider``, which are ignored);
+  ``expand`` together with ``full``/``config`` is not refused (expand wins; the client refuses it anyway).
+  Whether the Hub's page without ``limit`` is exactly 1000 long was not verified against huggingface.co.
+* ``trendingScore`` is in every model info answer; the ``gguf`` field lacks the Hub's ``chat_template``,
+  ``bos_token`` and ``eos_token``, and split GGUF files are not summed.
 * For files given as a ``Path``, the ETag is derived from (path, size, mtime) rather than the content's sha256, so
   that adding a multi-GB file costs nothing. It is deliberately 40 hex chars (not 64) so that the client never
   mistakes it for a sha256 it could verify against.
@@ -66,6 +100,7 @@ Differences from the real Hub worth knowing:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -78,7 +113,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 
 __all__ = ["FakeHub", "LazyFile", "Span"]
 
@@ -217,6 +252,89 @@ def _safetensors_summary(files: dict[str, _File]) -> dict | None:
     return {"parameters": per_dtype, "total": sum(per_dtype.values())}
 
 
+# GGUF scalar value types and their struct formats (the GGUF spec, ggml's docs/gguf.md: GGUFValueType);
+# 8 is a string, 9 an array.
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_MAX_HEADER = 64 * 1024 * 1024  # read at most this much of a file looking for the end of its header
+
+
+class _GGUFCursor:
+    """Sequential little-endian reads from a _File, fetched in blocks (headers are small next to the weights)."""
+
+    def __init__(self, f: _File):
+        self.f, self.pos, self.buf, self.buf_start = f, 0, b"", 0
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > min(self.f.size, _GGUF_MAX_HEADER):
+            raise ValueError("GGUF header runs past the end of the file (or the read cap)")
+        if end > self.buf_start + len(self.buf):
+            self.buf_start = self.pos
+            self.buf = self.f.read(self.pos, max(n, _CHUNK))
+        out = self.buf[self.pos - self.buf_start : end - self.buf_start]
+        self.pos = end
+        return out
+
+    def unpack(self, fmt: str):
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        return self.take(self.unpack("<Q")).decode("utf-8", "replace")
+
+    def value(self, vtype: int):
+        if vtype in _GGUF_SCALARS:
+            return self.unpack(_GGUF_SCALARS[vtype])
+        if vtype == 8:
+            return self.string()
+        if vtype == 9:
+            etype, count = self.unpack("<I"), self.unpack("<Q")
+            if count > min(self.f.size, _GGUF_MAX_HEADER) - self.pos:  # every element takes at least a byte
+                raise ValueError("GGUF array longer than the file")
+            return [self.value(etype) for _ in range(count)]
+        raise ValueError(f"unknown GGUF value type {vtype}")
+
+
+def _gguf_header_summary(f: _File) -> dict | None:
+    """The Hub's ``gguf`` model-info field for one file: total parameters (the tensors' element counts summed),
+    ``general.architecture`` and ``{arch}.context_length``; None if the file is not GGUF v2/v3."""
+    try:
+        r = _GGUFCursor(f)
+        if r.take(4) != b"GGUF" or r.unpack("<I") not in (2, 3):
+            return None
+        n_tensors, n_kv = r.unpack("<Q"), r.unpack("<Q")
+        kv: dict[str, object] = {}
+        for _ in range(n_kv):
+            key = r.string()
+            kv[key] = r.value(r.unpack("<I"))
+        total = 0
+        for _ in range(n_tensors):
+            r.string()
+            count = 1
+            for _ in range(r.unpack("<I")):
+                count *= r.unpack("<Q")
+            r.unpack("<I"), r.unpack("<Q")  # ggml type, data offset
+            total += count
+    except (ValueError, struct.error, MemoryError):
+        return None
+    out: dict = {"total": total}
+    arch = kv.get("general.architecture")
+    if isinstance(arch, str):
+        out["architecture"] = arch
+        if isinstance(kv.get(f"{arch}.context_length"), int):
+            out["context_length"] = kv[f"{arch}.context_length"]
+    return out
+
+
+def _gguf_summary(files: dict[str, _File]) -> dict | None:
+    """The first (by name) .gguf file that parses; multi-part and mmproj files are not special-cased."""
+    for name in sorted(files):
+        if name.endswith(".gguf"):
+            summary = _gguf_header_summary(files[name])
+            if summary is not None:
+                return summary
+    return None
+
+
 @dataclass
 class _Repo:
     repo_id: str
@@ -231,6 +349,13 @@ class _Repo:
     safetensors: dict | None
     last_modified: str
     tags: list[str] = field(default_factory=list)
+    created_at: str = ""
+    downloads: int = 0
+    likes: int = 0
+    trending_score: int = 0
+    pipeline_tag: str | None = None
+    card_data: dict | None = None
+    gguf: dict | None = None
 
     def resolve_revision(self, revision: str) -> str | None:
         if revision in self.branches or revision == self.sha:
@@ -252,12 +377,13 @@ class _Repo:
             "author": self.repo_id.split("/")[0] if "/" in self.repo_id else None,
             "sha": self.sha,
             "lastModified": self.last_modified,
-            "createdAt": self.last_modified,
+            "createdAt": self.created_at or self.last_modified,
             "private": self.private,
             "gated": self.gated,
             "disabled": False,
-            "downloads": 0,
-            "likes": 0,
+            "downloads": self.downloads,
+            "likes": self.likes,
+            "trendingScore": self.trending_score,
             "tags": list(self.tags),
             "siblings": siblings,
             "spaces": [],
@@ -266,11 +392,135 @@ class _Repo:
         # Like the Hub, absent facts are absent keys rather than nulls.
         if self.library_name is not None:
             info["library_name"] = self.library_name
+        if self.pipeline_tag is not None:
+            info["pipeline_tag"] = self.pipeline_tag
+        if self.card_data is not None:
+            info["cardData"] = self.card_data
         if self.config is not None:
             info["config"] = self.config
         if self.safetensors is not None:
             info["safetensors"] = self.safetensors
+        if self.gguf is not None:
+            info["gguf"] = self.gguf
         return info
+
+    def list_item(self, *, full: bool, config: bool, card_data: bool) -> dict:
+        """One entry of ``GET /api/models``: the keys the Hub lists by default, plus what ``full`` / ``config`` /
+        ``cardData`` add (the same keys ``info`` reports, so both views of a repo agree)."""
+        info = self.info(blobs=False)
+        keys = ["_id", "id", "modelId", "likes", "downloads", "trendingScore", "private", "tags", "pipeline_tag",
+                "library_name", "createdAt"]
+        if full:
+            # siblings without sizes, as in model info; safetensors/gguf/config stay behind expand, as on the Hub
+            keys += ["author", "sha", "lastModified", "gated", "disabled", "siblings"]
+        if config:
+            keys.append("config")
+        if card_data:
+            keys.append("cardData")
+        return {k: info[k] for k in keys if k in info}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model listing (GET /api/models)
+# --------------------------------------------------------------------------------------------------------------------
+
+# The Hub's sort keys for models (huggingface_hub's list_models maps its snake_case ModelSort_T onto these).
+_SORT_KEYS = {
+    "downloads": lambda r: r.downloads,
+    "likes": lambda r: r.likes,
+    "trendingScore": lambda r: r.trending_score,
+    "lastModified": lambda r: r.last_modified,  # ISO-8601 strings of one format sort as the times do
+    "createdAt": lambda r: r.created_at or r.last_modified,
+}
+
+# Decimal multipliers of the Hub's num_parameters syntax ("min:6B,max:128B", as in huggingface_hub's list_models
+# docstring and the Hub's /models?num_parameters= page filter).
+_PARAM_UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+
+
+def _truthy(query: dict[str, list[str]], key: str) -> bool:
+    return query.get(key, ["false"])[-1].lower() in ("1", "true")
+
+
+def _parse_param_count(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMBT]?)\s*", text, flags=re.IGNORECASE)
+    if m is None:
+        raise ValueError(f"invalid parameter count {text!r} (expected e.g. 500M, 6B, 1.5T)")
+    # Decimal arithmetic on the digits, not floats: "1.1B" must be exactly 1_100_000_000.
+    whole, _, frac = m.group(1).partition(".")
+    scale = _PARAM_UNITS[m.group(2).upper()]
+    return int(whole) * scale + (int(frac) * scale // 10 ** len(frac) if frac else 0)
+
+
+def _parse_num_parameters(text: str) -> tuple[int | None, int | None]:
+    """``"min:6B,max:128B"`` -> (6e9, 128e9) as ints; either bound may be missing. Both bounds are inclusive."""
+    lo = hi = None
+    for part in text.split(","):
+        key, sep, value = part.partition(":")
+        key = key.strip().lower()
+        if not sep or key not in ("min", "max"):
+            raise ValueError(f"invalid num_parameters {text!r} (expected e.g. min:6B,max:128B)")
+        if key == "min":
+            lo = _parse_param_count(value)
+        else:
+            hi = _parse_param_count(value)
+    return lo, hi
+
+
+def _select_models(repos: list["_Repo"], query: dict[str, list[str]]) -> list["_Repo"]:
+    """The repos a listing query matches, in the order the Hub would list them (ValueError: a bad query)."""
+    out = list(repos)
+    search = query.get("search", [""])[-1]
+    if search:
+        out = [r for r in out if search.lower() in r.repo_id.lower()]
+    author = query.get("author", [""])[-1]
+    if author:
+        out = [r for r in out if "/" in r.repo_id and r.repo_id.split("/")[0].lower() == author.lower()]
+    for wanted in query.get("filter", []):
+        out = [r for r in out if wanted in r.tags or wanted in (r.library_name, r.pipeline_tag)]
+    pipeline = query.get("pipeline_tag", [""])[-1]
+    if pipeline:
+        out = [r for r in out if r.pipeline_tag == pipeline]
+    gated = query.get("gated", [""])[-1].lower()
+    if gated:
+        if gated not in ("true", "false"):
+            raise ValueError(f"gated must be true or false, got {gated!r}")
+        out = [r for r in out if bool(r.gated) == (gated == "true")]
+    num_parameters = query.get("num_parameters", [""])[-1]
+    if num_parameters:
+        lo, hi = _parse_num_parameters(num_parameters)
+        # Judged on the safetensors total (the Hub's parameter count comes from safetensors headers only), so a repo
+        # without one cannot satisfy any bound.
+        out = [r for r in out if r.safetensors is not None
+               and (lo is None or r.safetensors["total"] >= lo) and (hi is None or r.safetensors["total"] <= hi)]
+
+    out.sort(key=lambda r: r.repo_id)  # the tie-break (and the order without sort=): ids ascending
+    sort = query.get("sort", [""])[-1]
+    if sort:
+        if sort not in _SORT_KEYS:
+            raise ValueError(f"unknown sort {sort!r} (one of {', '.join(_SORT_KEYS)})")
+        direction = query.get("direction", ["-1"])[-1]
+        if direction not in ("-1", "1"):
+            raise ValueError(f"direction must be -1 or 1, got {direction!r}")
+        # list.sort is stable, so equal keys keep the id order in both directions.
+        out.sort(key=_SORT_KEYS[sort], reverse=direction == "-1")
+    return out
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["offset"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"invalid cursor {token!r}") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"invalid cursor {token!r}")
+    return offset
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -447,6 +697,11 @@ class _Handler(BaseHTTPRequestHandler):
         if segments[-1:] == [""]:
             segments.pop()
 
+        if segments == ["api", "models"]:
+            if method != "GET":
+                raise _HubError(405, None, "Method not allowed")
+            self._list_models(url.query, headers)
+            return
         if segments[:2] == ["api", "models"] and len(segments) > 2:
             if method != "GET":
                 raise _HubError(405, None, "Method not allowed")
@@ -496,6 +751,45 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, self._sharded_metadata(repo, "/".join(tail[1:])), {"X-Repo-Commit": repo.sha})
         else:
             raise _HubError(404, None, "Sorry, we can't find the page you are looking for.")
+
+    def _list_models(self, raw_query: str, headers: dict[str, str]) -> None:
+        """``GET /api/models``: filter, sort, then serve one page and a ``Link: <next>; rel="next"`` header."""
+        hub = self.server.hub
+        pairs = parse_qsl(raw_query, keep_blank_values=True)
+        query: dict[str, list[str]] = {}
+        for k, v in pairs:
+            query.setdefault(k, []).append(v)
+        with hub._lock:
+            repos = list(hub._repos.values())
+        visible = [r for r in repos if not r.private or hub._authorized(r, headers)]
+        try:
+            chosen = _select_models(visible, query)
+            offset = _decode_cursor(query.get("cursor", [""])[-1])
+            limit = query.get("limit", [""])[-1]
+            page_size = hub.page_cap
+            if limit:
+                if not re.fullmatch(r"\d+", limit) or int(limit) < 1:
+                    raise ValueError(f"limit must be a positive integer, got {limit!r}")
+                page_size = min(int(limit), hub.page_cap)
+        except ValueError as exc:
+            raise _HubError(400, None, str(exc)) from None
+        page = chosen[offset : offset + page_size]
+
+        expand = query.get("expand", []) + query.get("expand[]", [])
+        if expand:
+            # As on the Hub, expand replaces the default keys: the listed properties plus the ids.
+            items = [{k: v for k, v in r.info(blobs=False).items() if k in ("_id", "id") or k in expand}
+                     for r in page]
+        else:
+            items = [r.list_item(full=_truthy(query, "full"), config=_truthy(query, "config"),
+                                 card_data=_truthy(query, "cardData")) for r in page]
+
+        extra: dict[str, str] = {}
+        if offset + page_size < len(chosen):
+            rest = [(k, v) for k, v in pairs if k != "cursor"]
+            rest.append(("cursor", _encode_cursor(offset + page_size)))
+            extra["Link"] = f'<{hub.endpoint}/api/models?{urlencode(rest)}>; rel="next"'
+        self._send_json(200, items, extra)
 
     def _revision(self, repo: _Repo, revision: str) -> str:
         sha = repo.resolve_revision(revision)
@@ -641,6 +935,17 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def in_flight_at_most(spans: list) -> int:
+    """The most requests in flight at once among ``spans`` (``FakeHub.timeline``): a request that arrived before
+    another's answer was written overlaps it."""
+    events = sorted([(s.arrived, 1) for s in spans] + [(s.done, -1) for s in spans])
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
 class FakeHub:
     """A local Hugging Face Hub lookalike. See the module docstring for the protocol it speaks.
 
@@ -651,6 +956,8 @@ class FakeHub:
         bytes_served: body bytes handed to the socket per ``"{repo_id}/{filename}"``, to assert that a weight
             file was only sampled (header read) and never downloaded.
         errors: exceptions raised inside the fake itself (answered as 500); a healthy test leaves it empty.
+        page_cap: the longest page ``GET /api/models`` serves (default 1000, the Hub's cap); set it to e.g. 7 to
+            exercise paging with a few dozen repos. Each page is one entry in ``requests``.
     """
 
     def __init__(self) -> None:
@@ -667,6 +974,8 @@ class FakeHub:
         self.timeline: list[Span] = []  # the same requests with when each arrived and was answered
         self.bytes_served: dict[str, int] = {}
         self.errors: list[BaseException] = []
+        # The largest page GET /api/models serves (the Hub's is 1000); tests lower it to exercise paging.
+        self.page_cap: int = 1000
 
     # ---- configuration -----------------------------------------------------------------------------------------
 
@@ -681,12 +990,26 @@ class FakeHub:
         token: str | None = None,
         library_name: str | None = "transformers",
         branches: tuple[str, ...] = ("main",),
+        downloads: int = 0,
+        likes: int = 0,
+        pipeline_tag: str | None = None,
+        license: str | None = None,  # noqa: A002 - the Hub's own name for it
+        tags: tuple[str, ...] = (),
+        created_at: str | None = None,
+        last_modified: str | None = None,
+        trending_score: int = 0,
     ) -> str:
         """Register (or replace) a model repo and return its commit sha.
 
         ``token`` is the one bearer token that may read a private repo or a gated repo's files. ``gated`` may be
         True (reported as "auto") or the Hub's literal "auto"/"manual". Without ``revision_sha`` the sha is derived
         from the repo id and file contents, so it is stable across runs.
+
+        The listing facts (``downloads``, ``likes``, ``trending_score``, ``pipeline_tag``, ``license``, extra
+        ``tags``, ``created_at`` / ``last_modified`` as ISO-8601 strings, default: now) show up in model info and in
+        ``GET /api/models``, where they filter and sort. Tags are built the Hub's way: library name, pipeline tag,
+        "safetensors" / "gguf" when such weights are present, the config's model_type, the extra tags,
+        "license:<id>", "region:us". A license is also reported as ``cardData: {"license": ...}``.
         """
         if not branches:
             raise ValueError("a repo needs at least one branch")
@@ -708,10 +1031,18 @@ class FakeHub:
                 config = None  # serve a broken config.json as-is, but the API (like the Hub) has no parsed view
         safetensors = _safetensors_summary(table)
 
-        tags = [t for t in (library_name, "safetensors" if safetensors else None) if t]
+        gguf = _gguf_summary(table)
+        has_gguf = any(name.endswith(".gguf") for name in table)
+
+        all_tags = [t for t in (library_name, pipeline_tag, "safetensors" if safetensors else None,
+                                "gguf" if has_gguf else None) if t]
         if config and isinstance(config.get("model_type"), str):
-            tags.append(config["model_type"])
-        tags.append("region:us")
+            all_tags.append(config["model_type"])
+        all_tags += list(tags)
+        if license:
+            all_tags.append(f"license:{license}")
+        all_tags.append("region:us")
+        all_tags = list(dict.fromkeys(all_tags))  # the Hub lists each tag once
 
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         repo = _Repo(
@@ -725,8 +1056,15 @@ class FakeHub:
             branches=tuple(branches),
             config=config,
             safetensors=safetensors,
-            last_modified=now,
-            tags=tags,
+            last_modified=last_modified or now,
+            tags=all_tags,
+            created_at=created_at or last_modified or now,
+            downloads=int(downloads),
+            likes=int(likes),
+            trending_score=int(trending_score),
+            pipeline_tag=pipeline_tag,
+            card_data={"license": license} if license else None,
+            gguf=gguf,
         )
         with self._lock:
             self._repos[repo_id] = repo

@@ -15,7 +15,7 @@ import struct
 
 import pytest
 
-from hubserver import LazyFile
+from hubserver import LazyFile, in_flight_at_most
 from hfmem import api
 from hfmem.sources import resolve
 
@@ -166,15 +166,6 @@ def test_models_side_by_side_are_fetched_together_in_order(hub):
     hub.clear_log()
     again = api.analyze_many(list(cfgs))
     assert all(r.from_result_cache for r in again) and hub.timeline == []
-
-
-def in_flight_at_most(spans: list) -> int:
-    events = sorted([(s.arrived, 1) for s in spans] + [(s.done, -1) for s in spans])
-    level = peak = 0
-    for _, step in events:
-        level += step
-        peak = max(peak, level)
-    return peak
 
 
 def test_many_models_are_fetched_with_a_bound(hub):
