@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .plan.llamacpp import LlamaCppFit
     from .scenarios.llamacpp import LlamaCppEstimate, LlamaCppSettings
     from .sources.gguf import GGUFRepo, GGUFVariant
+    from .sources.listing import ListingQuery
 
 
 def _build(meta: FetchedMetadata, opts: Options) -> Inventory:
@@ -893,4 +894,303 @@ def infer_llamacpp_many(models: list[str], options: Options | None = None, *, on
             if on_error is None:
                 raise
             on_error(m, exc)
+    return out
+
+
+# ---------------------------------------------------------------- search: which models fit
+
+
+@dataclass
+class SearchReport:
+    """``hfmem search``'s answer: the listed models judged for one job on one GPU kind, the ones that fit ranked.
+
+    ``scanned`` of the ``listed`` models were judged: ``stopped_by`` says why the scan ended ("end": every listed
+    model; "limit": the listing was cut at ``limit``; "time": the time budget ran out)."""
+
+    query: "ListingQuery"
+    job: str                          # "serve" or "train"
+    engine: str | None                # serving: "vllm", "transformers" or "llama.cpp" (GGUF repos only); None: train
+    settings: object                  # the InferenceSettings / TrainSettings every row used
+    llamacpp: object                  # the LlamaCppSettings of the GGUF rows (None for a training search)
+    weights: str | None               # --weights: None (the checkpoint's), a format, or "any"
+    gpu: "GPU"
+    gpus: int
+    rank_by: str                      # the ranking of ``rows``: downloads, likes, params or free
+    rows: list                        # plan.hub_search.SearchRow: the models that fit, ranked
+    not_fitting: list                 # the judged models that do not fit, in listing order
+    skipped: list                     # plan.hub_search.Skipped: the models hfmem could not judge, with the reason
+    listed: int
+    scanned: int
+    stopped_by: str
+    source: str                       # "hub" or "offline"
+    listing_cached: bool
+    rows_cached: int                  # rows answered from hfmem's search cache (no request, no estimate)
+    elapsed_s: float
+    largest: object | None = None     # with largest=True: the fitting row with the most parameters
+    assumptions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _search_row_keys(job: str, settings, llama, weights, gpu, gpus: int, gguf_only: bool, who: str):
+    """The row cache's key of a listed model: its commit, and every setting the row depends on, the GPU, hfmem's
+    version and whose token asked (``who``: a gated repo skipped without access is judged again with a token),
+    built once per search; None for a model without a commit."""
+    import json as _json
+    from dataclasses import asdict
+
+    from . import __version__
+    from .sources import endpoint_cache_id
+
+    fixed = _json.dumps([__version__, endpoint_cache_id(), job, asdict(settings),
+                         asdict(llama) if llama is not None else None, weights, gpu.name, gpu.usable_bytes, gpus,
+                         gguf_only, who], sort_keys=True, default=str)
+
+    def key(m) -> str | None:
+        return _json.dumps([m.repo_id, m.sha, fixed]) if m.sha else None
+    return key
+
+
+def _context_short(fit, s) -> str | None:
+    """Why a serving row cannot run at the context asked although memory allows: the model's own limit."""
+    if fit.max_context_limited_by == "model" and fit.max_context is not None and fit.max_context < s.context:
+        return (f"the model's own context is {fit.max_context:,} tokens (max_position_embeddings), shorter than "
+                f"--context {s.context:,}: vLLM refuses a longer max-model-len, and transformers degrades past it")
+    return None
+
+
+def _search_one(m, job: str, s, llama, weights, gpu, opts: Options, gguf_only: bool = False):
+    """The row of one listed model, from the report ``hfmem infer`` / ``train`` gives at the same settings."""
+    from dataclasses import replace
+
+    from .errors import GGUFRepoError
+    from .plan import hub_search as hs
+    from .plan.emit import vllm_serve
+    from .plan.emit_llamacpp import llama_server_command
+
+    common = dict(downloads=m.downloads, likes=m.likes, pipeline_tag=m.pipeline_tag, license=m.license,
+                  gated=m.gated)
+
+    def gguf_row():
+        if job == "train":
+            raise UnsupportedArchitectureError(f"{m.repo_id}: holds GGUF files only, which llama.cpp serves and "
+                                               "nothing trains", hint="search --serve for GGUF repos")
+        r = infer_llamacpp(m.repo_id, opts, settings=llama, gpu=gpu)
+        label = r.best or r.variant.label
+        row = next((x for x in r.rows if x.variant.label == label), None)
+        est = row.estimate if row is not None else r.estimate
+        needed = max((d.total_bytes for d in est.gpus), default=0)
+        return hs.SearchRow(model=m.repo_id, revision=r.repo.revision, kind="gguf", fits=bool(r.fit and r.fit.fits),
+                            needed_bytes=needed, capacity_bytes=gpu.usable_bytes,
+                            margin_bytes=gpu.usable_bytes - needed,
+                            parameters=sum(t.n_elements for t in r.variant.tensors), weights_format=label,
+                            format_changed=False, max_context=r.fit.max_context if r.fit else None,
+                            command=hs.llamacpp_command(m.repo_id, llama, gpu, label),
+                            launch=llama_server_command(r)[0] if r.variant.label == label else None, **common)
+
+    if gguf_only or (m.gguf and not m.params):
+        return gguf_row()
+    try:
+        if job == "train":
+            r = train(m.repo_id, opts, settings=s, gpu=gpu)
+            need = r.rlhf.device_total_bytes if r.rlhf is not None else r.estimate.device_total_bytes
+            return hs.SearchRow(model=m.repo_id, revision=r.report.revision, kind=r.report.kind,
+                                fits=bool(r.fits), needed_bytes=need, capacity_bytes=gpu.usable_bytes,
+                                margin_bytes=gpu.usable_bytes - need, parameters=r.report.inventory.num_params,
+                                weights_format=None, format_changed=False, method=s.method,
+                                max_batch=r.max_batch, max_seq=r.max_seq,
+                                command=hs.train_row_command({"_name_or_path": m.repo_id}, s, gpu), **common)
+        r = infer(m.repo_id, opts, settings=s, gpu=gpu)
+    except GGUFRepoError:
+        return gguf_row()
+    if isinstance(r, PipelineInferenceReport):
+        need = r.estimate.device_total_bytes
+        return hs.SearchRow(model=m.repo_id, revision=r.report.revision, kind=r.report.kind, fits=bool(r.fits),
+                            needed_bytes=need, capacity_bytes=gpu.usable_bytes, margin_bytes=gpu.usable_bytes - need,
+                            parameters=r.report.inventory.num_params, weights_format=None, format_changed=False,
+                            command=f"hfmem infer {m.repo_id} --gpu {hs.gpu_flag(gpu)}", **common)
+    fmt, changed = s.weights_format or r.checkpoint_format, False
+    if weights == hs.ANY_FORMAT and r.fit is not None and not r.fit.fits:
+        pick = hs.first_fitting_format(r.fit.weight_formats, hs.allowed_formats(s.engine, r.checkpoint_format))
+        if pick is not None and pick != fmt:
+            r = infer(m.repo_id, opts, settings=replace(s, weights_format=pick), gpu=gpu)
+            fmt, changed = pick, True
+    fit = r.fit
+    short = _context_short(fit, s)
+    return hs.SearchRow(model=m.repo_id, revision=r.report.revision, kind=r.report.kind,
+                        fits=bool(fit.fits), needed_bytes=fit.needed_bytes,
+                        capacity_bytes=fit.capacity_bytes, margin_bytes=fit.headroom_bytes,
+                        parameters=r.report.inventory.num_params, weights_format=fmt, format_changed=changed,
+                        max_context=fit.max_context, max_batch=fit.max_batch,
+                        command=hs.infer_command(m.repo_id, s, gpu, weights=fmt if (changed or s.weights_format)
+                                                 else None),
+                        launch=vllm_serve(m.repo_id, r.estimate, fit)[0] if s.engine == "vllm" else None,
+                        notes=[short] if short else [], **common)
+
+
+# A skip for want of the Hub is not a fact of the commit: never cached (a retry may judge it). One for want of access
+# (gated, private) is cached under the token that asked (the row key's ``who``).
+_TRANSIENT_EXIT_CODES = (8,)
+
+
+def search(query: "ListingQuery | None" = None, *, job: str = "serve", settings=None,
+           llamacpp: "LlamaCppSettings | None" = None, weights: str | None = None, engine: str | None = None,
+           gpu: "str | GPU" = "auto",
+           gpus: int = 1, sort: str = "downloads", limit: int = 100, time_budget_s: float | None = None,
+           largest: bool = False, options: Options | None = None, refresh: bool = False,
+           progress: Callable[[int, int, str], None] | None = None) -> SearchReport:
+    """Which models fit (``hfmem search``): list the Hub's models matching ``query`` (a
+    ``sources.listing.ListingQuery``: task, library, author, name fragment, license, gated, parameter range), at
+    most ``limit`` of them in the Hub's order, and judge each for ``job`` — "serve" (``settings``: an
+    ``InferenceSettings``, vLLM by default; GGUF repos with ``llamacpp``, a ``LlamaCppSettings``) or "train"
+    (``settings``: a ``TrainSettings``) — on ``gpus`` GPUs of kind ``gpu`` (a catalog name, a size, ``"auto"``
+    for this machine's, or a ``GPU``). ``weights``: the serving format, or "any" for the least compressed format
+    of the repo that fits; ``engine="llama.cpp"``: GGUF repos only, served by llama.cpp. The scan follows the
+    listing's order (``query.order``); the rows that fit are ranked by ``sort`` (downloads, likes, params, free),
+    each judged at the commit the listing gave. Metadata is
+    fetched concurrently (``sources.resolve.MODELS_AT_ONCE`` at once) and every row is cached per commit, so a
+    second search is answered from hfmem's cache. ``time_budget_s`` stops the scan (the report says how far it
+    got); ``progress(done, total, model)`` is told after each model."""
+    import time
+    from dataclasses import replace
+
+    from .plan import hub_search as hs
+    from .plan import gpus as gpu_catalog
+    from .plan.gpus import GPU
+    from .scenarios.finetune import TrainSettings
+    from .scenarios.inference import InferenceSettings
+    from .scenarios.llamacpp import LlamaCppSettings
+    from .sources import listing as L
+    from .sources.resolve import MODELS_AT_ONCE
+
+    started = time.monotonic()
+    opts = options or Options()
+    q = query or L.ListingQuery()
+    if job not in hs.JOBS:
+        raise UsageError(f"unknown job {job!r}", hint="serve or train")
+    if sort not in hs.SORTS:
+        raise UsageError(f"--sort {sort} is not a ranking", hint=f"one of {', '.join(hs.SORTS)}")
+    if weights is not None and weights != hs.ANY_FORMAT:
+        from .scenarios.weights import FORMAT_ORDER
+
+        if weights.lower() not in FORMAT_ORDER:
+            raise UsageError(f"--weights {weights} is not a weight format",
+                             hint=f"one of {', '.join(FORMAT_ORDER)}, or any")
+    if limit < 1:
+        raise UsageError(f"--limit {limit}: scan at least 1 model")
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise UsageError(f"--time-budget {time_budget_s}: give a positive number of seconds")
+    if int(gpus) < 1:
+        raise UsageError(f"--gpus {gpus}: at least 1")
+    choice = gpu_catalog.parse_gpus(gpu, int(gpus)) if isinstance(gpu, str) else None
+    gpu_obj: GPU = choice.gpu if choice is not None else gpu
+    notes = list(choice.notes) if choice is not None else []
+    assumptions: list[str] = []
+    gguf_only = engine == "llama.cpp"
+    if gguf_only:
+        if job != "serve":
+            raise UsageError("--engine llama.cpp serves GGUF files; nothing trains them", hint="drop --engine or --train")
+        q = replace(q, library=q.library or "gguf")
+    if job == "serve":
+        s = settings if settings is not None else InferenceSettings(engine=engine if engine and not gguf_only
+                                                                    else "vllm")
+        s = replace(s, tp=int(gpus)).validate()
+        if weights and weights != hs.ANY_FORMAT:
+            s = replace(s, weights_format=weights.lower())
+        fmt = {None: "each checkpoint's own format", hs.ANY_FORMAT: "the least compressed format of each repo that "
+               "fits (--weights any)"}.get(weights, weights)
+        assumptions.append(
+            f"every row judged as `hfmem infer` judges it: {('llama.cpp' if gguf_only else s.engine)}, context "
+            f"{s.context:,}, batch {s.batch}, {fmt}" + ("; vLLM is the search's default engine (hfmem infer's is "
+                                                         "transformers)" if s.engine == "vllm" and not gguf_only
+                                                         else "") + "; GGUF repos as llama.cpp serves them")
+    else:
+        s = (settings if settings is not None else TrainSettings()).validate()
+        s = replace(s, gpus=int(gpus)) if int(gpus) > 1 else s
+        assumptions.append(f"every row judged as `hfmem train` judges it: {s.method}, {s.precision}, {s.optimizer}, "
+                           f"sequence {s.seq:,}, batch {s.batch}" + (f", {s.gpus} GPUs" if s.gpus > 1 else ""))
+    llama = (replace(llamacpp or LlamaCppSettings(context=s.context, parallel=s.batch), gpus=int(gpus)).validate()
+             if job == "serve" else None)
+    if choice is not None and len({d.usable_bytes for d in choice.devices}) > 1:
+        notes.append(f"mixed devices: every row is judged on the smallest, {gpu_obj.name} (llama.cpp rows too; "
+                     "`hfmem infer --engine llama.cpp --gpu auto` splits the layers by free memory)")
+    if q.order is None:  # the scan meets the models in the order they are ranked by, where the Hub has it
+        q = replace(q, order=sort if sort in ("downloads", "likes") else "downloads")
+    listing = L.list_models(q, limit=limit, token=opts.token, offline=opts.offline, refresh=refresh)
+    notes.extend(listing.notes)
+    if listing.source == "offline" and sort in ("downloads", "likes"):
+        notes.append(f"offline there are no {sort} counts: ranked by parameters instead")
+        sort = "params"
+    if listing.source == "offline":
+        opts = Options(**{**opts.__dict__, "offline": True})
+    rows, skipped, cached = [], [], 0
+    deadline = None if time_budget_s is None else started + float(time_budget_s)
+    stopped_by = "end" if listing.complete else "limit"
+    models = listing.models
+    who = L.token_fingerprint(opts.token) if listing.source == "hub" else "offline"
+    key_of = _search_row_keys(job, s, llama, weights, gpu_obj, int(gpus), gguf_only, who)
+    chunks = [models[i:i + MODELS_AT_ONCE] for i in range(0, len(models), MODELS_AT_ONCE)]
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    def look_up(chunk):
+        """The chunk's cached rows, and its other models fetched at once (in the background: ``ahead``)."""
+        keys = {m.repo_id: key_of(m) for m in chunk}
+        hits = {m.repo_id: hit for m in chunk if keys[m.repo_id] and (hit := L.cached_row(keys[m.repo_id]))}
+        # judged at the commit the listing gave (the result cache answers a commit without asking the Hub)
+        pinned = {m.repo_id: m.sha for m in chunk if listing.source == "hub" and m.sha}
+        fetch = [m.repo_id for m in chunk if m.repo_id not in hits]
+        return keys, hits, pinned, ahead.submit(prefetch, fetch, opts, pinned)
+
+    done = 0
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .sources.resolve import prefetch, release
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfmem-search") as ahead:
+        upcoming = look_up(chunks[0]) if chunks else None
+        for i, chunk in enumerate(chunks):
+            keys, hits, pinned, fetched = upcoming
+            held = fetched.result()
+            # the next models' metadata is fetched while these are judged
+            upcoming = look_up(chunks[i + 1]) if i + 1 < len(chunks) and not out_of_time() else None
+            try:
+                for m in chunk:
+                    if out_of_time():
+                        stopped_by = "time"
+                        break
+                    if m.repo_id in hits:
+                        kind, value = hits[m.repo_id]
+                        cached += 1
+                    else:
+                        at = Options(**{**opts.__dict__, "revision": pinned[m.repo_id]}) if m.repo_id in pinned else opts
+                        try:
+                            kind, value = "row", _search_one(m, job, s, llama, weights, gpu_obj, at, gguf_only)
+                        except HfmemError as exc:
+                            line = str(exc) if str(exc).startswith(m.repo_id) else f"{m.repo_id}: {exc}"
+                            kind, value = "skipped", hs.Skipped(m.repo_id, line, exc.exit_code)
+                        if keys[m.repo_id] and (value.revision == m.sha if kind == "row"
+                                                else value.exit_code not in _TRANSIENT_EXIT_CODES):
+                            L.store_row(keys[m.repo_id], kind, value.to_dict())
+                    (rows if kind == "row" else skipped).append(value)
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(models), m.repo_id)
+            finally:
+                release(held)
+            if stopped_by == "time" or upcoming is None:
+                if upcoming is not None:
+                    release(upcoming[3].result())
+                if i + 1 < len(chunks) and stopped_by != "time":
+                    stopped_by = "time"
+                break
+    ranked = hs.rank(rows, "params" if largest else sort)
+    out = SearchReport(query=q, job=job, engine=("llama.cpp" if gguf_only else s.engine) if job == "serve" else None,
+                       settings=s, llamacpp=llama, weights=weights, gpu=gpu_obj, gpus=int(gpus),
+                       rank_by="params" if largest else sort, rows=ranked, not_fitting=[r for r in rows if not r.fits],
+                       skipped=skipped, listed=len(models), scanned=done, stopped_by=stopped_by,
+                       source=listing.source, listing_cached=listing.cached, rows_cached=cached,
+                       elapsed_s=time.monotonic() - started, largest=ranked[0] if largest and ranked else None,
+                       assumptions=assumptions, notes=notes)
+    out.assumptions.append(gpu_obj.capacity_note())
     return out

@@ -23,6 +23,7 @@ _REGISTRY: dict[str, tuple[str, str, bool]] = {
     "infer": (".infer", "infer", False),
     "train": (".train", "train", False),
     "simulate": (".simulate", "simulate", False),
+    "search": (".search", "search", False),
     "gpus": (".gpus", "gpus", False),
     "cache": (".cache", "app", True),
     "snapshot": (".snapshot", "app", True),
@@ -77,7 +78,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'hfmem.cli' has no attribute {name!r}")
 
 
-COMMANDS = {"calc", "infer", "train", "simulate", "gpus", "cache", "snapshot", "measure"}
+COMMANDS = {"calc", "infer", "train", "simulate", "search", "gpus", "cache", "snapshot", "measure"}
 ROOT_FLAGS = {"--help", "-h", "--version", "-V"}
 
 

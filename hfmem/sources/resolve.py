@@ -239,29 +239,46 @@ def _prefetch_key(model: str, opts: Options) -> tuple:
 
 
 @contextlib.contextmanager
-def together(models: list[str], opts: Options):
-    """Within this block, ``resolve`` answers ``models`` from one concurrent fetch (see above)."""
-    keys = _prefetch(models, opts)
+def together(models: list[str], opts: Options, revisions: dict[str, str] | None = None):
+    """Within this block, ``resolve`` answers ``models`` from one concurrent fetch (see above); ``revisions``:
+    a revision per model (``hfmem search`` judges each at the commit the listing gave), else ``opts.revision``."""
+    keys = prefetch(models, opts, revisions)
     try:
         yield
     finally:
-        for key in keys:
-            _PREFETCHED.pop(key, None)
+        release(keys)
 
 
-def _prefetch(models: list[str], opts: Options) -> list[tuple]:
+def prefetch(models: list[str], opts: Options, revisions: dict[str, str] | None = None) -> list[tuple]:
+    """Fetch ``models`` at once (blocking) and hold what was found for ``resolve``; the keys go to ``release``.
+    ``together`` in two halves, for a caller that fetches the next models while it works on these
+    (``hfmem search``)."""
+    return _prefetch(models, opts, revisions or {})
+
+
+def release(keys: list[tuple]) -> None:
+    """Drop what ``prefetch`` held and ``resolve`` did not take."""
+    for key in keys:
+        _PREFETCHED.pop(key, None)
+
+
+def _prefetch(models: list[str], opts: Options, revisions: dict[str, str]) -> list[tuple]:
     if opts.offline or env_flag("HF_HUB_OFFLINE"):
         return []  # the offline chain reads local files only: nothing to overlap
     ids = [m for m in dict.fromkeys(models) if isinstance(m, str) and m and not _is_path(m)
            and matches_repo_id_rule(m)]
     if len(ids) < 2:
         return []
+    def at(repo_id: str) -> Options:  # the options ``resolve`` will be called with for this model
+        rev = revisions.get(repo_id)
+        return Options(**{**opts.__dict__, "revision": rev}) if rev else opts
+
     keys, pending = [], []
     for repo_id in ids:
-        key = _prefetch_key(repo_id, opts)
+        key = _prefetch_key(repo_id, at(repo_id))
         if key in _PREFETCHED:
             continue  # another caller's block holds it
-        _, hit = _branch_hit(repo_id, opts)
+        _, hit = _branch_hit(repo_id, at(repo_id))
         if hit:
             _PREFETCHED[key] = Resolution(repo_id, report=hit)
             keys.append(key)
@@ -272,7 +289,7 @@ def _prefetch(models: list[str], opts: Options) -> list[tuple]:
 
     def fetch(repo_id: str):
         try:
-            return _resolve_hub(repo_id, opts)
+            return _resolve_hub(repo_id, at(repo_id))
         except Exception as exc:  # noqa: BLE001 - handed back to ``resolve``, which raises it in the caller
             return exc
 
