@@ -238,6 +238,7 @@ def test_reading_defaults_imports_no_torch():
     assert out.split() == ["False", "False"]
 
 
+@pytest.mark.slow  # 4 s of simulation
 def test_simulate_defaults_to_the_attention_transformers_picks(monkeypatch):
     """hfmem simulate with no --attn runs Gemma 2 with eager, as transformers does without attn_implementation
     (it refuses sdpa for Gemma2ForCausalLM): the same simulation as asking for eager, and it says so."""

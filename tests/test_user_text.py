@@ -62,7 +62,7 @@ def test_command_output_names_no_internal_notes(args):
     assert _bad(text) == []
 
 
-@pytest.mark.parametrize("sub", ["calc", "infer", "train", "gpus", "simulate"])
+@pytest.mark.parametrize("sub", ["calc", "infer", "train", "gpus", "simulate", "search"])
 def test_help_names_no_internal_notes(sub):
     result = runner.invoke(app, [sub, "--help"])
     assert result.exit_code == 0

@@ -468,8 +468,8 @@ def rule_of_thumb(job: str, settings, checkpoint_format: str = "bf16") -> tuple[
         if settings.method == "full":
             rate = training.per_param_bytes(settings.precision, settings.optimizer).model_states
             return rate, (f"capacity / {rate:g} B per parameter: the model states of full training in "
-                          f"{settings.precision} with {settings.optimizer} (the seed's 16 B/param rule for Adam "
-                          "in mixed precision), no activations")
+                          f"{settings.precision} with {settings.optimizer} (16 B/param for Adam in mixed precision: "
+                          "the ZeRO paper's 2 + 2 + 12 bytes, Rajbhandari et al. 2019), no activations")
         rate = 0.5 if settings.method == "qlora" else float(training.precision_of(settings.precision).weight_bytes)
         return rate, (f"capacity / {rate:g} B per parameter: the frozen base weights of {settings.method} alone "
                       "(adapters, their optimizer and activations not counted)")
