@@ -111,7 +111,7 @@ def test_bert_large_2022_rows(bert, args, measured_mib):
 
 # -- CLI and API side by side -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flag, value", [("--no-zero-grad-set-to-none", False),
+@pytest.mark.parametrize("flag, value", [pytest.param("--no-zero-grad-set-to-none", False, marks=pytest.mark.slow),
                                          pytest.param("--zero-grad-set-to-none", True, marks=pytest.mark.slow),
                                          pytest.param(None, True, marks=pytest.mark.slow)])
 def test_cli_flag_matches_the_api(bert, flag, value):

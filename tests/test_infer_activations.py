@@ -189,7 +189,7 @@ def _ssm_config(kind: str, **kw) -> dict:
 
 
 @pytest.mark.parametrize("kind, kw, batch, context", [
-    ("mamba", {"hidden_size": 1024}, 2, 320),
+    pytest.param("mamba", {"hidden_size": 1024}, 2, 320, marks=pytest.mark.slow),  # 4 s: the slow set
     ("mamba2", {"hidden_size": 1536, "num_heads": 48, "n_groups": 1}, 2, 640),
 ], ids=["mamba-h1024", "mamba2-h1536"])
 def test_state_space_models_match_simulation(kind, kw, batch, context):

@@ -124,7 +124,7 @@ def parse_param_count(text: str, flag: str = "--min-params") -> int:
 def _hub_count(n: int) -> str:
     """A count in the Hub's ``num_parameters`` syntax (``min:6B``): the largest unit that writes it exactly."""
     for unit in ("T", "B", "M", "K"):
-        if n % _SCALE[unit] == 0:
+        if n and n % _SCALE[unit] == 0:
             return f"{n // _SCALE[unit]}{unit}"
     return str(n)
 
@@ -180,7 +180,7 @@ def _store_listing(path: Path, listing: Listing, limit: int) -> str | None:
 
 # ---------------------------------------------------------------- the cache of search rows
 # A row is pinned to a commit (the listing's sha), the job's settings, the GPU and hfmem's version (the key is
-# ``api._search_row_key``), so it never goes stale: a second search reads it instead of fetching and estimating.
+# ``api._search_row_keys``), so it never goes stale: a second search reads it instead of fetching and estimating.
 
 ROWS_SCHEMA = 1
 
@@ -261,7 +261,7 @@ def _params(query: ListingQuery, limit: int) -> list[tuple[str, str]]:
     if bounds:
         params.append(("num_parameters", ",".join(bounds)))
     params += [("sort", HUB_SORTS[query.order]), ("limit", str(limit))]
-    params += [("expand[]", e) for e in EXPAND]
+    params += [("expand", e) for e in EXPAND]
     return params
 
 
