@@ -248,3 +248,12 @@ def test_simulate_defaults_to_the_attention_transformers_picks(monkeypatch):
     eager = hfmem.simulate_model("google/gemma-2-2b-it", attn="eager", **kw)
     assert [p.peak_bytes for p in default.result.phases] == [p.peak_bytes for p in eager.result.phases]
     assert any(n.startswith("attention: eager") and "gemma2" in n for n in default.notes)
+
+
+def test_shipped_model_types_are_the_installed_transformers_config_mapping():
+    """A config of a model_type transformers lacks is refused without importing transformers: the list shipped
+    must be transformers' own CONFIG_MAPPING_NAMES (regenerate with python -m hfmem.metadata.transformers_facts)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    assert facts.load_facts()["model_types"] == sorted(CONFIG_MAPPING_NAMES)
+    assert facts.known_model_types() == frozenset(CONFIG_MAPPING_NAMES)

@@ -626,7 +626,7 @@ def test_bad_input_through_a_fresh_interpreter():
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# findings of the first review (the custom-code one is still open)
+# findings of the first review
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -643,8 +643,6 @@ def test_vllm_row_that_fits_serves_the_context_asked_or_says_why_not(hub):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="judging a custom-code repo with no safetensors (unknown model_type) "
-                   "imports transformers and torch (~7 s) just to learn the model_type is unknown")
 def test_search_meeting_a_custom_code_repo_does_not_import_torch(hub):
     LH.populate(hub, only=["fixture-custom/acme-mystery-7b", "Qwen/Qwen3-0.6B"])
     proc = run_hfmem("search", "--gpu", GPU, "--format", "json", "--quiet", check_torch=True,

@@ -48,6 +48,11 @@ def versions() -> dict[str, str]:
 
 
 def known_model_type(model_type: str | None) -> bool:
+    from ..metadata.transformers_facts import known_model_types
+
+    shipped = known_model_types()  # no transformers (and torch) import just to learn a type is unknown
+    if shipped is not None:
+        return model_type in shipped
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
     return model_type in CONFIG_MAPPING_NAMES

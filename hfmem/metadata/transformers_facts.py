@@ -13,6 +13,8 @@ that reading a config never imports transformers (whose configuration module imp
   transformers gives them eager attention by default and refuses ``attn_implementation="sdpa"``
   (``PreTrainedModel.get_correct_attn_implementation``). Attention-free models (Mamba, RWKV, xLSTM) are
   left out: the attention implementation does not apply to them.
+* ``model_types``: every model type transformers has a configuration class for, so that a config of another
+  (custom code without --trust-remote-code) is refused without importing transformers and torch.
 * ``tasks``: per model type, the tasks transformers has a class for (its ``MODEL_FOR_*_MAPPING_NAMES``:
   ``causal_lm``, ``masked_lm``, ``ctc``, ``image_classification``, ...); ``class_tasks``: per model class name
   (a config.json's ``architectures``), its task. ``hfmem.model`` reads a model's towers and head from them
@@ -64,6 +66,22 @@ def no_sdpa_types() -> frozenset[str]:
 def model_tasks(model_type: str) -> frozenset[str]:
     """The tasks transformers has a class for, for ``model_type`` ({} when it does not know the type)."""
     return frozenset(load_facts().get("tasks", {}).get(str(model_type), ()))
+
+
+def known_model_types() -> frozenset[str] | None:
+    """Every model_type transformers has a configuration class for (``CONFIG_MAPPING_NAMES``), as shipped; None
+    when the shipped facts were written for another transformers release than the installed one (then only
+    transformers itself can say)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    facts = load_facts()
+    try:
+        installed = version("transformers")
+    except PackageNotFoundError:
+        return None
+    if "model_types" not in facts or facts.get("transformers") != installed:
+        return None
+    return frozenset(facts["model_types"])
 
 
 def class_task(class_name: str) -> str | None:
@@ -211,7 +229,8 @@ def generate() -> dict:
                     "written by "
                     "python -m hfmem.metadata.transformers_facts",
             "text_defaults": defaults, "composite_text_types": dict(sorted(composite.items())),
-            "no_sdpa": no_sdpa, "tasks": tasks, "class_tasks": class_tasks}
+            "no_sdpa": no_sdpa, "tasks": tasks, "class_tasks": class_tasks,
+            "model_types": sorted(CONFIG_MAPPING_NAMES)}
 
 
 # -- module structures (hfmem/data/module_structures.json) ---------------------------------------------------
