@@ -978,7 +978,7 @@ def _search_one(m, job: str, s, llama, weights, gpu, opts: Options, gguf_only: b
         label = r.best or r.variant.label
         row = next((x for x in r.rows if x.variant.label == label), None)
         est = row.estimate if row is not None else r.estimate
-        needed = max((d.total_bytes for d in est.gpus), default=0)
+        needed = est.gpu_peak_bytes
         return hs.SearchRow(model=m.repo_id, revision=r.repo.revision, kind="gguf", fits=bool(r.fit and r.fit.fits),
                             needed_bytes=needed, capacity_bytes=gpu.usable_bytes,
                             margin_bytes=gpu.usable_bytes - needed,

@@ -1,5 +1,5 @@
-"""The largest model of a family that fits a GPU for a job (issue 17: "how big a model can I train on a 3090 /
-an A100 with Adam?", answered as a parameter count for a chosen architecture family).
+"""The largest model of a family that fits a GPU for a job ("how big a model can I train on a 3090 / an A100 with
+Adam?", answered as a parameter count for a chosen architecture family).
 
 A family is given by a template: a real model's config.json (a Hub repo id or a folder, resolved as every hfmem
 command resolves it; the shipped snapshot answers offline). Its *width* is kept — hidden size, heads, KV heads,
@@ -455,11 +455,12 @@ def family_configs(template: str, config: dict, *, scope: str = "family") -> tup
 
 
 def rule_of_thumb(job: str, settings, checkpoint_format: str = "bf16") -> tuple[float, str]:
-    """The bytes-per-parameter rule the seed note applies ("显存容量至少是参数量的16倍": Adam + fp16 mixed
-    precision needs 16 B per parameter — 2 B fp16 weights + 2 B fp16 gradients + 4 + 4 + 4 B fp32 master
-    weights and Adam moments — activations not counted), generalised to the job's settings: full training, the
-    model states per parameter of the precision and optimizer (``training.per_param_bytes``: 16 for amp-bf16 /
-    deepspeed-bf16 + AdamW, 8 for pure bf16 + AdamW); LoRA / QLoRA / serving, the bytes per parameter of the
+    """The usual bytes-per-parameter rule (Adam + fp16 mixed precision needs 16 B per parameter — 2 B fp16 weights
+    + 2 B fp16 gradients + 4 + 4 + 4 B fp32 master weights and Adam moments, activations not counted: Rajbhandari
+    et al., "ZeRO: Memory Optimizations Toward Training Trillion Parameter Models", 2019, section 3.1),
+    generalised to the job's settings: full training, the model states per parameter of the precision and
+    optimizer (``training.per_param_bytes``: 16 for amp-bf16 / deepspeed-bf16 + AdamW, 8 for pure bf16 + AdamW);
+    LoRA / QLoRA / serving, the bytes per parameter of the
     frozen / served weights alone (2 for 16-bit, 0.5 for 4-bit), since the adapters are a fraction of a
     percent."""
     from ..scenarios import training
