@@ -244,9 +244,7 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
     ``PipelineSettings``; its defaults when None) and returns a ``PipelineInferenceReport``."""
     from .plan import fit as fitmod
     from .plan.gpus import GPU
-    from .scenarios.infer_activations import InferActivationError
     from .scenarios.inference import InferenceSettings
-    from .scenarios.kv_cache import KVLayoutError
     from .model.pipeline import DIFFUSERS_PIPELINE, TIMM
     from .scenarios.weights import FORMAT_ORDER, checkpoint_format
 
@@ -265,14 +263,11 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
     by_code = _by_code(report, "serves", s, ckpt)
     if by_code is not None:
         return _infer_by_code(model, report, by_code, s, ckpt, gpu_obj, opts)
-    stored = (inv.checkpoint or {}).get("bytes")
-    estimator = fitmod.estimator_for(_census(inv), report.config or {}, checkpoint_format=ckpt,
-                                     buffer_bytes=inv.buffer_bytes, checkpoint_stored_bytes=stored)
-    if s.images:
-        estimator = _with_images(estimator, report, s, opts)
+    estimator = _closed_form_estimator(report, s, ckpt, opts)
     if gpu_obj is not None:
         s = InferenceSettings(**{**s.__dict__, "gpu_memory_bytes": gpu_obj.usable_bytes})
-    try:
+
+    def answer():
         estimate = estimator(s)
         result = None
         if gpu_obj is not None:
@@ -280,6 +275,39 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
 
             result = fitmod.solve(estimator, s, gpu_obj, report.config or {}, formats=list(FORMAT_ORDER),
                                   checkpoint_format=ckpt, model_max_context=max_context(report.config or {}))
+        return estimate, result
+
+    estimate, result = _serving_point(model, answer)
+    notes = list(report.notes) + gpu_notes
+    if gpu_obj is not None and isinstance(gpu_obj, GPU):
+        if gpu_obj.bf16 is False and estimate.compute_dtype == "bfloat16":
+            notes.append(f"{gpu_obj.name} has no bfloat16: serve in float16 (--dtype fp16) instead")
+        if gpu_obj.fp8 is False and estimate.weights_format.startswith("fp8"):
+            notes.append(f"{gpu_obj.name} has no fp8 compute: vLLM runs fp8 weights as weight-only "
+                         "(Marlin), same bytes")
+    return InferenceReport(report, estimate, ckpt, result, notes)
+
+
+def _closed_form_estimator(report: ModelReport, s: "InferenceSettings", ckpt: str, opts: Options):
+    """The serving estimator of a model with a closed form (``plan.fit.estimator_for`` over its census), with
+    the vision tower's pass when ``s`` serves images: ``infer`` and ``serving_curve`` both evaluate this one."""
+    from .plan import fit as fitmod
+
+    inv = report.inventory
+    stored = (inv.checkpoint or {}).get("bytes")
+    estimator = fitmod.estimator_for(_census(inv), report.config or {}, checkpoint_format=ckpt,
+                                     buffer_bytes=inv.buffer_bytes, checkpoint_stored_bytes=stored)
+    return _with_images(estimator, report, s, opts) if s.images else estimator
+
+
+def _serving_point(model: str, run: Callable[[], object]):
+    """``run()`` (one serving estimate, or an estimate and its fit), with the errors of the estimators turned
+    into hfmem's own: no activation model or cache layout is exit 6, a bad setting names the model."""
+    from .scenarios.infer_activations import InferActivationError
+    from .scenarios.kv_cache import KVLayoutError
+
+    try:
+        return run()
     except KVLayoutError:
         raise
     except InferActivationError as exc:
@@ -291,14 +319,6 @@ def infer(model: str, options: Options | None = None, *, settings: "InferenceSet
     except NotImplementedError as exc:
         raise UnsupportedArchitectureError(f"{model}: {exc}",
                                            hint="hfmem cannot lay out this model's cache yet") from None
-    notes = list(report.notes) + gpu_notes
-    if gpu_obj is not None and isinstance(gpu_obj, GPU):
-        if gpu_obj.bf16 is False and estimate.compute_dtype == "bfloat16":
-            notes.append(f"{gpu_obj.name} has no bfloat16: serve in float16 (--dtype fp16) instead")
-        if gpu_obj.fp8 is False and estimate.weights_format.startswith("fp8"):
-            notes.append(f"{gpu_obj.name} has no fp8 compute: vLLM runs fp8 weights as weight-only "
-                         "(Marlin), same bytes")
-    return InferenceReport(report, estimate, ckpt, result, notes)
 
 
 def _with_images(estimator, report: ModelReport, s: "InferenceSettings", opts: Options):
@@ -1194,3 +1214,134 @@ def search(query: "ListingQuery | None" = None, *, job: str = "serve", settings=
                        assumptions=assumptions, notes=notes)
     out.assumptions.append(gpu_obj.capacity_note())
     return out
+
+
+# ---------------------------------------------------------------- plots
+
+if TYPE_CHECKING:
+    from .plot.curves import PhaseChart, ServingCurve
+
+
+def _plot_refusal(model: str, why: str) -> UnsupportedArchitectureError:
+    return UnsupportedArchitectureError(
+        f"{model}: {why}; plots need the closed-form estimate, evaluated at every point of the curve",
+        hint=f"`hfmem infer {model}` answers it at one setting at a time")
+
+
+def serving_curve(model: str, options: Options | None = None, *, settings: "InferenceSettings | None" = None,
+                  gpu: "str | GPU | None" = None, compare_gpus: "list[str | GPU]" = (), axis: str = "context",
+                  values: list[int] | None = None, **settings_kwargs) -> "ServingCurve":
+    """Serving memory per GPU against the context (``axis="context"``) or the batch (``axis="batch"``), the
+    other settings as ``infer`` takes them. The estimator is built once, exactly as ``infer`` builds it, and
+    evaluated at each of ``values`` and at the chosen setting (default values: ``plot.curves.default_values``), so
+    each point's components are ``infer(model, settings=replace(s, context=x)).estimate.components``. ``gpu`` and ``compare_gpus``: a
+    capacity line each, with the largest axis value that fits from ``plan.fit.solve`` (the fit boundary); no
+    GPU, no lines. Values the settings refuse (a SettingsError) are left out, with a note.
+
+    Models answered by running their own code, diffusers pipelines, timm networks and GGUF repos have no
+    closed form to evaluate along a curve: UnsupportedArchitectureError."""
+    from dataclasses import replace
+
+    from .errors import GGUFRepoError
+    from .model.pipeline import DIFFUSERS_PIPELINE, TIMM
+    from .plan import fit as fitmod
+    from .plot.curves import AXES, CapacityLine, ServingCurve, default_values
+    from .scenarios.inference import InferenceSettings, max_context
+    from .scenarios.weights import checkpoint_format
+
+    if axis not in AXES:
+        raise UsageError(f"plot axis must be one of {', '.join(AXES)}, not {axis!r}",
+                         hint="context: memory against the context length; batch: against the batch")
+    opts = options or Options()
+    s = (settings or InferenceSettings(**settings_kwargs)).validate()  # SettingsError names the setting
+    gpu_obj, notes = gpu_choice(gpu, s.tp)
+    gpus = [gpu_obj] if gpu_obj is not None else []
+    for g in compare_gpus:
+        other, more = gpu_choice(g, s.tp)
+        notes.extend(more)
+        if other is not None and all((o.name, o.usable_bytes) != (other.name, other.usable_bytes) for o in gpus):
+            gpus.append(other)
+    try:
+        report = _with_config(model, opts)
+    except GGUFRepoError:
+        raise _plot_refusal(model, "a GGUF repo is served by llama.cpp (answered from its GGUF headers)") from None
+    if report.kind == DIFFUSERS_PIPELINE:
+        raise _plot_refusal(model, "a diffusers pipeline is estimated phase by phase from its components' code")
+    if report.kind == TIMM:
+        raise _plot_refusal(model, "serving a timm network is not modelled yet")
+    inv = report.inventory
+    config = report.config or {}
+    ckpt = checkpoint_format(config, inv.params_by_dtype)
+    if _by_code(report, "serves", s, ckpt) is not None:
+        raise _plot_refusal(model, "its serving memory is estimated by running its own code at each setting")
+    estimator = _closed_form_estimator(report, s, ckpt, opts)  # infer's own, so every point is infer's answer
+    if gpu_obj is not None:
+        s = replace(s, gpu_memory_bytes=gpu_obj.usable_bytes)
+    model_max = max_context(config)
+    chosen_est = _serving_point(model, lambda: estimator(s))
+    lines = []
+    for g in gpus:
+        # the solver's own limits (formats are not tried: the boundary is at the settings given)
+        fit = _serving_point(model, lambda: fitmod.solve(estimator, s, g, config, model_max_context=model_max))
+        if axis == "context":
+            limit, by = fit.max_context, fit.max_context_limited_by
+        else:
+            limit = fit.max_batch or None
+            by = "memory" if limit else None
+        lines.append(CapacityLine(gpu=fit.gpu, gpus=fit.gpus, capacity_bytes=int(fit.capacity_bytes),
+                                  fit_limit=limit, fit_limit_by=by))
+    chosen = int(getattr(s, axis))
+    if values is None:
+        xs = default_values(axis, chosen, model_max if axis == "context" else None, [c.fit_limit for c in lines])
+    else:
+        xs = sorted({int(v) for v in values} | {chosen})
+    keys = list(chosen_est.components)
+    points: list[tuple[int, "InferenceEstimate"]] = []
+    for x in xs:
+        if x == chosen:
+            points.append((x, chosen_est))
+            continue
+        try:
+            sx = replace(s, **{axis: x}).validate()
+            points.append((x, _serving_point(model, lambda: estimator(sx))))
+        except SettingsError as exc:
+            notes.append(f"{axis} {x:,} left out: {exc.message}")
+    for _, est in points:
+        keys.extend(k for k in est.components if k not in keys)
+    if axis == "context" and model_max and xs[-1] > model_max:
+        notes.append(f"contexts beyond {model_max:,} (the model's max_position_embeddings) are past what the model "
+                     "was trained for: memory only")
+    return ServingCurve(
+        model=model, axis=axis, values=[x for x, _ in points], chosen=chosen, quantity="device_total_bytes",
+        components={k: [int(e.components.get(k, 0)) for _, e in points] for k in keys},
+        totals_bytes=[int(e.device_total_bytes) for _, e in points],
+        peak_allocated_bytes=[int(e.peak_allocated_bytes) for _, e in points], capacities=lines,
+        settings=s.to_dict(), engine=s.engine, weights_format=chosen_est.weights_format, notes=notes)
+
+
+def serving_curves(models: list[str], options: Options | None = None, *,
+                   on_error: Callable[[str, HfmemError], None] | None = None, **kwargs) -> list["ServingCurve"]:
+    """``serving_curve`` for several models at the same settings; failures go to ``on_error`` (else the first
+    one raises), the others are still answered."""
+    return _each(models, lambda m: serving_curve(m, options, **kwargs), on_error, options or Options())
+
+
+def training_chart(model: str, options: Options | None = None, *, gpu: "str | GPU | None" = None,
+                   compare_gpus: "list[str | GPU]" = (), settings: "TrainSettings | None" = None,
+                   **settings_kwargs) -> "PhaseChart":
+    """Training memory by phase (``train``'s answer drawn as it is, ``plot.curves.phase_chart``). ``gpu`` and
+    each of ``compare_gpus``: a capacity line with the largest micro-batch that fits there (``train`` run
+    with that GPU)."""
+    from .plot.curves import phase_chart
+
+    rep = train(model, options, settings=settings, gpu=gpu, **settings_kwargs)
+    count = int(getattr(rep.estimate.settings, "gpus", 1) or 1)
+    extra, limits = [], []
+    for g in compare_gpus:
+        other, _ = gpu_choice(g, count)
+        if other is None or (rep.gpu is not None and (other.name, other.usable_bytes)
+                             == (rep.gpu.name, rep.gpu.usable_bytes)):
+            continue
+        extra.append(other)
+        limits.append(train(model, options, settings=settings, gpu=other, **settings_kwargs).max_batch)
+    return phase_chart(rep, extra, extra_max_batch=limits)
