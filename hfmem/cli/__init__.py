@@ -51,7 +51,7 @@ def build_app(names=None) -> typer.Typer:
         help="How much GPU memory a Hugging Face Hub model needs, before you download it.\n\n"
              "hfmem MODEL... is short for hfmem calc MODEL...",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion (values: hfmem.cli.complete)
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
     )
@@ -79,7 +79,7 @@ def __getattr__(name: str):
 
 
 COMMANDS = {"calc", "infer", "train", "simulate", "search", "gpus", "cache", "snapshot", "measure"}
-ROOT_FLAGS = {"--help", "-h", "--version", "-V"}
+ROOT_FLAGS = {"--help", "-h", "--version", "-V", "--install-completion", "--show-completion"}
 
 
 def route_argv(argv: list[str]) -> list[str]:
@@ -129,21 +129,27 @@ def _run(app: typer.Typer, args: list[str]):
 def main(argv: list[str] | None = None) -> None:
     """The ``hfmem`` entry point. Usage errors (a typo in a command, an option or a value) are one line on
     stderr and exit 2, like every other error (``hfmem.cli.errors``)."""
+    from .progress import stop_all
+
     try:
         args = route_argv(list(sys.argv[1:] if argv is None else argv))
         # Only the command this run invokes is registered (a root flag, --help included, needs them all).
         app = build_app([args[0]] if args[0] in COMMANDS else None)
         code = _run(app, args)
     except UsageError as exc:
+        stop_all()  # the progress indicator's line is cleared before the error line
         typer.echo(error_line(exc), err=True)
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # typer's usage errors: bad option, value, command or missing argument
+        stop_all()
         ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx is not None else "hfmem"
         message = " ".join(exc.format_message().split())
         typer.echo(error_line(UsageError(message, hint=f"see `{where} --help`")), err=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
+        stop_all()
         typer.echo("hfmem: aborted", err=True)
         sys.exit(1)
+    stop_all()  # a command that printed nothing leaves no spinner behind
     sys.exit(code if isinstance(code, int) else 0)

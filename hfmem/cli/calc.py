@@ -7,7 +7,7 @@ import typer
 from ..errors import HfmemError, UsageError
 from .errors import error_line
 from .options import (AdamRuleOpt, Compat, CompatOpt, Format, FormatOpt, HeadersOnlyOpt, MetaModelOpt, ModelsArg,
-                      NoCacheOpt, OfflineOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt, source_options, VerboseOpt)
+                      NoCacheOpt, OfflineOpt, QuietOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt, source_options, VerboseOpt)
 from .output import print_json, print_text, stdout_console
 
 
@@ -23,6 +23,7 @@ def calc(
     compat: CompatOpt = Compat.exact,
     adam_rule: AdamRuleOpt = None,
     fmt: FormatOpt = Format.table,
+    quiet: QuietOpt = False,
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Print the Model Memory Calculator table: largest layer, total size and training with Adam, for
@@ -32,7 +33,7 @@ def calc(
     from ..api import analyze_many
 
     opts = source_options(revision, token, offline, trust_remote_code, no_cache, headers_only, verbose=verbose,
-                          meta_model=meta_model)
+                          meta_model=meta_model, quiet=quiet)
     from ..api import analyze_gguf
     from ..errors import GGUFRepoError
     from .llamacpp import is_gguf_ref

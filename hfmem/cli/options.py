@@ -129,9 +129,21 @@ class AdamRule(str, Enum):
     legacy = "legacy"
 
 
+def _complete_models(incomplete: str) -> list[str]:
+    from .complete import model_ids
+
+    return model_ids(incomplete)
+
+
+def _complete_gpus(incomplete: str) -> list[str]:
+    from .complete import gpu_names
+
+    return gpu_names(incomplete)
+
+
 ModelsArg = Annotated[list[str], typer.Argument(
     help="Hub repo ids (ORG/NAME) or local model folders; several are shown side by side.",
-    show_default=False, metavar="MODEL")]
+    show_default=False, metavar="MODEL", autocompletion=_complete_models)]
 RevisionOpt = Annotated[Optional[str], typer.Option(
     "--revision", "-r", help="Branch, tag or commit sha on the Hub (default: main).")]
 TokenOpt = Annotated[Optional[str], typer.Option(
@@ -149,6 +161,10 @@ HeadersOnlyOpt = Annotated[bool, typer.Option(
 MetaModelOpt = Annotated[bool, typer.Option(
     "--meta-model", help="Build the model on the meta device (imports torch) even where the safetensors headers "
                          "and transformers' module tree answer exactly.")]
+_QUIET_HELP = "No progress indicator on stderr (it is shown only on a terminal, for waits over a second)."
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)]
+# infer's -q is already --quant (the GGUF variant): there, --quiet alone
+QuietLongOpt = Annotated[bool, typer.Option("--quiet", help=_QUIET_HELP)]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 NoCacheOpt = Annotated[bool, typer.Option(
     "--no-cache", help="Ignore hfmem's result cache and analyse again (the new result is stored).")]
@@ -172,7 +188,8 @@ TargetSeqOpt = Annotated[Optional[int], typer.Option(
     "--target-seq", help="Encoder-decoders: label tokens per sample (default: --seq, within the decoder's "
                          "positions).")]
 GpuOpt = Annotated[Optional[str], typer.Option(
-    "--gpu", help="A catalog GPU (H100-80GB, RTX-4090, ...; see `hfmem gpus`), a size (24GiB, 80GB), or auto "
+    "--gpu", autocompletion=_complete_gpus,
+    help="A catalog GPU (H100-80GB, RTX-4090, ...; see `hfmem gpus`), a size (24GiB, 80GB), or auto "
                   "(this machine's, by free memory; see `hfmem gpus --detect`): adds fits, max context, max "
                   "batch, fewest GPUs.")]
 GpusOpt = Annotated[int, typer.Option("--gpus", help="Number of GPUs (tensor-parallel degree).")]
@@ -212,12 +229,13 @@ def parse_size_option(flag: str, value: str | None, default: int) -> int:
 
 
 def source_options(revision, token, offline, trust_remote_code, no_cache, headers_only=False, verbose=False,
-                   meta_model=False):
-    """The api.Options every command builds from the shared source flags (progress hints on a terminal)."""
+                   meta_model=False, quiet=False):
+    """The api.Options every command builds from the shared source flags; its ``progress`` is the shared
+    indicator (``hfmem.cli.progress``: on a terminal, not with ``--quiet``)."""
     import sys
 
     from ..api import Options
-    from .output import hint
+    from .progress import indicator
 
     if verbose:  # hfmem's own retry messages on stderr (huggingface_hub's are let through by Options.verbose)
         import logging
@@ -231,4 +249,4 @@ def source_options(revision, token, offline, trust_remote_code, no_cache, header
         log.setLevel(logging.INFO)
     return Options(revision=revision, token=token, offline=offline, trust_remote_code=trust_remote_code,
                    use_cache=not no_cache, headers_only=headers_only, meta_model=meta_model, verbose=verbose,
-                   progress=hint if sys.stderr.isatty() else None)
+                   progress=indicator(quiet))

@@ -7,27 +7,43 @@ import shutil
 import sys
 
 
+def _quiet_progress() -> None:
+    """Stop and clear the progress indicator (``hfmem.cli.progress``) before anything else is printed."""
+    from .progress import stop_all
+
+    stop_all()
+
+
 def stdout_console():
     from rich.console import Console
 
-    # Piped output still gets a table wide enough for the four calculator columns.
-    width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else 120
+    _quiet_progress()
+
+    # Piped output still gets a table wide enough for the four calculator columns; COLUMNS, where set, is the
+    # width asked for (as on a terminal), also in a pipe.
+    import os
+
+    width = (shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+             else 120)
     return Console(width=max(width, 100), highlight=False, soft_wrap=False)
 
 
 def print_json(data) -> None:
+    _quiet_progress()
     from ..sources import scrub  # no URL credentials in any output (HF_ENDPOINT's are stripped at the source too)
 
     sys.stdout.write(scrub(json.dumps(data, indent=2)) + "\n")
 
 
 def print_text(text: str) -> None:
+    _quiet_progress()
     from ..sources import scrub
 
     sys.stdout.write(scrub(text))
 
 
 def hint(message: str) -> None:
+    _quiet_progress()
     from ..sources import scrub
 
     sys.stderr.write(scrub(message) + "\n")
@@ -50,6 +66,7 @@ def finish(fmt, reports, failures, emits: dict[str, str], *, json_doc, markdown,
             print_text(markdown(reports))
         else:
             rich(stdout_console(), reports)
+    _quiet_progress()
     for _, exc in failures:
         typer.echo(error_line(exc), err=True)
     if failures:

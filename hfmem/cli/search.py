@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from .options import (Engine, Format, FormatOpt, GpusOpt, KVDType, Method, OfflineOpt, Optimizer, TokenOpt,
-                      VerboseOpt, source_options)
+from .options import (Engine, Format, FormatOpt, GpusOpt, KVDType, Method, OfflineOpt, Optimizer, QuietOpt,
+                      TokenOpt, VerboseOpt, source_options)
 from .output import hint
 
 
@@ -30,21 +30,12 @@ class ListOrder(str, Enum):
 
 
 def _progress(enabled: bool):
-    """A progress line on stderr while models are judged, only on a terminal (never in a pipe or with --quiet)."""
-    import sys
+    """The shared progress indicator (``hfmem.cli.progress``) told each model judged: on a terminal only, never
+    in a pipe or with --quiet, and only once the scan has lasted over a second."""
+    from .progress import indicator
 
-    if not enabled or not sys.stderr.isatty():
-        return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.description}"), console=Console(stderr=True), transient=True)
-    task = bar.add_task("", total=None)
-
-    def tick(done: int, total: int, model: str) -> None:
-        bar.update(task, completed=done, total=total, description=model)
-    return bar, tick
+    ind = indicator(quiet=not enabled)
+    return ind, (ind.count if ind is not None else None)
 
 
 def search(
@@ -100,7 +91,7 @@ def search(
     emit: Annotated[bool, typer.Option("--emit",
         help="List each row's launch command (vllm serve, llama-server) instead of the hfmem command.")] = False,
     refresh: Annotated[bool, typer.Option("--refresh", help="List again instead of reading hfmem's listing cache.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    quiet: QuietOpt = False,
     token: TokenOpt = None,
     offline: OfflineOpt = False,
     verbose: VerboseOpt = False,
@@ -126,14 +117,12 @@ def search(
         max_params=parse_param_count(max_params, "--max-params") if max_params else None,
         tags=tuple(tag or ()), order=order.value if order else None)
     opts = source_options(None, token, offline, False, False, verbose=verbose)
-    opts.progress = None  # one progress bar for the scan instead of a line per model
+    opts.progress = None  # one indicator for the scan (models judged) instead of a message per model
     job = "train" if train_job else "serve"
     settings = _settings(job, context, batch, engine, weights, kv_dtype, method, seq, optimizer, precision,
                          grad_ckpt, lora_rank, zero)
     bar, tick = _progress(not quiet)
     try:
-        if bar is not None:
-            bar.start()
         from ..scenarios.llamacpp import LlamaCppSettings
 
         report = api.search(query, job=job, settings=settings, weights=weights.lower() if weights else None,

@@ -11,7 +11,7 @@ import typer
 from ..errors import HfmemError, UsageError
 from .errors import error_line
 from .options import (Attn, AudioSecondsOpt, DType, Format, FormatOpt, ImageSizeOpt, ModelsArg, NoCacheOpt,
-                      OfflineOpt, OptimizerImpl, RevisionOpt, TargetSeqOpt, TokenOpt, TrustRemoteCodeOpt,
+                      OfflineOpt, OptimizerImpl, QuietOpt, RevisionOpt, TargetSeqOpt, TokenOpt, TrustRemoteCodeOpt,
                       source_options, VerboseOpt)
 from .output import print_json, print_text, stdout_console
 
@@ -71,6 +71,7 @@ def simulate(
     verbose: VerboseOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
     fmt: FormatOpt = Format.table,
+    quiet: QuietOpt = False,
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Measure the peak memory of the real model code on fake tensors: per phase (forward, backward,
@@ -85,7 +86,7 @@ def simulate(
                          "from step 2 on)")
     from ..api import simulate_model
 
-    opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
+    opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose, quiet=quiet)
     common = dict(batch=batch, dtype=DTYPE_NAMES[dtype.value], attn=attn.value if attn else None,
                   gpu_emulation=not no_gpu_emulation)
     for name, value in (("image_size", image_size), ("audio_seconds", audio_seconds)):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ..units import format_binary
+from .bar import print_bars
+from .text import Footnote, markdown_footnotes, print_footnotes
 from .json import confidence_json, estimate_document, fit_json
 
 SCHEMA = "hfmem.infer/2"
@@ -195,20 +197,29 @@ def confidence_notes(conf: dict, fit: tuple[str, int, int] | None) -> list[str]:
     return out
 
 
-def _footnotes(reports) -> list[str]:
+def predicts_footnote(predicts: dict) -> Footnote:
+    """What each total predicts, one part per total (infer and train share the three names)."""
+    return Footnote("Each total predicts:", (
+        "peak allocated: " + predicts["peak_allocated_bytes"],
+        "peak reserved: " + predicts["peak_reserved_bytes"],
+        "device total: " + predicts["device_total_bytes"]))
+
+
+def footnotes(reports) -> list:
+    """The footnotes under the table (the web app shows the same): what each total predicts, the units, the
+    assumptions, the notes and the confidence band."""
     notes = [
-        "Peak allocated predicts " + PREDICTS["peak_allocated_bytes"] + "; peak reserved predicts "
-        + PREDICTS["peak_reserved_bytes"] + "; device total predicts " + PREDICTS["device_total_bytes"] + ".",
+        predicts_footnote(PREDICTS),
         "Units: KiB/MiB/GiB are binary (2^10/2^20/2^30 bytes); exact bytes are in --format json.",
     ]
     shared = [a for a in reports[0].estimate.assumptions if all(a in r.estimate.assumptions for r in reports)]
     if shared:
-        notes.append("Assumptions: " + "; ".join(shared) + ".")
+        notes.append(Footnote("Assumptions:", tuple(shared)))
     for r in reports:
         prefix = f"{r.report.model}: " if len(reports) > 1 else ""
         own = [a for a in r.estimate.assumptions if a not in shared]
         if own:
-            notes.append(prefix + "assumptions: " + "; ".join(own) + ".")
+            notes.append(Footnote(prefix + "assumptions:", tuple(own)))
         for n in r.notes + r.estimate.notes + (r.fit.notes if r.fit else []):
             notes.append(prefix + n[0].upper() + n[1:] + ("" if n.endswith(".") else "."))
         e = r.estimate
@@ -236,8 +247,9 @@ def rich_infer(console, reports) -> None:
     for label in labels:
         t.add_row(label, *[rows.get(label, "-") for rows in table])
     console.print(t)
-    for i, note in enumerate(_footnotes(reports), 1):
-        console.print(f"[dim]{i}. {note}[/dim]", highlight=False)
+    print_bars(console, [(r.report.model, r.estimate.components, r.estimate.device_total_bytes,
+                          r.fit.capacity_bytes if r.fit else None, r.fit.gpu if r.fit else None) for r in reports])
+    print_footnotes(console, footnotes(reports))
 
 
 def _generic(label: str) -> str:
@@ -255,5 +267,5 @@ def markdown_infer(reports) -> str:
     for label in rows[0]:
         lines.append("| " + " | ".join([label] + [r.get(label, "-") for r in rows]) + " |")
     lines.append("")
-    lines += [f"{i}. {n}" for i, n in enumerate(_footnotes(reports), 1)]
+    lines += markdown_footnotes(footnotes(reports))
     return "\n".join(lines) + "\n"

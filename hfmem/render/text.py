@@ -108,8 +108,7 @@ def rich_single(console, report, table) -> None:
     if sections:
         title += " — the whole pipeline"
     _rich_rows(console, title, table)
-    for i, note in enumerate(footnotes(report, table), 1):
-        console.print(f"[dim]{i}. {note}[/dim]", highlight=False)
+    print_footnotes(console, footnotes(report, table))
 
 
 def side_by_side_rows(reports, tables) -> list[tuple[str, list[str]]]:
@@ -136,11 +135,10 @@ def rich_many(console, reports, tables) -> None:
     for label, cells in side_by_side_rows(reports, tables):
         t.add_row(label, *cells)
     console.print(t)
-    console.print(f"[dim]1. Predicts: {tables[0].predicts}.[/dim]", highlight=False)
-    console.print(f"[dim]2. {tables[0].assumptions[-1][0].upper() + tables[0].assumptions[-1][1:]}.[/dim]",
-                  highlight=False)
-    console.print(f"[dim]3. {UNITS_NOTE[0].upper() + UNITS_NOTE[1:]}. Per-model notes: --format json or one "
-                  "model at a time.[/dim]", highlight=False)
+    print_footnotes(console, [f"Predicts: {tables[0].predicts}.",
+                              f"{tables[0].assumptions[-1][0].upper() + tables[0].assumptions[-1][1:]}.",
+                              f"{UNITS_NOTE[0].upper() + UNITS_NOTE[1:]}. Per-model notes: --format json or one "
+                              "model at a time."])
 
 
 def _md_table(headers, rows) -> list[str]:
@@ -172,7 +170,7 @@ def markdown(reports, tables) -> str:
         lines += _md_table(HEADERS, [[r.dtype, _cell(r.largest_layer_bytes), _cell(r.total_bytes),
                                       _cell(r.training_adam_bytes)] for r in table.rows])
         lines.append("")
-        lines += [f"{i}. {n}" for i, n in enumerate(footnotes(report, table), 1)]
+        lines += markdown_footnotes(footnotes(report, table))
     else:
         lines.append("## Memory usage, side by side")
         lines.append("")
@@ -182,3 +180,61 @@ def markdown(reports, tables) -> str:
         lines.append(f"1. Predicts: {tables[0].predicts}.")
         lines.append(f"2. {UNITS_NOTE[0].upper() + UNITS_NOTE[1:]}.")
     return "\n".join(lines) + "\n"
+
+
+# -- footnotes ----------------------------------------------------------------------------------------------
+# A footnote with several parts (the assumptions, what each total predicts) is printed as its numbered head
+# line and one short indented line per part, not as one paragraph joined with "; ": each part can be read
+# (and found) on its own. The parts are the API's own strings, unchanged, in the API's order.
+
+from dataclasses import dataclass  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Footnote:
+    """A footnote of several parts: ``head`` (e.g. "Assumptions:") and the ``parts`` listed under it."""
+    head: str
+    parts: tuple[str, ...]
+
+
+def _wrapped(first: str, rest: str, text: str, width: int) -> list[str]:
+    """``text`` wrapped to ``width`` columns: the first line after ``first``, the others after ``rest``.
+    A token longer than the line (a URL, a class path) is left whole rather than cut."""
+    import textwrap
+
+    return textwrap.wrap(text, width=max(width, len(first) + 20), initial_indent=first, subsequent_indent=rest,
+                         break_long_words=False, break_on_hyphens=False) or [first.rstrip()]
+
+
+def footnote_lines(notes, width: int | None = None) -> list[str]:
+    """The numbered lines of ``notes`` (each a str or a ``Footnote``), wrapped to ``width`` when given (the
+    terminal table) or one line per note and part (``width=None``: Markdown, whose reader wraps)."""
+    out: list[str] = []
+    for i, note in enumerate(notes, 1):
+        number = f"{i}. "
+        head = note.head if isinstance(note, Footnote) else note
+        if width is None:
+            out.append(number + head)
+        else:
+            out += _wrapped(number, " " * len(number), head, width)
+        if isinstance(note, Footnote):
+            bullet = " " * len(number) + "- "
+            for part in note.parts:
+                if width is None:
+                    out.append(bullet + part)
+                else:
+                    out += _wrapped(bullet, " " * len(bullet), part, width)
+    return out
+
+
+def print_footnotes(console, notes) -> None:
+    """The footnotes under a terminal table: dim, wrapped to the console's width (no rich markup is read)."""
+    from rich.text import Text
+
+    for line in footnote_lines(notes, console.width):
+        console.print(Text(line, style="dim"), highlight=False, soft_wrap=True)
+
+
+def markdown_footnotes(notes) -> list[str]:
+    """The footnotes as a Markdown numbered list; a ``Footnote``'s parts as a nested bullet list."""
+    return footnote_lines(notes, None)

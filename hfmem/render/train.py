@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ..units import format_count
-from .infer import PREDICTS, by_code, confidence_notes
+from .bar import print_bars
+from .infer import PREDICTS, by_code, confidence_notes, predicts_footnote
+from .text import Footnote, markdown_footnotes, print_footnotes
 from .infer import size_or_dash as _size
 from .json import confidence_json, estimate_document, fit_json
 
@@ -246,14 +248,16 @@ def _title(reports) -> str:
     return f"Fine-tuning memory per GPU for {names} — {what}"
 
 
-def _footnotes(reports) -> list[str]:
-    notes = ["Peak allocated predicts " + PREDICTS["peak_allocated_bytes"] + "; peak reserved predicts "
-             + PREDICTS["peak_reserved_bytes"] + "; device total predicts " + PREDICTS["device_total_bytes"] + ".",
+def footnotes(reports) -> list:
+    """The footnotes under the table (the web app shows the same): what each total predicts, the units, the
+    assumptions, the notes and the confidence band."""
+    notes = [predicts_footnote(PREDICTS),
              "The peak is the largest phase (end of forward, backward, optimizer step), not the sum of the rows "
              "above it. Units: KiB/MiB/GiB are binary; exact bytes are in --format json."]
     for r in reports:
         prefix = f"{r.report.model}: " if len(reports) > 1 else ""
-        notes.append(prefix + "assumptions: " + "; ".join(r.estimate.assumptions) + ".")
+        notes.append(Footnote(prefix + ("assumptions:" if prefix else "Assumptions:"),
+                              tuple(r.estimate.assumptions)))
         for n in r.notes + r.estimate.notes:
             notes.append(prefix + n[0].upper() + n[1:] + ("" if n.endswith(".") else "."))
         totals = _dict(r.rlhf) if r.rlhf is not None else {
@@ -264,6 +268,26 @@ def _footnotes(reports) -> list[str]:
                if r.gpu is not None else None)
         notes += [prefix + n + ("" if n.endswith(".") else ".") for n in confidence_notes(conf, fit)]
     return notes
+
+
+_NOT_STATES = ("activations_bytes", "allocator_reserve_bytes", "cuda_context_bytes", "nccl_bytes")
+
+
+def train_bar_components(e) -> dict[str, int]:
+    """The device total split for the bar. The component rows do not add up to it: the peak is one phase,
+    and the saved activations (a row) are freed before the optimizer step, whose temporaries come instead.
+    So the bar shows the model states the rows list (weights, master weights, gradients, optimizer states,
+    ...: all of them allocated at the optimizer step, so the peak phase holds at least as much), then the
+    rest of the peak phase's allocation (peak allocated minus those states: that phase's activations and
+    temporaries; at a forward peak without accumulation the gradients are not allocated yet and their share
+    is activations too), then the allocator's reserve, the CUDA context and NCCL: the device total."""
+    states = {k: v for k, v in e.components.items() if v and k not in _NOT_STATES}
+    parts = dict(states)
+    parts["peak_working_bytes"] = max(0, e.peak_allocated_bytes - sum(states.values()))
+    for k in _NOT_STATES[1:]:
+        if e.components.get(k):
+            parts[k] = e.components[k]
+    return parts
 
 
 def _remedy_rows(r) -> list[list[str]]:
@@ -329,6 +353,9 @@ def rich_train(console, reports) -> None:
     for label in labels:
         t.add_row(label, *[rows.get(label, "-") for rows in tables])
     console.print(t)
+    print_bars(console, [(r.report.model, train_bar_components(r.estimate), r.estimate.device_total_bytes,
+                          r.gpu.usable_bytes if r.gpu is not None else None, r.gpu.name if r.gpu is not None else None)
+                         for r in reports if r.rlhf is None])
     for r in reports:
         if r.rlhf is not None:
             models, phases = _rlhf_rows(r)
@@ -360,8 +387,7 @@ def rich_train(console, reports) -> None:
                     nt.add_row(*row)
                 console.print(nt)
             console.print(_plan_line(r))
-    for i, note in enumerate(_footnotes(reports), 1):
-        console.print(f"[dim]{i}. {note}[/dim]", highlight=False)
+    print_footnotes(console, footnotes(reports))
 
 
 def markdown_train(reports) -> str:
@@ -389,5 +415,5 @@ def markdown_train(reports) -> str:
             lines += ["| " + " | ".join(row) + " |" for row in models]
             lines += ["", "| phase | peak |", "|---|---|"] + ["| " + " | ".join(row) + " |" for row in phases]
     lines.append("")
-    lines += [f"{i}. {n}" for i, n in enumerate(_footnotes(reports), 1)]
+    lines += markdown_footnotes(footnotes(reports))
     return "\n".join(lines) + "\n"

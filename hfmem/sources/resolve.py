@@ -188,6 +188,8 @@ def _resolve_hub(repo_id: str, opts: Options) -> Resolution:
     started = time.monotonic()
     deadline = hub.Deadline(verbose=opts.verbose)  # one HFMEM_HUB_DEADLINE for all of this model's requests
     try:
+        if opts.progress:  # a slow or retried Hub request is a wait the user sees (the CLI's spinner)
+            opts.progress(f"asking the Hub about {repo_id}")
         with hub.quiet(opts.verbose):
             info = hub.model_info(repo_id, opts.revision, opts.token, deadline)
         hub.mark_unreachable(reachable=True)
@@ -196,6 +198,8 @@ def _resolve_hub(repo_id: str, opts: Options) -> Resolution:
         if hit:
             _store((branch_key,), hit)  # refresh the branch entry's age: the sha did not move
             return Resolution(repo_id, report=hit)
+        if opts.progress:
+            opts.progress(f"reading {repo_id}'s config.json and safetensors headers from the Hub")
         with hub.quiet(opts.verbose):
             meta = hub.fetch_hub(repo_id, info, opts.token, opts.revision, deadline)
         fetch_notes = list(dict.fromkeys(deadline.notes))
