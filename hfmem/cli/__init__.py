@@ -25,6 +25,7 @@ _REGISTRY: dict[str, tuple[str, str, bool]] = {
     "simulate": (".simulate", "simulate", False),
     "search": (".search", "search", False),
     "gpus": (".gpus", "gpus", False),
+    "serve": (".serve", "serve", False),
     "cache": (".cache", "app", True),
     "snapshot": (".snapshot", "app", True),
     "measure": (".measure", "app", True),
@@ -78,7 +79,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'hfmem.cli' has no attribute {name!r}")
 
 
-COMMANDS = {"calc", "infer", "train", "simulate", "search", "gpus", "cache", "snapshot", "measure"}
+COMMANDS = {"calc", "infer", "train", "simulate", "search", "gpus", "serve", "cache", "snapshot", "measure"}
 ROOT_FLAGS = {"--help", "-h", "--version", "-V", "--install-completion", "--show-completion"}
 
 

@@ -1,0 +1,131 @@
+"""The web app's handlers (hfmem.web.handlers): every number shown is the API's for the same settings. Fast: the
+shipped snapshot answers offline; no gradio."""
+
+import pytest
+
+from hfmem import api
+from hfmem.cli.errors import error_line
+from hfmem.errors import SettingsError, UsageError
+from hfmem.scenarios.finetune import TrainSettings
+from hfmem.web import handlers as H
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _bytes(table) -> list:
+    """The exact-bytes cells of a table, row by row."""
+    return [[row[i] for i in table.bytes_columns] for row in table.rows]
+
+
+def test_calculator_rows_are_the_api_s_calculator_table():
+    a = H.calculator("baichuan-inc/Baichuan-7B", dtypes=["float32", "int8"])
+    assert not a.errors
+    (t,) = a.tables
+    expected = api.analyze("baichuan-inc/Baichuan-7B").table()
+    rows = {r.dtype: r for r in expected.rows}
+    assert [row[0] for row in t.rows] == ["float32", "int8"]
+    assert _bytes(t) == [[rows[d].largest_layer_bytes, rows[d].total_bytes, rows[d].training_adam_bytes]
+                         for d in ("float32", "int8")]
+    # the Model Memory Calculator publishes 26.08 GB for Baichuan-7B's float32 total (the Space's own example,
+    # huggingface.co/spaces/hf-accelerate/model-memory-usage); the human column is its text
+    assert t.rows[0][3] == "26.08 GB"
+
+
+def test_serving_rows_fit_and_limits_are_api_infer_s():
+    a = H.serving("Qwen/Qwen3-8B", engine="vllm", context=8192, batch=2, gpu="RTX-4090")
+    assert not a.errors
+    r = api.infer("Qwen/Qwen3-8B", gpu="RTX-4090", engine="vllm", context=8192, batch=2)
+    e, f = r.estimate, r.fit
+    comp, limits = a.tables
+    flat = [b for (b,) in _bytes(comp)]
+    assert flat == [*e.components.values(), e.peak_allocated_bytes, e.peak_reserved_bytes, e.device_total_bytes]
+    lim = {row[0]: row[1] for row in limits.rows}
+    assert lim["Fits"] == ("yes" if f.fits else "NO")
+    assert lim["Free (negative: short), bytes"] == f.headroom_bytes
+    assert lim["Max context at batch 2"] == f.max_context
+    assert lim["Max sequences at 8,192"] == f.max_batch
+    assert lim["Fewest GPUs"] == f.min_gpus
+    assert lim["Weight format that fits"] == f.weight_format_that_fits
+    from hfmem.plan.emit import vllm_serve
+
+    assert a.snippet == vllm_serve("Qwen/Qwen3-8B", e, f)[0]
+    assert a.command.startswith("hfmem infer Qwen/Qwen3-8B --engine vllm --context 8192 --batch 2")
+
+
+def test_training_components_and_advice_are_api_train_s():
+    a = H.training("Qwen/Qwen3-0.6B", method="lora", batch=8, gpu="RTX-3090")
+    assert not a.errors
+    r = api.train("Qwen/Qwen3-0.6B", settings=TrainSettings(method="lora", batch=8), gpu="RTX-3090", advise=True)
+    e = r.estimate
+    comp, phases, remedies = a.tables
+    assert [b for (b,) in _bytes(comp)] == [*e.components.values(), e.peak_allocated_bytes, e.peak_reserved_bytes,
+                                            e.device_total_bytes]
+    assert [b for (b,) in _bytes(phases)] == list(e.phases.values())
+    helping = [m for m in r.advice.remedies if m.helps]
+    assert _bytes(remedies) == [[m.saves_bytes, m.device_total_bytes] for m in helping]
+    assert r.advice.plan.command == a.snippet
+    assert f"max seq at micro-batch 8: {r.max_seq:,}" in a.markdown
+
+
+def test_compare_rows_are_api_infer_many_s_and_a_failure_is_its_line():
+    a = H.compare("Qwen/Qwen3-8B, meta-llama/Llama-3.1-8B, not a model id!!", gpu="RTX-4090")
+    reports = api.infer_many(["Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B"], gpu="RTX-4090")
+    serving, fit, calc = a.tables
+    for row, r in zip(serving.rows, reports):
+        assert row[-1] == r.estimate.device_total_bytes
+        assert [row[i] for i in serving.bytes_columns[:-1]] == list(r.estimate.components.values())
+    assert [(row[0], row[4]) for row in fit.rows] == [(r.report.model, r.fit.max_context) for r in reports]
+    assert [row[2] for row in calc.rows] == [r.report.table().rows[0].total_bytes for r in reports]
+    with pytest.raises(UsageError) as exc:
+        api.analyze("not a model id!!")
+    assert a.errors == [error_line(exc.value)]
+
+
+def test_a_bad_setting_is_the_cli_s_line_naming_the_flag():
+    a = H.serving("Qwen/Qwen3-8B", context=0)
+    with pytest.raises(SettingsError) as exc:
+        api.infer("Qwen/Qwen3-8B", context=0)
+    assert a.tables == [] and a.error == error_line(exc.value)
+    assert "--context" in a.error and a.error.startswith("hfmem: error: ")
+
+
+def test_any_other_exception_is_the_internal_error_line_not_a_traceback():
+    a = H.guarded(lambda: {}["missing"])
+    assert a.error == ("hfmem: internal error: KeyError: 'missing' (set HFMEM_DEBUG=1 for the traceback and "
+                       "report it)")
+
+
+def test_html_table_carries_exact_bytes():
+    t = H.Table("t", ["component", "size", "bytes"], [["Weights", "1.00 GiB", 2**30]], (2,), elem_id="x")
+    assert '<td class="bytes" data-bytes="1073741824">1073741824</td>' in t.html()
+    assert H.Table("t", ["a"], [["<b>"]]).html().count("&lt;b&gt;") == 1
+
+
+def test_search_rows_are_api_search_s():
+    from hfmem.sources.listing import ListingQuery, parse_param_count
+
+    a = H.search(max_params="9B", gpu="RTX-4090", limit=5)
+    rep = api.search(ListingQuery(max_params=parse_param_count("9B", "--max-params")), gpu="RTX-4090", limit=5)
+    (t,) = a.tables
+    assert [(row[0], row[3]) for row in t.rows[:len(rep.rows)]] == [(r.model, r.needed_bytes) for r in rep.rows]
+
+
+def test_the_serving_plot_is_an_image_of_the_asked_size_and_an_error_is_the_cli_s_line():
+    pytest.importorskip("matplotlib")
+    import io
+
+    from PIL import Image
+
+    fig, note = H.serving_plot("Qwen/Qwen3-8B", context=8192, gpu="RTX-4090", compare_gpus=["H100-80GB"])
+    assert note == ""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi)
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        assert im.size == (1000, 520)  # handlers._figure asks make_figure for 1000 x 520 px
+    fig, note = H.serving_plot("Qwen/Qwen3-8B", context=0)
+    with pytest.raises(SettingsError) as exc:
+        api.infer("Qwen/Qwen3-8B", context=0)
+    assert fig is None and note == error_line(exc.value)
