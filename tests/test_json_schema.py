@@ -22,7 +22,8 @@ DOC = ROOT / "docs" / "json.md"
 # docs/json.md's section heading for each schema file
 SECTIONS = {"calculator": "hfmem [calc] MODEL...", "simulate": "hfmem simulate MODEL...",
             "infer": "hfmem infer MODEL...", "train": "hfmem train MODEL...",
-            "search": "hfmem search [TEXT]", "devices": "hfmem gpus --detect"}
+            "search": "hfmem search [TEXT]", "devices": "hfmem gpus --detect",
+            "plot": "hfmem infer / train MODEL... --plot FILE"}
 # each schema's closed per-entry object (a model of a report, a search row, a detected device)
 ENTRY_DEF = {"search": "row", "devices": "device"}
 TINY = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,

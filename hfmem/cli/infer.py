@@ -13,8 +13,9 @@ from ..errors import HfmemError, UnsupportedArchitectureError, UsageError
 from .options import (Attn, CudaContextOpt, CudaGraphsOpt, DType, Engine, Format, FragmentationOpt, KVDType,
                       NcclOpt, FormatOpt, GpuOpt, GpusOpt, ImageSizeOpt, ImagesOpt, AudioSecondsOpt, ModelsArg,
                       NoCacheOpt, OfflineOpt,
-                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
+                      QuietLongOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
 from .output import finish, hint
+from .plotting import DEFAULT_SIZE, PlotAxis, PlotAxisOpt, PlotGpuOpt, PlotOpt, PlotSizeOpt
 
 
 class Logits(str, Enum):
@@ -156,7 +157,12 @@ def infer(
     verbose: VerboseOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
     fmt: FormatOpt = Format.table,
+    quiet: QuietLongOpt = False,
     no_cache: NoCacheOpt = False,
+    plot: PlotOpt = None,
+    plot_axis: PlotAxisOpt = PlotAxis.context,
+    plot_gpu: PlotGpuOpt = None,
+    plot_size: PlotSizeOpt = DEFAULT_SIZE,
 ) -> None:
     """Serving memory per GPU: weights in their real format, KV cache for the real attention layout,
     activations, CUDA context and other overheads; with --gpu, whether it fits, the max context, max batch,
@@ -173,8 +179,14 @@ def infer(
         n_batch=n_batch, n_ubatch=n_ubatch, no_kv_offload=no_kv_offload, no_mmap=no_mmap, embeddings=embeddings,
         ram=ram, gpu=gpu,
         gpus=gpus, images=images, cuda_context=cuda_context, emit=emit.value if emit else None)
-    opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
+    opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose, quiet=quiet)
+    from .plotting import plot_request
+
+    plot_to = plot_request(plot, plot_size)  # a bad --plot is one line before anything is estimated
     if engine.value == vocab.LLAMACPP or all(is_gguf_ref(m) for m in models):
+        if plot_to is not None:
+            raise UsageError("--plot draws transformers and vLLM estimates; llama.cpp answers are not plotted yet",
+                             hint="drop --plot, or use --engine transformers / vllm on the safetensors repo")
         return run_llamacpp(models, opts, llama_args, fmt)
     if emit is not None and emit is not Emit.vllm:
         raise UsageError(f"--emit {emit.value} is for GGUF models served by llama.cpp",
@@ -250,5 +262,13 @@ def infer(
         return measure.hand_over("infer", reports, failures, fmt)
     from ..render import pipeline as render  # plain reports go on to render.infer
 
-    finish(fmt, reports, failures, emits, json_doc=render.infer_json, markdown=render.markdown_infer,
+    json_doc = render.infer_json
+    if plot_to is not None and reports:
+        from .plotting import plot_gpus, serving_plot
+
+        plotted = [r.report.model for r in reports if hasattr(r, "report")]
+        doc = serving_plot(plotted or list(models), opts, settings, gpu_obj, plot_gpus(plot_gpu), plot_axis,
+                           plot_to)
+        json_doc = lambda *a: {**render.infer_json(*a), "plot": doc}  # noqa: E731
+    finish(fmt, reports, failures, emits, json_doc=json_doc, markdown=render.markdown_infer,
            rich=render.rich_infer)

@@ -14,8 +14,9 @@ from ..errors import HfmemError, SettingsError, UsageError
 from .options import (Attn, AudioSecondsOpt, CudaContextOpt, Format, FragmentationOpt, Fsdp, ImageSizeOpt, ImagesOpt,
                       Method, NcclOpt, Optimizer, FormatOpt, GpuOpt, GpusOpt, ModelsArg, NoCacheOpt, OfflineOpt,
                       OptimizerImpl, TargetSeqOpt,
-                      RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
+                      QuietOpt, RevisionOpt, TokenOpt, TrustRemoteCodeOpt, overheads_options, source_options, VerboseOpt)
 from .output import finish, hint
+from .plotting import DEFAULT_SIZE, PlotGpuOpt, PlotOpt, PlotSizeOpt
 
 
 class Precision(str, Enum):
@@ -167,7 +168,11 @@ def train(
     verbose: VerboseOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
     fmt: FormatOpt = Format.table,
+    quiet: QuietOpt = False,
     no_cache: NoCacheOpt = False,
+    plot: PlotOpt = None,
+    plot_gpu: PlotGpuOpt = None,
+    plot_size: PlotSizeOpt = DEFAULT_SIZE,
 ) -> None:
     """Fine-tuning memory per GPU: weights, fp32 master weights, gradients, optimizer states, activations and
     overheads, peak by phase; with --gpu whether it fits and the largest micro-batch / sequence that do;
@@ -226,7 +231,10 @@ def train(
     from .options import parse_gpu_option
 
     gpu_obj = parse_gpu_option(gpu, gpus)
-    opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose)
+    opts = source_options(revision, token, offline, trust_remote_code, no_cache, verbose=verbose, quiet=quiet)
+    from .plotting import plot_request
+
+    plot_to = plot_request(plot, plot_size)  # a bad --plot is one line before anything is estimated
     failures: list[tuple[str, HfmemError]] = []
     if loss is not None and loss != "mnrl":
         raise SettingsError(f"--loss {loss!r}: use mnrl (cached-mnrl is not modelled)", setting="loss")
@@ -258,5 +266,11 @@ def train(
 
     if pipeline_train.is_composite(reports):  # a diffusers pipeline, timm, or contrastive sentence-transformers
         render = pipeline_train
-    finish(fmt, reports, failures, emits, json_doc=render.train_json, markdown=render.markdown_train,
+    json_doc = render.train_json
+    if plot_to is not None and reports:
+        from .plotting import plot_gpus, training_plot
+
+        doc = training_plot(reports, opts, settings, plot_gpus(plot_gpu), plot_to)
+        json_doc = lambda *a: {**render.train_json(*a), "plot": doc}  # noqa: E731
+    finish(fmt, reports, failures, emits, json_doc=json_doc, markdown=render.markdown_train,
            rich=render.rich_train)
