@@ -129,3 +129,28 @@ def test_the_serving_plot_is_an_image_of_the_asked_size_and_an_error_is_the_cli_
     with pytest.raises(SettingsError) as exc:
         api.infer("Qwen/Qwen3-8B", context=0)
     assert fig is None and note == error_line(exc.value)
+
+
+def test_the_answers_state_what_they_predict_and_every_assumption_as_the_cli_does():
+    """The page's text carries the same footnotes as ``hfmem infer`` / ``hfmem train`` in Markdown: what each
+    total predicts and each of the estimate's assumptions (from the API), one line each, and the notes."""
+    from typer.testing import CliRunner
+
+    from hfmem.cli import app, route_argv
+
+    a = H.serving("Qwen/Qwen3-8B", context=8192, gpu="RTX-4090")
+    r = api.infer("Qwen/Qwen3-8B", gpu="RTX-4090", context=8192)
+    lines = a.markdown.splitlines()
+    assert "1. Each total predicts:" in lines
+    for assumption in r.estimate.assumptions:
+        assert f"   - {assumption}" in lines, assumption
+    # the same footnotes `hfmem infer --format markdown` prints, in the same order
+    cli = CliRunner().invoke(app, route_argv(["infer", "Qwen/Qwen3-8B", "--gpu", "RTX-4090", "--context", "8192",
+                                              "--format", "markdown", "--offline"]))
+    assert cli.exit_code == 0, cli.output
+    numbered = [ln for ln in cli.stdout.splitlines() if ln[:1].isdigit() and ". " in ln[:4]]
+    assert numbered and all(ln in lines for ln in numbered)
+    t = H.training("Qwen/Qwen3-0.6B", method="lora", gpu="RTX-4090")
+    rt = api.train("Qwen/Qwen3-0.6B", gpu="RTX-4090", method="lora")
+    for assumption in rt.estimate.assumptions:
+        assert f"   - {assumption}" in t.markdown.splitlines(), assumption
