@@ -76,8 +76,32 @@ LORA_RANK = 16
 LORA_TARGETS = "all-linear"
 VLLM_BLOCK_SIZE = 16
 
-__all__ = ["ADAMW_IMPLS", "ATTNS", "DEFAULT_ATTN", "DTYPES", "DTYPE_ALIASES", "DTYPE_BYTES", "ENGINES", "FP8",
+# -- memory components ----------------------------------------------------------------------------------------
+# The estimates' component keys (InferenceEstimate / TrainEstimate ``components``) and what every view calls
+# them: the terminal's component bar, the plots' legends, the web app's tables.
+COMPONENT_LABELS: dict[str, str] = {
+    "weights_bytes": "weights",
+    "master_weights_bytes": "fp32 master weights",
+    "adapter_weights_bytes": "LoRA adapters",
+    "buffers_bytes": "buffers",
+    "gradients_bytes": "gradients",
+    "optimizer_bytes": "optimizer states",
+    "kv_cache_bytes": "KV cache",
+    "activations_bytes": "activations",
+    "allocator_reserve_bytes": "allocator reserve",
+    "cuda_graphs_bytes": "CUDA graphs",
+    "cuda_context_bytes": "CUDA context",
+    "nccl_bytes": "NCCL buffers",
+}
+
+
+def component_label(key: str) -> str:
+    """A component's name in words: ``kv_cache_bytes`` → "KV cache"; a key not listed loses ``_bytes``."""
+    return COMPONENT_LABELS.get(key) or key.removesuffix("_bytes").replace("_", " ")
+
+
+__all__ = ["ADAMW_IMPLS", "ATTNS", "COMPONENT_LABELS", "DEFAULT_ATTN", "DTYPES", "DTYPE_ALIASES", "DTYPE_BYTES", "ENGINES", "FP8",
            "GGUF_ENGINES", "LLAMACPP", "FP8_ALIASES", "FSDP_SHARDS_PARAMS", "FSDP_STRATEGIES", "KV_DTYPE_BYTES",
            "LORA_RANK", "LORA_TARGETS",
            "METHODS", "OPTIMIZERS", "QLORA_FORMATS", "SHORT_DTYPES", "TRAIN_FSDP_STRATEGIES", "VLLM_BLOCK_SIZE",
-           "ZERO_STAGES", "accepted_dtype_names", "canonical_dtype", "dtype_bytes", "is_dtype"]
+           "ZERO_STAGES", "accepted_dtype_names", "canonical_dtype", "component_label", "dtype_bytes", "is_dtype"]

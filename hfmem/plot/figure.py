@@ -20,27 +20,14 @@ from .curves import PhaseChart, ServingCurve
 GIB = 1 << 30
 FORMATS = (".png", ".svg")
 
-# component names of the estimates -> what a legend says
-LABELS = {
-    "weights_bytes": "weights",
-    "master_weights_bytes": "fp32 master weights",
-    "adapter_weights_bytes": "LoRA adapters",
-    "buffers_bytes": "buffers",
-    "gradients_bytes": "gradients",
-    "optimizer_bytes": "optimizer states",
-    "kv_cache_bytes": "KV cache",
-    "activations_bytes": "activations",
-    "allocator_reserve_bytes": "allocator reserve",
-    "cuda_context_bytes": "CUDA context",
-    "cuda_graphs_bytes": "CUDA graphs",
-    "nccl_bytes": "NCCL buffers",
-}
 PHASE_LABELS = {"forward": "forward", "backward": "backward", "optimizer_step": "optimizer step"}
 
 
 def label(component: str) -> str:
-    """A component's human name: ``kv_cache_bytes`` → "KV cache"; an unknown one loses ``_bytes``."""
-    return LABELS.get(component) or component.removesuffix("_bytes").replace("_", " ")
+    """A component's human name (``hfmem.vocab.component_label``): ``kv_cache_bytes`` → "KV cache"."""
+    from ..vocab import component_label
+
+    return component_label(component)
 
 
 def require_matplotlib() -> None:

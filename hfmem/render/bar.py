@@ -17,22 +17,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# (glyph, rich style, label) per component key, every glyph distinct; other keys get a glyph from _SPARE and a
-# label from their key.
-_KNOWN: dict[str, tuple[str, str, str]] = {
-    "weights_bytes": ("█", "blue", "weights"),
-    "master_weights_bytes": ("▇", "bright_blue", "master weights"),
-    "buffers_bytes": ("▆", "cyan", "buffers"),
-    "gradients_bytes": ("▚", "magenta", "gradients"),
-    "optimizer_bytes": ("▞", "yellow", "optimizer"),
-    "kv_cache_bytes": ("▓", "green", "KV cache"),
-    "activations_bytes": ("▒", "red", "activations"),
-    "peak_working_bytes": ("%", "bright_red", "rest of the peak"),
-    "allocator_reserve_bytes": ("░", "white", "reserve"),
-    "cuda_graphs_bytes": ("=", "bright_magenta", "CUDA graphs"),
-    "cuda_context_bytes": ("#", "bright_black", "CUDA context"),
-    "nccl_bytes": ("+", "bright_cyan", "NCCL"),
+# (glyph, rich style) per component key, every glyph distinct; other keys get a glyph from _SPARE. The names are
+# hfmem.vocab's (the plots and the web app say the same), shortened where the legend line is tight.
+_KNOWN: dict[str, tuple[str, str]] = {
+    "weights_bytes": ("█", "blue"),
+    "master_weights_bytes": ("▇", "bright_blue"),
+    "buffers_bytes": ("▆", "cyan"),
+    "gradients_bytes": ("▚", "magenta"),
+    "optimizer_bytes": ("▞", "yellow"),
+    "kv_cache_bytes": ("▓", "green"),
+    "activations_bytes": ("▒", "red"),
+    "peak_working_bytes": ("%", "bright_red"),
+    "allocator_reserve_bytes": ("░", "white"),
+    "cuda_graphs_bytes": ("=", "bright_magenta"),
+    "cuda_context_bytes": ("#", "bright_black"),
+    "nccl_bytes": ("+", "bright_cyan"),
 }
+_SHORT = {"master_weights_bytes": "master weights", "optimizer_bytes": "optimizer",
+          "allocator_reserve_bytes": "reserve", "nccl_bytes": "NCCL", "peak_working_bytes": "rest of the peak"}
 _SPARE = "*@&$~:^"
 FREE_KEY = "free"
 FREE_GLYPH = "·"
@@ -50,7 +52,9 @@ class Segment:
 
 
 def _label(key: str) -> str:
-    return key.removesuffix("_bytes").replace("_", " ")
+    from ..vocab import component_label
+
+    return _SHORT.get(key) or component_label(key)
 
 
 def _apportion(sizes: list[int], width: int) -> list[int]:
@@ -80,7 +84,7 @@ def component_bar(components: dict[str, int], capacity_bytes: int | None, width:
         if key == FREE_KEY:
             glyph, style, label = FREE_GLYPH, "dim", "free"
         elif key in _KNOWN:
-            glyph, style, label = _KNOWN[key]
+            (glyph, style), label = _KNOWN[key], _label(key)
         else:
             glyph, style, label = next(spare, "?"), "default", _label(key)
         out.append(Segment(key, label, size, n, glyph, style))

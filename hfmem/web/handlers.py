@@ -162,14 +162,6 @@ def calculator(models, dtypes=S.CALC_DTYPES, compat: str = "exact", options=None
 # -------------------------------------------------------------------------------------------- serving
 
 # The serving components (``InferenceEstimate.components`` keys) as the terminal table names them.
-COMPONENT_LABELS = {
-    "weights_bytes": "Weights", "buffers_bytes": "Buffers", "kv_cache_bytes": "KV cache",
-    "activations_bytes": "Activations", "allocator_reserve_bytes": "Allocator reserve",
-    "cuda_graphs_bytes": "CUDA graphs", "cuda_context_bytes": "CUDA context", "nccl_bytes": "NCCL",
-    "gradients_bytes": "Gradients", "optimizer_bytes": "Optimizer states", "master_weights_bytes": "Master weights",
-}
-
-
 def _footnotes_md(command: str, reports) -> str:
     """The footnotes ``hfmem infer`` / ``hfmem train`` print under their table — what each total predicts, the
     units, every assumption, the notes, the confidence band — as Markdown (``render.text.markdown_footnotes``)."""
@@ -181,7 +173,12 @@ def _footnotes_md(command: str, reports) -> str:
 
 
 def _label(key: str) -> str:
-    return COMPONENT_LABELS.get(key, key.removesuffix("_bytes").replace("_", " ").capitalize())
+    """A table row's name: the component's name (``vocab.component_label``), capitalised as a row heading."""
+    from ..vocab import component_label
+
+    name = component_label(key)
+    first = name.split(" ", 1)[0]
+    return name if any(ch.isdigit() for ch in first) else name[0].upper() + name[1:]  # "fp32 ..." stays
 
 
 def inference_settings(engine="transformers", context=4096, batch=1, weights=S.AUTO, kv_dtype=S.AUTO, gpus=1):
