@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ..units import format_binary
+from .text import markdown_footnotes, print_footnotes
 from .infer import SCHEMA
 from .json import estimate_document, fit_json
 
@@ -252,7 +253,7 @@ def markdown_llamacpp(reports) -> str:
         fl = _fit_lines(r)
         if fl:
             out += [f"- {label}: {value}" for label, value in fl] + [""]
-        out += [f"{i}. {n}" for i, n in enumerate(_footnotes(r), 1)] + [""]
+        out += markdown_footnotes(_footnotes(r)) + [""]
     if len(reports) > 1:
         out += ["## Compared", ""] + _md_table(*_compare_table(reports)) + [""]
     return "\n".join(out)
@@ -280,7 +281,6 @@ def rich_llamacpp(console, reports) -> None:
             console.print(_rich_table("Variants at these settings", *vt))
         for label, value in _fit_lines(r):
             console.print(f"{escape(label)}: {escape(value)}", highlight=False)
-        for i, note in enumerate(_footnotes(r), 1):
-            console.print(f"[dim]{i}. {escape(note)}[/dim]", highlight=False)
+        print_footnotes(console, _footnotes(r))
     if len(reports) > 1:
         console.print(_rich_table("Compared", *_compare_table(reports), first_left=2))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from . import infer as plain
 from .json import estimate_document, fit_json
 from ..units import format_binary
+from .text import Footnote, markdown_footnotes, print_footnotes
 
 
 def is_pipeline(r) -> bool:
@@ -90,17 +91,16 @@ def _totals(r) -> list[tuple[str, str]]:
     return out
 
 
-def _footnotes(r) -> list[str]:
+def _footnotes(r) -> list:
     e = r.estimate
     notes = ["* the component running in the phase; the others are resident by the memory mode.",
-             "Peak allocated predicts " + e.predicts["peak_allocated_bytes"] + "; peak reserved predicts "
-             + e.predicts["peak_reserved_bytes"] + "; device total predicts " + e.predicts["device_total_bytes"] + ".",
-             "Assumptions: " + "; ".join(e.assumptions) + "."]
+             plain.predicts_footnote(e.predicts),
+             Footnote("Assumptions:", tuple(e.assumptions))]
     notes += [n[0].upper() + n[1:] for n in r.notes + e.notes]
     if r.gpu is not None and not r.fits:
         if r.remedies:
-            notes.append("What would fit, cheapest slowdown first: " + "; ".join(
-                f"{m.name} ({_size(m.device_total_bytes)})" for m in r.remedies) + ".")
+            notes.append(Footnote("What would fit, cheapest slowdown first:", tuple(
+                f"{m.name} ({_size(m.device_total_bytes)})" for m in r.remedies)))
         else:
             notes.append("No single memory mode, slicing, tiling or quantized denoiser makes it fit.")
     return notes
@@ -119,8 +119,7 @@ def rich_pipeline(console, r) -> None:
     console.print(t)
     for label, value in _totals(r):
         console.print(f"{label}: {value}", highlight=False)
-    for i, note in enumerate(_footnotes(r), 1):
-        console.print(f"[dim]{i}. {escape(note)}[/dim]", highlight=False)
+    print_footnotes(console, _footnotes(r))
 
 
 def markdown_pipeline(r) -> str:
@@ -128,7 +127,7 @@ def markdown_pipeline(r) -> str:
     lines = [f"## {_title(r)}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", *[f"- {label}: {value}" for label, value in _totals(r)], ""]
-    lines += [f"{i}. {n}" for i, n in enumerate(_footnotes(r), 1)]
+    lines += markdown_footnotes(_footnotes(r))
     return "\n".join(lines) + "\n"
 
 

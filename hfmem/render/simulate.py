@@ -6,6 +6,7 @@ from .. import __version__
 from ..units import GiB as GIB
 from .json import errors_json
 from ..units import format_binary
+from .text import Footnote, markdown_footnotes, print_footnotes
 
 SCHEMA = "hfmem.simulate/2"
 PREDICTS = ("peak allocated bytes: what torch.cuda.max_memory_allocated() would report for the same step on "
@@ -95,14 +96,14 @@ HEADERS = ["phase (GiB)", "peak", "live at end", "params", "buffers", "grads", "
            "activations", "temporary"]
 
 
-def _footnotes(sim) -> list[str]:
+def _footnotes(sim) -> list:
     res = sim.result
     notes = [f"Peak allocated: {format_binary(res.peak_allocated_bytes)} ({res.peak_allocated_bytes:,} B) in "
              f"{res.peak_phase}; it predicts {PREDICTS}.",
              "All columns in GiB (2^30 bytes; '-' is zero, 0.00 is under 5 MiB); the columns after 'live at end' "
              "split the memory still allocated when the phase ends, 'temporary' is the phase's peak above it.",
-             "Assumptions: " + "; ".join(res.assumptions) + ".",
-             "Not included: " + ", ".join(res.not_included) + ".",
+             Footnote("Assumptions:", tuple(res.assumptions)),
+             Footnote("Not included:", tuple(res.not_included)),
              f"Simulated in {res.elapsed_s:.1f} s with torch {res.versions.get('torch')}, transformers "
              f"{res.versions.get('transformers')}."]
     notes += [n[0].upper() + n[1:] + ("" if n.endswith(".") else ".") for n in sim.notes]
@@ -118,13 +119,12 @@ def rich_simulation(console, sim) -> None:
     for row in _rows(sim):
         t.add_row(*row)
     console.print(t)
-    for i, note in enumerate(_footnotes(sim), 1):
-        console.print(f"[dim]{i}. {note}[/dim]", highlight=False)
+    print_footnotes(console, _footnotes(sim))
 
 
 def markdown_simulation(sim) -> str:
     lines = [f"## {_title(sim)}", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(sim)]
     lines.append("")
-    lines += [f"{i}. {n}" for i, n in enumerate(_footnotes(sim), 1)]
+    lines += markdown_footnotes(_footnotes(sim))
     return "\n".join(lines) + "\n"

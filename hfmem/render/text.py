@@ -1,6 +1,9 @@
-"""Terminal table (rich) and Markdown for the calculator. Both read the same CalculatorTable rows."""
+"""Terminal table (rich) and Markdown for the calculator (both read the same CalculatorTable rows), and the
+footnote lines every command's table and Markdown share."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ..inventory.towers import inventory_towers, towers_line
 from ..units import calculator_units, format_binary, format_count
@@ -186,8 +189,6 @@ def markdown(reports, tables) -> str:
 # A footnote with several parts (the assumptions, what each total predicts) is printed as its numbered head
 # line and one short indented line per part, not as one paragraph joined with "; ": each part can be read
 # (and found) on its own. The parts are the API's own strings, unchanged, in the API's order.
-
-from dataclasses import dataclass  # noqa: E402
 
 
 @dataclass(frozen=True)
