@@ -73,9 +73,7 @@ def test_the_copied_package_answers_from_its_own_snapshot_offline(space, tmp_pat
 
 # `hfmem serve` run as the CLI runs it: the command function under typer with hfmem's error boundary (the same
 # wrapping hfmem.cli.build_app applies); gradio made unimportable with Python's documented sys.modules[name] = None.
-_SERVE = ("import sys; sys.modules['gradio'] = None; import typer; from hfmem.cli.serve import serve; "
-          "from hfmem.cli.errors import bounded; app = typer.Typer(); app.command()(bounded(serve)); "
-          "app(sys.argv[1:])")
+_SERVE = "import sys; sys.modules['gradio'] = None; from hfmem.cli import main; main(['serve', *sys.argv[1:]])"
 
 
 def test_serve_without_gradio_is_one_line_and_exit_69(tmp_path):
@@ -94,6 +92,37 @@ def test_serve_space_writes_the_folder_without_gradio(tmp_path):
     assert (out / "app.py").is_file() and (out / "hfmem" / "web" / "app.py").is_file()
     assert (out / "hfmem" / "_snapshot" / "index.json").is_file()
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_serve_space_onto_a_file_is_one_line_and_exit_2(tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    run = subprocess.run([sys.executable, "-c", _SERVE, "--space", str(target)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60, env=dict(os.environ, HFMEM_HOME=str(tmp_path)))
+    assert run.returncode == 2
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith(f"hfmem: error: --space {target}: a file is there") and "Traceback" not in run.stderr
+    assert target.read_text() == "not a folder"
+
+
+@pytest.mark.slow
+def test_serve_on_a_busy_port_is_one_line_and_exit_2(tmp_path):
+    """Another program listens on the port: one line naming --port and how to pick a free one (a real socket
+    holds the port; gradio's own launch finds it taken)."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = "from hfmem.cli import main; import sys; main(['serve', '--port', sys.argv[1]])"
+        run = subprocess.run([sys.executable, "-c", code, str(port)], capture_output=True, text=True, cwd=ROOT,
+                             timeout=180, env=dict(os.environ, HFMEM_HOME=str(tmp_path), HF_HUB_OFFLINE="1",
+                                                   GRADIO_ANALYTICS_ENABLED="False"))
+    assert run.returncode == 2, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith(f"hfmem: error: --host 127.0.0.1 --port {port}: cannot listen there")
+    assert "--port 0 picks a free port" in line
 
 
 @pytest.mark.slow

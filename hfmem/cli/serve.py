@@ -42,7 +42,13 @@ def serve(
     if space is not None:
         from ..web.space import write_space
 
-        written = write_space(space)
+        if space.exists() and not space.is_dir():
+            raise UsageError(f"--space {space}: a file is there, not a folder", hint="name a new or existing folder")
+        try:
+            written = write_space(space)
+        except OSError as exc:  # a read-only place, a full disk: the user's to fix, not a bug
+            raise UsageError(f"--space {space}: cannot write the Space there ({exc.strerror or exc})",
+                             hint="choose a folder you can write to") from None
         typer.echo(f"wrote a Hugging Face Space to {space} ({len(written)} files): upload the folder to a "
                    "Gradio Space", err=True)
         return
@@ -59,7 +65,11 @@ def serve(
     from ..web.app import build_app, launch
 
     demo = build_app(Options(offline=offline, token=token))
-    launch(demo, host=host, port=port or _free_port(host))
+    try:
+        launch(demo, host=host, port=port or _free_port(host))
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise UsageError(f"--host {host} --port {port}: cannot listen there ({exc})",
+                         hint="--port 0 picks a free port") from None
     typer.echo(f"hfmem serve: {demo.local_url} (Ctrl+C stops it)", err=True)
     import sys
 
