@@ -23,6 +23,7 @@ def coverage_module():
     return module
 
 
+@pytest.mark.slow  # builds ResNet-50 and simulates it (~3 s)
 def test_resnet50_row(coverage_module, tmp_path):
     row = coverage_module.cover("resnet", tmp_path)
     assert row["config_source"] == "snapshot: microsoft/resnet-50"
@@ -53,6 +54,7 @@ def test_qwen2_decoder_row(coverage_module, tmp_path):
     assert row["simulate"]["ok"] and coverage_module.meets_target(row)
 
 
+@pytest.mark.slow  # simulates T5 (~2.5 s)
 def test_t5_encoder_decoder_row(coverage_module, tmp_path):
     row = coverage_module.cover("t5", tmp_path)
     # t5-small by hand (d_model 512, d_ff 2048, 8 heads of 64, 6 + 6 layers, vocab 32,128, tied lm_head):

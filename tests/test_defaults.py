@@ -97,6 +97,7 @@ def test_eager_only_models_infer_and_train_by_default(repo, family):
     assert any(a.startswith("eager attention: s×s scores kept") for a in tr.estimate.assumptions)
 
 
+@pytest.mark.slow  # two fresh CLI processes per model (~2 s each): the default set keeps its time budget
 @pytest.mark.parametrize("repo", ["openai/gpt-oss-20b", "google/gemma-2-9b-it"])
 def test_cli_eager_only_models_default_and_explicit_sdpa(repo):
     for command in ("infer", "train"):

@@ -21,6 +21,7 @@ TINY = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_si
 no_gpu = pytest.mark.skipif(device.cuda_problem() is None, reason="a CUDA GPU is present")
 
 
+@pytest.mark.slow  # a fresh process that imports torch (~2.3 s)
 @no_gpu
 def test_cli_without_gpu_is_one_line_and_exit_69(tmp_path):
     out = tmp_path / "record.json"

@@ -226,6 +226,7 @@ def test_calibration_file_is_complete():
             assert attn in arch or any(k.startswith(arch["reference_model"]) for k in data["skipped"])
 
 
+@pytest.mark.slow  # simulates a GPT layer (~2 s)
 def test_simulation_reproduces_korthikanti_for_a_gpt_style_layer(validate):
     """Korthikanti's 34 + 5as/h counts a 4h GeLU MLP, two LayerNorms, 1-byte dropout masks and the eager
     attention's softmax, its dropout mask and output: BERT's layer is exactly that, and its simulated
@@ -237,6 +238,7 @@ def test_simulation_reproduces_korthikanti_for_a_gpt_style_layer(validate):
     assert abs(entry["fit"]["attention"] - 5) < 0.01
 
 
+@pytest.mark.slow  # re-runs the calibration (~2 s)
 def test_stored_coefficients_are_reproducible(validate):
     """Re-measure one entry: the file is what calibrate.py produces (same torch/transformers versions)."""
     import calibrate
