@@ -58,6 +58,8 @@ def test_snapshot_model_ids():
     assert complete("hfmem infer Qwen/Qw", 2) == expected
     assert complete("hfmem calc meta-llama/Llama-3.1", 2) == [m for m in snapshot_ids()
                                                                  if m.startswith("meta-llama/Llama-3.1")]
+    # the first word: `hfmem ORG/NAME` is short for `hfmem calc ORG/NAME`
+    assert complete("hfmem Qwen/Qw", 1) == expected
 
 
 @pytest.fixture

@@ -43,6 +43,25 @@ def _root(version: bool = typer.Option(False, "--version", "-V", callback=_versi
     pass
 
 
+def _root_group():
+    """The root command group: typer's, and at <TAB> on the first word a model id of the shipped snapshot too
+    (``hfmem ORG/NAME`` is ``hfmem calc ORG/NAME``), through click's public ``shell_complete``."""
+    from typer.core import TyperGroup
+
+    class RootGroup(TyperGroup):
+        def shell_complete(self, ctx, incomplete):
+            items = super().shell_complete(ctx, incomplete)
+            if "/" in incomplete:  # a command name has no "/": this is a model
+                from click.shell_completion import CompletionItem
+
+                from .complete import model_ids
+
+                items += [CompletionItem(m) for m in model_ids(incomplete)]
+            return items
+
+    return RootGroup
+
+
 def build_app(names=None) -> typer.Typer:
     """The typer app with the commands ``names`` (default: all of them, in ``--help`` order), each wrapped in
     the error boundary. ``main`` builds it with the one command a run invokes, so that only that command's
@@ -52,6 +71,7 @@ def build_app(names=None) -> typer.Typer:
         help="How much GPU memory a Hugging Face Hub model needs, before you download it.\n\n"
              "hfmem MODEL... is short for hfmem calc MODEL...",
         no_args_is_help=True,
+        cls=_root_group(),
         add_completion=True,  # --install-completion / --show-completion (values: hfmem.cli.complete)
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
