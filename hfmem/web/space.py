@@ -76,8 +76,17 @@ def _gradio_version() -> str | None:
 
 
 def _license(project: dict) -> str | None:
+    """pyproject's license (a source checkout), else the installed distribution's ``License`` metadata."""
     lic = project.get("license")
     text = lic.get("text") if isinstance(lic, dict) else lic
+    if not text:
+        from importlib import metadata
+
+        try:
+            meta = metadata.metadata("hfmem")
+            text = meta.get("License-Expression") or meta.get("License")
+        except metadata.PackageNotFoundError:
+            text = None
     return str(text).lower() if text else None  # the Hub's license ids are lower case: apache-2.0
 
 
