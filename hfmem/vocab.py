@@ -92,6 +92,11 @@ COMPONENT_LABELS: dict[str, str] = {
     "cuda_graphs_bytes": "CUDA graphs",
     "cuda_context_bytes": "CUDA context",
     "nccl_bytes": "NCCL buffers",
+    # llama.cpp's buffers per device (scenarios.llamacpp.DeviceMemory; its KV and CUDA context use the keys above)
+    "model_bytes": "model weights",
+    "compute_bytes": "compute buffers",
+    "output_bytes": "output buffer",
+    "projector_bytes": "projector",
 }
 
 

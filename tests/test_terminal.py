@@ -191,3 +191,72 @@ def test_calc_footnotes_fit_the_width():
     lines = cli("Qwen/Qwen3-8B").splitlines()
     notes = lines[next(i for i, line in enumerate(lines) if line.startswith("1. ")):]
     assert len(notes) >= 3 and all(_fits(line, WIDTH) for line in notes)
+
+
+# -- the bar under the llama.cpp table ----------------------------------------------------------------------
+
+GGUF = "tests/data/gguf/tiny-llama-GGUF"  # three variants of a 2-layer llama (README: hfmem infer ... --gpu 1GiB)
+
+
+def _hand_cells(sizes: list[int], width: int) -> list[int]:
+    """Largest remainders worked out as by hand: each quota's floor, then one cell each to the largest
+    fractional parts (earlier first on a tie) until ``width`` cells are given."""
+    scale = sum(sizes)
+    quotas = [width * s / scale for s in sizes]
+    cells = [int(q) for q in quotas]
+    order = sorted(range(len(sizes)), key=lambda i: (-(quotas[i] - cells[i]), i))
+    for i in order[:width - sum(cells)]:
+        cells[i] += 1
+    return cells
+
+
+def _runs(bar: str) -> list[tuple[str, int]]:
+    """The bar's glyph runs up to the capacity mark, as (glyph, count)."""
+    out: list[tuple[str, int]] = []
+    for ch in bar.split("|", 1)[0]:
+        if out and out[-1][0] == ch:
+            out[-1] = (ch, out[-1][1] + 1)
+        else:
+            out.append((ch, 1))
+    return out
+
+
+def test_llamacpp_table_shows_a_bar_per_gpu_by_largest_remainder():
+    # without a CUDA context the tiny model's buffers are a fair part of a 16 MiB GPU, so every segment shows
+    r = api.infer_llamacpp(GGUF, context=2048, gpu="16MiB", cuda_context_bytes=0)
+    (d,) = r.estimate.gpus
+    cap = r.fit.gpu_bytes
+    out = cli("infer", GGUF, "-c", "2048", "--gpu", "16MiB", "--cuda-context", "0MiB")
+    lines = out.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith("▉"))
+    # the bar: 48 cells at 100 columns (render.bar.print_bars: min(48, columns - 48)), scaled to the GPU's
+    # capacity since the buffers fit: model, KV, compute (output and context are 0 on CUDA0 here), then free.
+    # Worked out for the run of the README's repo: 1116672, 1048576, 6553600 and 16777216 - 8718848 = 8058368
+    # bytes of 16777216 on 48 cells are quotas 3.195, 3.0, 18.75, 23.055: floors 3+3+18+23 = 47, the one cell
+    # left goes to the largest remainder (compute's .75): 3, 3, 19, 23
+    sizes = [d.model_bytes, d.kv_bytes, d.compute_bytes, cap - d.total_bytes]
+    assert d.output_bytes == d.context_bytes == d.projector_bytes == 0 and d.total_bytes < cap
+    assert _runs(lines[i]) == list(zip("▉▓▙" + FREE_GLYPH, _hand_cells(sizes, 48)))
+    # the legend's shares are the device's bytes over its total (the table's total column)
+    legend = lines[i + 1]
+    for label, n in (("model weights", d.model_bytes), ("KV cache", d.kv_bytes),
+                     ("compute buffers", d.compute_bytes)):
+        assert f"{label} {n / d.total_bytes:.1%}" in legend
+    assert "on 16 MiB GPU" in lines[i]
+
+
+def test_llamacpp_bars_are_labelled_per_gpu_when_there_are_several():
+    r = api.infer_llamacpp(GGUF, context=2048, gpu="16MiB", gpus=2, cuda_context_bytes=0)
+    out = cli("infer", GGUF, "-c", "2048", "--gpu", "16MiB", "--gpus", "2", "--cuda-context", "0MiB")
+    lines = out.splitlines()
+    for n, d in enumerate(r.estimate.gpus):
+        at = lines.index(f"GPU {n}:")
+        parts = [(g, b) for g, b in (("▉", d.model_bytes), ("▓", d.kv_bytes), ("▙", d.compute_bytes),
+                                     ("o", d.output_bytes)) if b]
+        sizes = [b for _, b in parts] + [r.fit.gpu_bytes - d.total_bytes]
+        expected = [(g, c) for g, c in zip([g for g, _ in parts] + [FREE_GLYPH], _hand_cells(sizes, 48)) if c]
+        assert _runs(lines[at + 1]) == expected
+        for g, b in parts:
+            assert f"{b / d.total_bytes:.1%}" in lines[at + 2]
+    # markdown carries no bar
+    assert "▉" not in cli("infer", GGUF, "-c", "2048", "--gpu", "16MiB", "--format", "markdown")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import vocab
-from ..errors import HfmemError, UnsupportedArchitectureError, UsageError
+from ..errors import HfmemError, UsageError
 from .options import (Attn, CudaContextOpt, CudaGraphsOpt, DType, Engine, Format, FragmentationOpt, KVDType,
                       NcclOpt, FormatOpt, GpuOpt, GpusOpt, ImageSizeOpt, ImagesOpt, AudioSecondsOpt, ModelsArg,
                       NoCacheOpt, OfflineOpt,
@@ -170,7 +170,7 @@ def infer(
     Studio): its buffers per device, the largest context and most layers that fit, the best quant variant."""
     if not models:
         raise UsageError("no model given", hint="e.g. hfmem infer meta-llama/Llama-3.1-8B --context 32768")
-    from .llamacpp import LlamaCppArgs, is_gguf_ref, run_llamacpp
+    from .llamacpp import LlamaCppArgs, gguf_answered_note, is_gguf_ref, run_llamacpp, vllm_gguf_error
 
     llama_args = LlamaCppArgs(
         context=context, batch=batch, quant=quant, n_gpu_layers=n_gpu_layers, tensor_split=tensor_split,
@@ -185,8 +185,9 @@ def infer(
     plot_to = plot_request(plot, plot_size)  # a bad --plot is one line before anything is estimated
     if engine.value == vocab.LLAMACPP or all(is_gguf_ref(m) for m in models):
         if plot_to is not None:
-            raise UsageError("--plot draws transformers and vLLM estimates; llama.cpp answers are not plotted yet",
-                             hint="drop --plot, or use --engine transformers / vllm on the safetensors repo")
+            from .plotting import llamacpp_not_plotted
+
+            raise llamacpp_not_plotted()
         return run_llamacpp(models, opts, llama_args, fmt)
     if emit is not None and emit is not Emit.vllm:
         raise UsageError(f"--emit {emit.value} is for GGUF models served by llama.cpp",
@@ -225,8 +226,7 @@ def infer(
 
     def failed(m: str, e: HfmemError) -> None:
         if isinstance(e, GGUFRepoError) and engine.value == "vllm":
-            e = UnsupportedArchitectureError(f"{m}: holds GGUF files only, and vLLM's GGUF loading is not modelled",
-                                             hint="--engine llama.cpp answers it as llama.cpp, Ollama and LM Studio run it")
+            e = vllm_gguf_error(m)
         if isinstance(e, GGUFRepoError):  # a GGUF-only repo: llama.cpp runs it (answered below)
             gguf_models.append(m)
         elif len(models) > 1:
@@ -238,7 +238,7 @@ def infer(
                          on_error=failed)
     if gguf_models:
         for m in gguf_models:
-            hint(f"note: {m} holds GGUF files and no config.json: answered for llama.cpp (--engine llama.cpp)")
+            hint(gguf_answered_note(m))
         if not reports and not failures:
             return run_llamacpp(gguf_models, opts, llama_args, fmt)
         from .llamacpp import gguf_reports

@@ -40,6 +40,19 @@ class LlamaCppArgs:
     emit: str | None = None
 
 
+def vllm_gguf_error(model: str) -> HfmemError:
+    """``hfmem infer --engine vllm`` on a repo of GGUF files only (the web app says the same)."""
+    from ..errors import UnsupportedArchitectureError
+
+    return UnsupportedArchitectureError(f"{model}: holds GGUF files only, and vLLM's GGUF loading is not modelled",
+                                        hint="--engine llama.cpp answers it as llama.cpp, Ollama and LM Studio run it")
+
+
+def gguf_answered_note(model: str) -> str:
+    """The note when a repo asked for with another engine holds GGUF files only and llama.cpp answers it."""
+    return f"note: {model} holds GGUF files and no config.json: answered for llama.cpp (--engine llama.cpp)"
+
+
 def is_gguf_ref(model: str) -> bool:
     """A reference that can only mean GGUF: a .gguf file, ``REPO:QUANT`` / ``hf.co/REPO``, or a folder with
     .gguf files and no config.json. (A Hub repo of GGUF files alone is recognised from its file list.)"""

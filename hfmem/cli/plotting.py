@@ -38,6 +38,12 @@ _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 MIN_PX, MAX_PX = 200, 8000
 
 
+def llamacpp_not_plotted() -> UsageError:
+    """``--plot`` with a llama.cpp answer (the web app says the same): no curve for it yet."""
+    return UsageError("--plot draws transformers and vLLM estimates; llama.cpp answers are not plotted yet",
+                      hint="drop --plot, or use --engine transformers / vllm on the safetensors repo")
+
+
 def plot_gpus(value: str | None) -> list[str]:
     """``--plot-gpu A,B`` as a list of GPU names (or sizes)."""
     return [g.strip() for g in (value or "").split(",") if g.strip()]

@@ -32,6 +32,11 @@ _KNOWN: dict[str, tuple[str, str]] = {
     "cuda_graphs_bytes": ("=", "bright_magenta"),
     "cuda_context_bytes": ("#", "bright_black"),
     "nccl_bytes": ("+", "bright_cyan"),
+    # llama.cpp's buffers (render.llamacpp.bar_components)
+    "model_bytes": ("▉", "blue"),
+    "compute_bytes": ("▙", "red"),
+    "output_bytes": ("o", "cyan"),
+    "projector_bytes": ("▜", "yellow"),
 }
 _SHORT = {"master_weights_bytes": "master weights", "optimizer_bytes": "optimizer",
           "allocator_reserve_bytes": "reserve", "nccl_bytes": "NCCL", "peak_working_bytes": "rest of the peak"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ..units import format_binary
+from .bar import print_bars
 from .text import markdown_footnotes, print_footnotes
 from .infer import SCHEMA
 from .json import estimate_document, fit_json
@@ -144,7 +145,7 @@ def _flags(r) -> str:
             f"-fa {'on' if e.flash_attn else 'off'} -ub {s.n_ubatch}" + (" --kv-unified" if s.kv_unified else ""))
 
 
-def _title(r) -> str:
+def title(r) -> str:
     return f"llama.cpp memory for '{r.model}' {r.variant.label} — {_flags(r)}"
 
 
@@ -153,7 +154,7 @@ def _device_label(d, n_layer: int) -> str:
     return f"{d.device} ({what})"
 
 
-def _device_table(r) -> tuple[list[str], list[list[str]]]:
+def device_table(r) -> tuple[list[str], list[list[str]]]:
     e = r.estimate
     proj = any(d.projector_bytes for d in e.devices)
     head = ["device", "model", "KV", "compute", "output", "CUDA context"] + (["projector"] if proj else []) + ["total"]
@@ -167,7 +168,7 @@ def _device_table(r) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def _variants_table(r) -> tuple[list[str], list[list[str]]] | None:
+def variants_table(r) -> tuple[list[str], list[list[str]]] | None:
     if len(r.rows) < 2:
         return None
     gpu = r.gpu.name if r.gpu is not None else None
@@ -185,7 +186,7 @@ def _variants_table(r) -> tuple[list[str], list[list[str]]] | None:
     return head, rows
 
 
-def _fit_lines(r) -> list[tuple[str, str]]:
+def fit_lines(r) -> list[tuple[str, str]]:
     if r.fit is None or r.gpu is None:
         return []
     e, f = r.estimate, r.fit
@@ -214,7 +215,8 @@ def _sentence(n: str) -> str:
     return (n[:1].upper() + n[1:]) + ("" if n.endswith(".") else ".")
 
 
-def _footnotes(r) -> list[str]:
+def footnotes(r) -> list[str]:
+    """What the table predicts, every assumption and note of ``r``, one sentence each, and the units."""
     e = r.estimate
     notes = [_sentence("Predicts: " + e.predicts)]
     notes += [_sentence(a) for a in e.assumptions]
@@ -223,6 +225,27 @@ def _footnotes(r) -> list[str]:
         notes.append("† not in llama.cpp's quant table: ranked by bits per weight.")
     notes.append("Units: KiB/MiB/GiB are binary (2^10/2^20/2^30 bytes); exact bytes are in --format json.")
     return notes
+
+
+def bar_components(d) -> dict[str, int]:
+    """One device's buffers (a ``DeviceMemory``) as the component bar's segments, in the table's order; the
+    names are ``vocab.COMPONENT_LABELS``'s (KV and the CUDA context share the serving estimate's keys)."""
+    return {"model_bytes": int(d.model_bytes), "kv_cache_bytes": int(d.kv_bytes),
+            "compute_bytes": int(d.compute_bytes), "output_bytes": int(d.output_bytes),
+            "cuda_context_bytes": int(d.context_bytes), "projector_bytes": int(d.projector_bytes)}
+
+
+def bar_rows(r) -> list[tuple]:
+    """``print_bars``' rows for ``r``: one per GPU that holds anything, labelled "GPU 0", "GPU 1", ... when
+    there are several; the capacity is the GPU's usable memory the fit judged it on (mixed devices: its own)."""
+    used = [(i, d) for i, d in enumerate(r.estimate.gpus) if d.total_bytes > 0]
+    f = r.fit if r.gpu is not None else None
+    rows = []
+    for i, d in used:
+        capacity = None if f is None else int(f.device_bytes[i] if f.device_bytes else f.gpu_bytes)
+        label = f"GPU {i}" if len(used) > 1 else r.model
+        rows.append((label, bar_components(d), int(d.total_bytes), capacity, r.gpu.name if f is not None else None))
+    return rows
 
 
 def _compare_table(reports) -> tuple[list[str], list[list[str]]]:
@@ -245,15 +268,15 @@ def _md_table(head, rows) -> list[str]:
 def markdown_llamacpp(reports) -> str:
     out: list[str] = []
     for r in reports:
-        out += [f"## {_title(r)}", ""]
-        out += _md_table(*_device_table(r)) + [""]
-        vt = _variants_table(r)
+        out += [f"## {title(r)}", ""]
+        out += _md_table(*device_table(r)) + [""]
+        vt = variants_table(r)
         if vt is not None:
             out += ["### Variants", ""] + _md_table(*vt) + [""]
-        fl = _fit_lines(r)
+        fl = fit_lines(r)
         if fl:
             out += [f"- {label}: {value}" for label, value in fl] + [""]
-        out += markdown_footnotes(_footnotes(r)) + [""]
+        out += markdown_footnotes(footnotes(r)) + [""]
     if len(reports) > 1:
         out += ["## Compared", ""] + _md_table(*_compare_table(reports)) + [""]
     return "\n".join(out)
@@ -275,12 +298,13 @@ def rich_llamacpp(console, reports) -> None:
     from rich.markup import escape
 
     for r in reports:
-        console.print(_rich_table(_title(r), *_device_table(r)))
-        vt = _variants_table(r)
+        console.print(_rich_table(title(r), *device_table(r)))
+        print_bars(console, bar_rows(r))
+        vt = variants_table(r)
         if vt is not None:
             console.print(_rich_table("Variants at these settings", *vt))
-        for label, value in _fit_lines(r):
+        for label, value in fit_lines(r):
             console.print(f"{escape(label)}: {escape(value)}", highlight=False)
-        print_footnotes(console, _footnotes(r))
+        print_footnotes(console, footnotes(r))
     if len(reports) > 1:
         console.print(_rich_table("Compared", *_compare_table(reports), first_left=2))
