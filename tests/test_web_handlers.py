@@ -154,3 +154,105 @@ def test_the_answers_state_what_they_predict_and_every_assumption_as_the_cli_doe
     rt = api.train("Qwen/Qwen3-0.6B", gpu="RTX-4090", method="lora")
     for assumption in rt.estimate.assumptions:
         assert f"   - {assumption}" in t.markdown.splitlines(), assumption
+
+
+# -------------------------------------------------------------------------------------------- llama.cpp
+
+GGUF = "tests/data/gguf/tiny-llama-GGUF"  # three variants of a 2-layer llama; README: --gpu 1GiB -c 2048
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from hfmem.cli import app, route_argv
+
+    return CliRunner().invoke(app, route_argv(list(args)))
+
+
+def test_llamacpp_serving_bytes_and_fit_are_api_infer_llamacpp_s():
+    import os
+    import shlex
+
+    a = H.serving(GGUF, engine="llama.cpp", context=2048, gpu="1GiB")
+    assert not a.errors
+    r = api.infer_llamacpp(GGUF, context=2048, gpu="1GiB")
+    e, f = r.estimate, r.fit
+    devices, limits, variants = a.tables
+    assert _bytes(devices) == [[d.model_bytes, d.kv_bytes, d.compute_bytes, d.output_bytes, d.context_bytes,
+                                d.total_bytes] for d in e.devices]
+    # each device's total is its buffers' sum (the tiny model has no projector)
+    assert all(row[-1] == sum(row[:-1]) for row in _bytes(devices))
+    lim = {row[0]: row[1] for row in limits.rows}
+    assert lim["Fits"] == ("yes" if f.fits else "NO")
+    assert lim["Free on the busiest GPU (negative: short), bytes"] == f.margin_bytes(e)
+    assert lim[f"Largest context per sequence at -ngl {e.n_gpu_layers}, -np 1"] == f.max_context
+    assert lim[f"Most layers on the GPU at context 2,048 (of {e.model.n_layer + 1})"] == f.max_gpu_layers
+    assert lim["Best variant that fits"] == r.best
+    # every variant with its file's size on disk (read back by os.stat, not by hfmem) and the API's peaks
+    sizes = {x.variant.label: sum(os.path.getsize(os.path.join(GGUF, n)) for n in x.variant.files) for x in r.rows}
+    assert _bytes(variants) == [[sizes[x.variant.label], x.estimate.gpu_peak_bytes, x.estimate.cpu.total_bytes,
+                                 x.estimate.kv_bytes] for x in r.rows]
+    assert len(variants.rows) == 3 == len(os.listdir(GGUF))
+    assert f"**Fits 1 x 1 GiB GPU: {'yes' if f.fits else 'NO'}" in a.markdown
+    # the footnotes `hfmem infer --engine llama.cpp --format markdown` prints, one per assumption of the API's
+    md = _cli("infer", GGUF, "--engine", "llama.cpp", "-c", "2048", "--gpu", "1GiB", "--format", "markdown")
+    numbered = [ln for ln in md.stdout.splitlines() if ln[:1].isdigit() and ". " in ln[:4]]
+    assert len(numbered) >= 1 + len(e.assumptions)  # "Predicts", then each assumption, notes, units
+    assert all(ln in a.markdown.splitlines() for ln in numbered)
+    # the snippet is what `hfmem infer --engine llama.cpp --emit llama.cpp` prints; the page's own command line
+    # (run through the CLI) prints it too
+    cli = _cli("infer", GGUF, "--engine", "llama.cpp", "-c", "2048", "--gpu", "1GiB", "--emit", "llama.cpp")
+    assert cli.exit_code == 0, cli.output
+    assert a.snippet == cli.stdout.strip() and a.snippet.startswith("llama-server ")
+    own = _cli(*shlex.split(a.command)[1:])
+    assert own.exit_code == 0, own.output
+    assert own.stdout.strip() == a.snippet
+
+
+def test_llamacpp_quant_picks_the_variant_as_the_cli_s_quant_does():
+    a = H.serving(GGUF, engine="llama.cpp", context=2048, gpu="1GiB", quant="Q4_0")
+    r = api.infer_llamacpp(GGUF, context=2048, gpu="1GiB", select="Q4_0")
+    assert not a.errors and r.variant.label == "Q4_0"
+    assert _bytes(a.tables[0])[0][-1] == r.estimate.devices[0].total_bytes
+    assert "--quant Q4_0" in a.command and "tiny-llama-Q4_0.gguf" in a.snippet
+
+
+def test_llamacpp_on_a_repo_without_gguf_files_is_the_cli_s_line():
+    a = H.serving("Qwen/Qwen3-0.6B", engine="llama.cpp")
+    cli = _cli("infer", "Qwen/Qwen3-0.6B", "--engine", "llama.cpp", "--offline")
+    assert cli.exit_code != 0 and a.tables == []
+    assert a.errors == [cli.stderr.strip()] and a.error.startswith("hfmem: error: ")
+
+
+def test_a_gguf_only_hub_repo_is_answered_as_the_cli_answers_it(fake_hub, monkeypatch):
+    """vLLM: the CLI's one line; transformers: the CLI's note, and the llama.cpp answer (the FakeHub serves the
+    tiny repo's files)."""
+    import os
+
+    files = {"README.md": b"# GGUF"}
+    for n in sorted(os.listdir(GGUF)):
+        with open(os.path.join(GGUF, n), "rb") as fh:
+            files[n] = fh.read()
+    fake_hub.add_repo("org/tiny-llama-GGUF", files, library_name="gguf")
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    a = H.serving("org/tiny-llama-GGUF", engine="vllm")
+    cli = _cli("infer", "org/tiny-llama-GGUF", "--engine", "vllm")
+    assert cli.exit_code != 0 and a.errors == [cli.stderr.strip()]
+    a = H.serving("org/tiny-llama-GGUF", engine="transformers", context=2048, gpu="1GiB")
+    cli = _cli("infer", "org/tiny-llama-GGUF", "-c", "2048", "--gpu", "1GiB", "--format", "json")
+    assert cli.exit_code == 0, cli.output
+    import json
+
+    (m,) = json.loads(cli.stdout)["models"]
+    assert not a.errors and m["engine"] == "llama.cpp"
+    assert _bytes(a.tables[0]) == [[d["model_bytes"], d["kv_bytes"], d["compute_bytes"], d["output_bytes"],
+                                    d["context_bytes"], d["total_bytes"]] for d in m["devices"]]
+    note = next(ln for ln in cli.stderr.splitlines() if "holds GGUF files" in ln)
+    assert note in a.markdown.splitlines()
+
+
+def test_the_llamacpp_plot_is_refused_with_the_cli_s_line(tmp_path):
+    fig, note = H.serving_plot(GGUF, engine="llama.cpp", context=2048)
+    cli = _cli("infer", GGUF, "--engine", "llama.cpp", "--plot", str(tmp_path / "x.png"))
+    assert fig is None and cli.exit_code == 2 and note == cli.stderr.strip()

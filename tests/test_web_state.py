@@ -28,7 +28,7 @@ def test_round_trip_of_every_tab():
                  "compat": "accelerate"},
         "serve": {"model": "Qwen/Qwen3-8B", "engine": "vllm", "context": 32768, "batch": 4, "weights": "fp8",
                   "kv_dtype": "fp8", "gpu": "H100-80GB", "gpus": 2, "compare_gpus": ["RTX-4090", "A100-80GB"],
-                  "axis": "batch"},
+                  "axis": "batch", "quant": "Q4_K_M"},
         "train": {"model": "Qwen/Qwen3-0.6B", "method": "qlora", "precision": "bf16", "optimizer": "adamw-8bit",
                   "sharding": "zero-3", "seq": 1024, "batch": 8, "lora_rank": 64, "grad_ckpt": True,
                   "gpu": "RTX-3090", "gpus": 4, "compare_gpus": ["H100-80GB"]},
@@ -71,3 +71,16 @@ def test_a_value_outside_the_choices_names_its_flag():
     assert "'--gpu'" in str(exc.value) and "RTX-9999" in str(exc.value)
     with pytest.raises(UsageError):
         S.decode({"tab": "nowhere"})
+
+
+def test_the_llamacpp_serving_inputs_round_trip():
+    # written out by hand: engine and quant are hfmem infer's --engine llama.cpp --quant Q4_0; the other inputs
+    # keep their defaults and stay out of the link
+    values = {"model": "tests/data/gguf/tiny-llama-GGUF", "engine": "llama.cpp", "quant": "Q4_0", "context": 2048}
+    link = S.encode("serve", values)
+    assert link == ("?tab=serve&model=tests%2Fdata%2Fgguf%2Ftiny-llama-GGUF&engine=llama.cpp&context=2048"
+                    "&quant=Q4_0")
+    tab, got = S.decode(_query(link))
+    assert tab == "serve" and {k: got[k] for k in values} == values
+    # hfmem infer's default: no --quant, the best variant that fits
+    assert S.defaults("serve")["quant"] == ""

@@ -1,10 +1,11 @@
 """What the web app's buttons call: plain values in, ``hfmem.api`` answers out, as display data.
 
 Every number shown comes from the API's objects (``api.analyze``'s calculator table, ``api.infer``'s estimate and
-fit, ``api.train``'s estimate and advice, ``api.search``'s rows); nothing is recomputed here, only formatted. Every
-size table carries two columns for each size: the human text (binary units) and the exact integer of bytes, so
-a reader (or a test) can compare it with the API's. Errors become the CLI's one line (``error_line``), any other
-exception the CLI's "internal error" line: a page never shows a traceback. No gradio here (testable fast).
+fit, ``api.infer_llamacpp``'s buffers per device for a GGUF repo, ``api.train``'s estimate and advice,
+``api.search``'s rows); nothing is recomputed here, only formatted. Every size table carries two columns for
+each size: the human text (binary units) and the exact integer of bytes, so a reader (or a test) can compare it
+with the API's. Errors become the CLI's one line (``error_line``), any other exception the CLI's "internal
+error" line: a page never shows a traceback. No gradio here (testable fast).
 """
 
 from __future__ import annotations
@@ -161,7 +162,6 @@ def calculator(models, dtypes=S.CALC_DTYPES, compat: str = "exact", options=None
 
 # -------------------------------------------------------------------------------------------- serving
 
-# The serving components (``InferenceEstimate.components`` keys) as the terminal table names them.
 def _footnotes_md(command: str, reports) -> str:
     """The footnotes ``hfmem infer`` / ``hfmem train`` print under their table — what each total predicts, the
     units, every assumption, the notes, the confidence band — as Markdown (``render.text.markdown_footnotes``)."""
@@ -219,18 +219,136 @@ def component_table(estimate, elem_id: str, title: str) -> Table:
     return Table(title, ["component (per GPU)", "size", "bytes"], rows, (2,), elem_id=elem_id)
 
 
+def llamacpp_args(context=4096, batch=1, quant="", gpu=S.NO_GPU, gpus=1, emit: str | None = "llama.cpp"):
+    """The llama.cpp flags of the serving controls as ``hfmem infer`` reads them (``cli.llamacpp.LlamaCppArgs``:
+    --context, --batch, --quant, --gpu, --gpus; llama.cpp's own defaults for the rest)."""
+    from ..cli.llamacpp import LlamaCppArgs
+
+    return LlamaCppArgs(context=int(context), batch=int(batch), quant=(quant or "").strip() or None,
+                        gpu=_gpu(gpu), gpus=int(gpus), emit=emit)
+
+
+def llamacpp_command(model: str, context, batch, quant, gpu, gpus, emit: bool = True) -> str:
+    """The ``hfmem infer --engine llama.cpp`` line that prints the same answer in the terminal."""
+    import shlex
+
+    parts = ["hfmem", "infer", model, "--engine", "llama.cpp", "--context", str(context), "--batch", str(batch)]
+    if quant and quant.strip():
+        parts += ["--quant", quant.strip()]
+    if int(gpus) > 1:
+        parts += ["--gpus", str(gpus)]
+    if _gpu(gpu):
+        parts += ["--gpu", gpu]
+    if emit:
+        parts += ["--emit", "llama.cpp"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _with_bytes(cells: list, values: list[int]) -> list:
+    """A row of the terminal table (its first cell, then one text per size) with each size's exact bytes
+    after it."""
+    out = [cells[0]]
+    for text, n in zip(cells[1:], values):
+        out += [text, int(n)]
+    return out + list(cells[1 + len(values):])
+
+
+def llamacpp_tables(r) -> list[Table]:
+    """``hfmem infer --engine llama.cpp``'s tables (``render.llamacpp``) with exact bytes beside every size:
+    the buffers per device, the limits with a GPU, the variants when the repo has several."""
+    from ..render import llamacpp as R
+
+    e = r.estimate
+    head, rows = R.device_table(r)
+    proj = "projector" in head
+    sized = head[1:]  # model, KV, compute, output, CUDA context, [projector,] total
+    devices = []
+    for d, cells in zip(e.devices, rows):
+        values = [d.model_bytes, d.kv_bytes, d.compute_bytes, d.output_bytes, d.context_bytes]
+        values += ([d.projector_bytes] if proj else []) + [d.total_bytes]
+        devices.append(_with_bytes(cells, values))
+    headers = [head[0]] + [h for name in sized for h in (name, "bytes")]
+    out = [Table(R.title(r), headers, devices, tuple(range(2, len(headers), 2)), elem_id="serve-llamacpp-devices")]
+    f = r.fit
+    if f is not None and r.gpu is not None:
+        s = e.settings
+        out.append(Table("Limits at these settings", ["limit", "value"], [
+            ["Fits", "yes" if f.fits else "NO"],
+            ["Free on the busiest GPU (negative: short), bytes", int(f.margin_bytes(e))],
+            [f"Largest context per sequence at -ngl {e.n_gpu_layers}, -np {s.parallel}",
+             "-" if f.max_context is None else int(f.max_context)],
+            [f"Most layers on the GPU at context {s.context:,} (of {e.model.n_layer + 1})", int(f.max_gpu_layers)],
+            ["Best variant that fits", r.best or "none"],
+        ], elem_id="serve-limits"))
+    vt = R.variants_table(r)
+    if vt is not None:
+        vhead, vrows = vt  # variant, file size, bits/weight, GPU peak, CPU, KV[, fits GPU]
+        headers = [vhead[0], vhead[1], "bytes", vhead[2], vhead[3], "bytes", vhead[4], "bytes", vhead[5], "bytes",
+                   *vhead[6:]]
+        rows_ = [[c[0], c[1], int(x.variant.size_bytes), c[2], c[3], int(x.estimate.gpu_peak_bytes), c[4],
+                  int(x.estimate.cpu.total_bytes), c[5], int(x.estimate.kv_bytes), *c[6:]]
+                 for x, c in zip(r.rows, vrows)]
+        out.append(Table("Variants at these settings", headers, rows_, (2, 5, 7, 9), elem_id="serve-variants"))
+    return out
+
+
+def serving_llamacpp(model: str, context=4096, batch=1, quant="", gpu=S.NO_GPU, gpus=1, options=None,
+                     note: str = "") -> Answer:
+    """``api.infer_llamacpp`` at the serving controls, built as ``hfmem infer --engine llama.cpp`` builds it
+    (``cli.llamacpp.gguf_reports``): the buffers per device, the limits and the variants, the fit lines, the
+    footnotes, the ``llama-server`` command of ``--emit llama.cpp`` and the ``hfmem infer`` line."""
+    from ..cli.llamacpp import gguf_reports
+    from ..plan.emit_llamacpp import llama_server_command
+    from ..render import llamacpp as R
+    from ..render.text import markdown_footnotes
+
+    (r,) = gguf_reports([model], _options(options), llamacpp_args(context, batch, quant, gpu, gpus), [])
+    out = Answer(tables=llamacpp_tables(r), data={"report": r, "fit": r.fit})
+    lines = [f"{note}\n"] if note else []
+    fit = R.fit_lines(r)
+    if fit:
+        (label, value), rest = fit[0], fit[1:]
+        lines.append(f"**{label}: {value}**")
+        lines += [f"- {k}: {v}" for k, v in rest]
+    else:
+        lines.append("Choose a GPU for whether it fits, the largest context, the most layers on the GPU and the "
+                     "best variant that fits.")
+    out.snippet, caveats = llama_server_command(r)
+    lines += ["- " + c for c in caveats]
+    out.markdown = "\n".join(lines) + "\n\n" + "\n".join(markdown_footnotes(R.footnotes(r)))
+    out.command = llamacpp_command(model, context, batch, quant, gpu, gpus)
+    return out
+
+
 def serving(model: str, engine: str = "transformers", context: int = 4096, batch: int = 1, weights: str = S.AUTO,
-            kv_dtype: str = S.AUTO, gpu: str = S.NO_GPU, gpus: int = 1, options=None, **_ignored) -> Answer:
+            kv_dtype: str = S.AUTO, gpu: str = S.NO_GPU, gpus: int = 1, quant: str = "", options=None,
+            **_ignored) -> Answer:
     """``api.infer`` at the serving controls: the component breakdown per GPU, with a GPU the fit and the
-    limits (``fit``), the ``vllm serve`` command of ``--emit vllm`` and the ``hfmem infer`` line."""
+    limits (``fit``), the ``vllm serve`` command of ``--emit vllm`` and the ``hfmem infer`` line. A GGUF repo
+    (engine llama.cpp, or a GGUF-only repo) is answered as ``hfmem infer`` answers it: ``serving_llamacpp``."""
     def run() -> Answer:
         from .. import api
+        from ..cli.llamacpp import is_gguf_ref
+        from ..errors import GGUFRepoError
         from ..plan.emit import vllm_serve
+        from ..vocab import LLAMACPP
 
         if not model or not str(model).strip():
             raise UsageError("no model given", hint="e.g. hfmem infer meta-llama/Llama-3.1-8B --context 32768")
+        name = str(model).strip()
+        # the CLI's choice (cli.infer): llama.cpp when asked for, or for a reference that can only be GGUF
+        if engine == LLAMACPP or is_gguf_ref(name):
+            return serving_llamacpp(name, context, batch, quant, gpu, gpus, options)
         s = inference_settings(engine, context, batch, weights, kv_dtype, gpus)
-        r = api.infer(str(model).strip(), _options(options), settings=s, gpu=_gpu(gpu))
+        try:
+            r = api.infer(name, _options(options), settings=s, gpu=_gpu(gpu))
+        except GGUFRepoError:
+            # a Hub repo of GGUF files only: the CLI's two answers for it (cli.infer's ``failed``)
+            from ..cli.llamacpp import gguf_answered_note, vllm_gguf_error
+
+            if s.engine == "vllm":
+                raise vllm_gguf_error(name) from None
+            return serving_llamacpp(name, context, batch, quant, gpu, gpus, options, note=gguf_answered_note(name))
         if not hasattr(r, "fit"):  # a diffusers pipeline: its own report (not modelled on this tab)
             raise UsageError(f"{model}: a diffusers pipeline; the web app's serving tab shows language models",
                              hint=f"`hfmem infer {model}` prints its pipeline estimate")
@@ -484,6 +602,16 @@ def serving_plot(model: str, engine="transformers", context=4096, batch=1, weigh
                  gpu=S.NO_GPU, gpus=1, compare_gpus=(), axis="context", options=None, **_ignored):
     """``(figure or None, note)``: memory vs context (or batch) stacked by component, with the capacity lines of
     ``gpu`` and ``compare_gpus`` (``api.serving_curve``)."""
+    try:
+        from ..cli.llamacpp import is_gguf_ref
+        from ..vocab import LLAMACPP
+
+        if engine == LLAMACPP or is_gguf_ref(str(model).strip()):
+            from ..cli.plotting import llamacpp_not_plotted  # what `hfmem infer --engine llama.cpp --plot` says
+
+            raise llamacpp_not_plotted()
+    except Exception as exc:  # noqa: BLE001
+        return None, error_text(exc)
     why = _plot_ready()
     if why:
         return None, why

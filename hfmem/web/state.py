@@ -63,13 +63,16 @@ def fields(tab: str) -> dict[str, Field]:
                 "compat": Field("choice", "exact", "--compat", ("exact", "accelerate"))}
     if tab == "serve":
         return {"model": Field("str", "", "MODEL"),
-                "engine": Field("choice", "transformers", "--engine", serving_engines, short="-e"),
+                "engine": Field("choice", "transformers", "--engine", (*serving_engines, *vocab.GGUF_ENGINES),
+                                short="-e"),
                 "context": Field("int", 4096, "--context", short="-c", minimum=1),
                 "batch": Field("int", 1, "--batch", short="-b", minimum=1),
                 "weights": Field("choice", AUTO, "--weights", (AUTO, *formats), short="-w"),
                 "kv_dtype": Field("choice", AUTO, "--kv-dtype", kv),
                 "gpu": gpu,
                 "gpus": Field("int", 1, "--gpus", minimum=1),
+                # llama.cpp's GGUF variant (Q4_K_M, ...); empty: the CLI's default, the best that fits
+                "quant": Field("str", "", "--quant", short="-q"),
                 "compare_gpus": Field("list", (), "--gpu", gpus),
                 "axis": Field("choice", "context", "axis", ("context", "batch"))}
     if tab == "train":
