@@ -120,7 +120,9 @@ def test_serving_numbers_typed_in_equal_the_api_s(server, page, tmp_path):
     assert "context=8192" in link.input_value() and "gpu=RTX-4090" in link.input_value()
 
     # a screenshot of the answer (plot included when it is drawn): a real image, not a blank page
-    page.wait_for_selector("#serve-plot img, #serve-plot svg, #serve-plot canvas", timeout=60_000)
+    # the matplotlib figure arrives as an <img> once drawn (an empty gr.Plot shows only an icon's <svg>)
+    page.wait_for_function("() => { const im = document.querySelector('#serve-plot img');"
+                           " return im !== null && im.complete && im.naturalWidth > 0; }", timeout=60_000)
     shot = tmp_path / "web-app.png"
     page.screenshot(path=str(shot), full_page=True)
     from PIL import Image

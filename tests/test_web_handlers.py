@@ -140,7 +140,7 @@ def test_the_answers_state_what_they_predict_and_every_assumption_as_the_cli_doe
 
     a = H.serving("Qwen/Qwen3-8B", context=8192, gpu="RTX-4090")
     r = api.infer("Qwen/Qwen3-8B", gpu="RTX-4090", context=8192)
-    lines = a.markdown.splitlines()
+    lines = a.footnotes.splitlines()
     assert "1. Each total predicts:" in lines
     for assumption in r.estimate.assumptions:
         assert f"   - {assumption}" in lines, assumption
@@ -153,7 +153,7 @@ def test_the_answers_state_what_they_predict_and_every_assumption_as_the_cli_doe
     t = H.training("Qwen/Qwen3-0.6B", method="lora", gpu="RTX-4090")
     rt = api.train("Qwen/Qwen3-0.6B", gpu="RTX-4090", method="lora")
     for assumption in rt.estimate.assumptions:
-        assert f"   - {assumption}" in t.markdown.splitlines(), assumption
+        assert f"   - {assumption}" in t.footnotes.splitlines(), assumption
 
 
 # -------------------------------------------------------------------------------------------- llama.cpp
@@ -198,7 +198,7 @@ def test_llamacpp_serving_bytes_and_fit_are_api_infer_llamacpp_s():
     md = _cli("infer", GGUF, "--engine", "llama.cpp", "-c", "2048", "--gpu", "1GiB", "--format", "markdown")
     numbered = [ln for ln in md.stdout.splitlines() if ln[:1].isdigit() and ". " in ln[:4]]
     assert len(numbered) >= 1 + len(e.assumptions)  # "Predicts", then each assumption, notes, units
-    assert all(ln in a.markdown.splitlines() for ln in numbered)
+    assert all(ln in a.footnotes.splitlines() for ln in numbered)
     # the snippet is what `hfmem infer --engine llama.cpp --emit llama.cpp` prints; the page's own command line
     # (run through the CLI) prints it too
     cli = _cli("infer", GGUF, "--engine", "llama.cpp", "-c", "2048", "--gpu", "1GiB", "--emit", "llama.cpp")

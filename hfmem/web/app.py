@@ -35,7 +35,7 @@ CSS = ".hfmem-table td, .hfmem-table th {padding: 2px 8px; text-align: right} .h
 EXAMPLE_MODEL = "baichuan-inc/Baichuan-7B"
 
 # What a tab's run function returns, in this order.
-OUTPUTS = ("tables", "text", "error", "snippet", "command", "link")
+OUTPUTS = ("tables", "text", "error", "snippet", "command", "link", "footnotes")
 
 
 def _component(tab: str, key: str, f: S.Field):
@@ -84,10 +84,10 @@ def answer(tab: str, values: dict, request=None, options=None) -> tuple:
         values = {key: S.parse_value(tab, key, v) for key, v in values.items()}
         link = _base_url(request) + S.encode(tab, values)
     except Exception as exc:  # noqa: BLE001 — a value the link cannot hold: the CLI's line
-        return "", "", H.error_text(exc), "", "", ""
+        return "", "", H.error_text(exc), "", "", "", ""
     a = H.HANDLERS[tab](**values, options=options)
     tables = "".join(t.html() for t in a.tables)
-    return tables, a.markdown, a.error, a.snippet, a.command, link
+    return tables, a.markdown, a.error, a.snippet, a.command, link, a.footnotes
 
 
 PLOTS = {"serve": H.serving_plot, "train": H.training_plot, "compare": H.compare_plot}
@@ -128,8 +128,11 @@ def build_app(options=None) -> gr.Blocks:
                                 plot = gr.Plot(elem_id=f"{tab}-plot", label="Plot")
                                 plot_note = gr.Markdown(elem_id=f"{tab}-plot-note")
                                 plots[tab] = (plot, plot_note)
+                            # the command line's footnotes, after the plot: long, and read once
+                            with gr.Accordion("What each total predicts, and every assumption", open=True):
+                                footnotes = gr.Markdown(elem_id=f"{tab}-footnotes")
                     inputs[tab] = comps
-                    outputs[tab] = dict(zip(OUTPUTS, (tables, text, error, snippet, command, link)))
+                    outputs[tab] = dict(zip(OUTPUTS, (tables, text, error, snippet, command, link, footnotes)))
 
                     def run_tab(data: dict, request: gr.Request, tab=tab, comps=comps):
                         return answer(tab, _values(tab, comps, data), request, options)

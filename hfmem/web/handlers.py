@@ -44,6 +44,8 @@ class Answer:
     snippet: str = ""
     command: str = ""
     errors: list[str] = field(default_factory=list)
+    # what each total predicts, the units, every assumption, the notes: the CLI's footnotes, as Markdown
+    footnotes: str = ""
     data: dict = field(default_factory=dict)  # the API objects behind it (tests and plots read them)
 
     @property
@@ -169,7 +171,7 @@ def _footnotes_md(command: str, reports) -> str:
     from ..render.text import markdown_footnotes
 
     notes = (render_infer if command == "infer" else render_train).footnotes(reports)
-    return "\n\n" + "\n".join(markdown_footnotes(notes))
+    return "\n".join(markdown_footnotes(notes))
 
 
 def _label(key: str) -> str:
@@ -315,7 +317,8 @@ def serving_llamacpp(model: str, context=4096, batch=1, quant="", gpu=S.NO_GPU, 
                      "best variant that fits.")
     out.snippet, caveats = llama_server_command(r)
     lines += ["- " + c for c in caveats]
-    out.markdown = "\n".join(lines) + "\n\n" + "\n".join(markdown_footnotes(R.footnotes(r)))
+    out.markdown = "\n".join(lines)
+    out.footnotes = "\n".join(markdown_footnotes(R.footnotes(r)))
     out.command = llamacpp_command(model, context, batch, quant, gpu, gpus)
     return out
 
@@ -379,7 +382,8 @@ def serving(model: str, engine: str = "transformers", context: int = 4096, batch
         out.snippet = cmd
         out.command = infer_command(r.report.model, s.engine, s.context, s.batch, weights, kv_dtype, gpu, s.tp)
         lines += ["- " + c for c in caveats]
-        out.markdown = "\n".join(lines) + _footnotes_md("infer", [r])
+        out.markdown = "\n".join(lines)
+        out.footnotes = _footnotes_md("infer", [r])
         out.data["fit"] = f
         return out
 
@@ -479,7 +483,8 @@ def training(model: str, method: str = "full", precision: str = S.AUTO, optimize
                 lines.append(f"**No plan fits:** {adv.plan_reason or 'nothing searched fits'}")
         out.command = train_command(r.report.model, st.method, precision, st.optimizer, sharding, st.seq, st.batch,
                                     st.lora_rank, st.grad_ckpt, gpu, st.gpus)
-        out.markdown = "\n\n".join(lines) + _footnotes_md("train", [r])
+        out.markdown = "\n\n".join(lines)
+        out.footnotes = _footnotes_md("train", [r])
         return out
 
     return guarded(run)
@@ -536,7 +541,7 @@ def compare(models, engine: str = "transformers", context: int = 4096, batch: in
                                 ["model"] + [x for d in S.CALC_DTYPES for x in (d, "bytes")], calc_rows,
                                 (2, 4, 6, 8), elem_id="compare-calc"))
         out.command = infer_command(names, s.engine, s.context, s.batch, S.AUTO, S.AUTO, gpu, s.tp, emit=False)
-        out.markdown = _footnotes_md("infer", reports).lstrip() if reports else ""
+        out.footnotes = _footnotes_md("infer", reports) if reports else ""
         return out
 
     return guarded(run)
