@@ -111,6 +111,18 @@ def test_search_rows_are_api_search_s():
     rep = api.search(ListingQuery(max_params=parse_param_count("9B", "--max-params")), gpu="RTX-4090", limit=5)
     (t,) = a.tables
     assert [(row[0], row[3]) for row in t.rows[:len(rep.rows)]] == [(r.model, r.needed_bytes) for r in rep.rows]
+    # the page's own `hfmem search` line, run through the CLI, lists the same rows
+    import json
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from hfmem.cli import app, route_argv
+
+    cli = CliRunner().invoke(app, route_argv(shlex.split(a.command)[1:] + ["--format", "json", "--offline"]))
+    assert cli.exit_code == 0, cli.output
+    doc = json.loads(cli.stdout)
+    assert [(r["model"], r["needed_bytes"]) for r in doc["rows"]] == [(r.model, r.needed_bytes) for r in rep.rows]
 
 
 def test_the_serving_plot_is_an_image_of_the_asked_size_and_an_error_is_the_cli_s_line():

@@ -30,7 +30,8 @@ LABELS = {
     "grad_ckpt": "Gradient checkpointing", "job": "Job", "task": "Task (Hub pipeline tag, e.g. text-generation)",
     "text": "Name contains", "max_params": "At most this many parameters (e.g. 14B)", "limit": "Models to scan",
 }
-CSS = ".hfmem-table td, .hfmem-table th {padding: 2px 8px; text-align: right} .hfmem-table caption {text-align: left}"
+CSS = (".hfmem-table td, .hfmem-table th {padding: 2px 8px; text-align: right} .hfmem-table caption {text-align: left}"
+       " .hfmem-scroll {overflow-x: auto; max-width: 100%; margin-bottom: 8px}")
 # The placeholder the calculator tab starts with (the Model Memory Calculator's own example).
 EXAMPLE_MODEL = "baichuan-inc/Baichuan-7B"
 

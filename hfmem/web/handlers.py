@@ -93,8 +93,9 @@ def html_table(t: Table) -> str:
         body.append("<tr>" + "".join(cells) + "</tr>")
     ident = f' id="{html.escape(t.elem_id)}"' if t.elem_id else ""
     caption = f"<caption>{html.escape(t.title)}</caption>" if t.title else ""
-    return (f'<table class="hfmem-table"{ident}>{caption}<thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")
+    # a wide table (search rows with their commands) scrolls in its own box instead of running off the page
+    return (f'<div class="hfmem-scroll"><table class="hfmem-table"{ident}>{caption}<thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _size(n) -> str:
@@ -550,6 +551,19 @@ def compare(models, engine: str = "transformers", context: int = 4096, batch: in
 # -------------------------------------------------------------------------------------------- search
 
 
+def search_command(job, task, text, max_params, gpu, limit) -> str:
+    """The ``hfmem search`` line that lists the same models (its flags of the same names)."""
+    import shlex
+
+    parts = ["hfmem", "search"] + ([text.strip()] if text and text.strip() else [])
+    if job == "train":
+        parts.append("--train")
+    for flag, value in (("--task", task), ("--max-params", max_params), ("--gpu", gpu), ("--limit", limit)):
+        if value not in (None, "") and str(value).strip():
+            parts += [flag, str(value).strip()]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def search(job: str = "serve", task: str = "", text: str = "", max_params: str = "", gpu: str = "RTX-4090",
            limit: int = 20, options=None, **_ignored) -> Answer:
     """``api.search``: the models that fit ``gpu`` for ``job``, filtered by task, a fragment of the name and a
@@ -576,6 +590,7 @@ def search(job: str = "serve", task: str = "", text: str = "", max_params: str =
                                 elem_id="search-rows"))
         out.markdown = "\n".join("- " + n for n in rep.assumptions + rep.notes
                                  + [f"skipped: {k.reason}" if hasattr(k, "reason") else f"skipped: {k}" for k in rep.skipped])
+        out.command = search_command(job, task, text, max_params, gpu, limit)
         return out
 
     return guarded(run)
