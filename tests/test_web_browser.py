@@ -115,7 +115,8 @@ def test_serving_numbers_typed_in_equal_the_api_s(server, page, tmp_path):
     page.locator("#serve-run").click()
     assert _rendered_bytes(page) == _expected_bytes()
     link = _field(page, "serve-link")
-    page.wait_for_function("() => document.querySelector('#serve-link textarea, #serve-link input').value", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#serve-link textarea, #serve-link input').value",
+                           timeout=30_000)
     assert link.input_value().startswith(server + "?tab=serve&")
     assert "context=8192" in link.input_value() and "gpu=RTX-4090" in link.input_value()
 

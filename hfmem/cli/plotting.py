@@ -60,7 +60,8 @@ def plot_request(path: str | Path | None, size: str) -> tuple[Path, int, int] | 
                          hint="e.g. --plot memory.png")
     m = _SIZE.match(size or "")
     if not m:
-        raise UsageError(f"--plot-size {size!r}: expected WIDTHxHEIGHT in pixels", hint=f"e.g. --plot-size {DEFAULT_SIZE}")
+        raise UsageError(f"--plot-size {size!r}: expected WIDTHxHEIGHT in pixels",
+                         hint=f"e.g. --plot-size {DEFAULT_SIZE}")
     w, h = int(m.group(1)), int(m.group(2))
     if not (MIN_PX <= w <= MAX_PX and MIN_PX <= h <= MAX_PX):
         raise UsageError(f"--plot-size {size}: each side must be {MIN_PX} to {MAX_PX} pixels",

@@ -24,7 +24,8 @@ LABELS = {
     "model": "Model name (Hub id, e.g. Qwen/Qwen3-8B)", "dtypes": "Precision", "compat": "Counting",
     "engine": "Engine", "context": "Context (tokens per sequence)", "batch": "Batch (sequences at once)",
     "weights": "Weights format (auto: the checkpoint's)", "kv_dtype": "KV cache dtype", "gpu": "GPU",
-    "gpus": "GPU count", "quant": "GGUF quant variant, llama.cpp (e.g. Q4_K_M; empty: the best that fits)", "compare_gpus": "More GPUs to draw capacity lines for", "axis": "Plot against",
+    "gpus": "GPU count", "quant": "GGUF quant variant, llama.cpp (e.g. Q4_K_M; empty: the best that fits)",
+    "compare_gpus": "More GPUs to draw capacity lines for", "axis": "Plot against",
     "method": "Method", "precision": "Precision (auto: bf16, DeepSpeed's with ZeRO)", "optimizer": "Optimizer",
     "sharding": "Sharding (DeepSpeed ZeRO / torch FSDP)", "seq": "Sequence length", "lora_rank": "LoRA rank",
     "grad_ckpt": "Gradient checkpointing", "job": "Job", "task": "Task (Hub pipeline tag, e.g. text-generation)",
@@ -117,7 +118,8 @@ def build_app(options=None) -> gr.Blocks:
                             error = gr.Textbox(label="Error", elem_id=f"{tab}-error", interactive=False)
                             tables = gr.HTML(elem_id=f"{tab}-tables")
                             text = gr.Markdown(elem_id=f"{tab}-notes")
-                            snippet = gr.Code(label="Launch command (hfmem infer --emit vllm / --emit llama.cpp)" if tab == "serve"
+                            launch_label = "Launch command (hfmem infer --emit vllm / --emit llama.cpp)"
+                            snippet = gr.Code(label=launch_label if tab == "serve"
                                               else "Cheapest plan's hfmem train command" if tab == "train"
                                               else "Snippet", language="shell", elem_id=f"{tab}-snippet",
                                               interactive=False, visible=tab in ("serve", "train"))

@@ -589,7 +589,8 @@ def search(job: str = "serve", task: str = "", text: str = "", max_params: str =
                                 f"{rep.scanned} of {rep.listed} scanned)", headers, rows, (3, 5),
                                 elem_id="search-rows"))
         out.markdown = "\n".join("- " + n for n in rep.assumptions + rep.notes
-                                 + [f"skipped: {k.reason}" if hasattr(k, "reason") else f"skipped: {k}" for k in rep.skipped])
+                                 + [f"skipped: {k.reason}" if hasattr(k, "reason") else f"skipped: {k}"
+                                    for k in rep.skipped])
         out.command = search_command(job, task, text, max_params, gpu, limit)
         return out
 
@@ -600,15 +601,13 @@ def search(job: str = "serve", task: str = "", text: str = "", max_params: str =
 
 
 def _plot_ready() -> str | None:
-    """None when plots can be drawn, else the one line that says why not."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return "plots need matplotlib: pip install 'hfmem[plot]'"
-    from .. import api
+    """None when plots can be drawn, else the CLI's one line for --plot without matplotlib."""
+    from ..plot.figure import require_matplotlib
 
-    if not hasattr(api, "serving_curve"):
-        return "plots are not available in this hfmem version"
+    try:
+        require_matplotlib()
+    except HfmemError as exc:
+        return error_text(exc)
     return None
 
 
