@@ -237,6 +237,7 @@ def test_images_on_a_text_model_is_a_usage_error():
     assert proc.returncode == 2 and "has no vision tower" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # two simulations of a decode (1.7 s)
 def test_a_long_generation_is_extended_from_two_short_ones_exactly(tmp_path):
     """40 decode steps are not simulated one by one: 8 and 16 are, and each step appends the same K,V. The cache
     after 40 steps is then what the hand count says, for a 2-layer Whisper of width 64 (4 heads × 16):
