@@ -1255,12 +1255,9 @@ def serving_curve(model: str, options: Options | None = None, *, settings: "Infe
     opts = options or Options()
     s = (settings or InferenceSettings(**settings_kwargs)).validate()  # SettingsError names the setting
     gpu_obj, notes = gpu_choice(gpu, s.tp)
-    gpus = [gpu_obj] if gpu_obj is not None else []
-    for g in compare_gpus:
-        other, more = gpu_choice(g, s.tp)
-        notes.extend(more)
-        if other is not None and all((o.name, o.usable_bytes) != (other.name, other.usable_bytes) for o in gpus):
-            gpus.append(other)
+    extra, more = _more_gpus(gpu_obj, compare_gpus, s.tp)
+    gpus = ([gpu_obj] if gpu_obj is not None else []) + extra
+    notes.extend(more)
     try:
         report = _with_config(model, opts)
     except GGUFRepoError:
@@ -1326,22 +1323,38 @@ def serving_curves(models: list[str], options: Options | None = None, *,
     return _each(models, lambda m: serving_curve(m, options, **kwargs), on_error, options or Options())
 
 
+def _more_gpus(first: "GPU | None", others: "list[str | GPU]", count: int) -> tuple[list["GPU"], list[str]]:
+    """The GPUs named in ``others`` (catalog names, sizes, "auto": ``gpu_choice``) other than ``first`` and each
+    other — a plot's extra capacity lines — with the notes ``gpu_choice`` gave for them."""
+    chosen = [first] if first is not None else []
+    notes: list[str] = []
+    for g in others:
+        other, more = gpu_choice(g, count)
+        notes.extend(more)
+        if other is not None and all((o.name, o.usable_bytes) != (other.name, other.usable_bytes) for o in chosen):
+            chosen.append(other)
+    return chosen[1:] if first is not None else chosen, notes
+
+
+def training_chart_of(report: "TrainingReport", options: Options | None = None, *,
+                      compare_gpus: "list[str | GPU]" = (), settings: "TrainSettings | None" = None,
+                      **settings_kwargs) -> "PhaseChart":
+    """The chart of a ``train`` answer already made (``plot.curves.phase_chart``: its phases as they are), with a
+    capacity line per GPU of ``compare_gpus`` and the largest micro-batch that fits there (``train`` on that GPU
+    at the same ``settings``)."""
+    from .plot.curves import phase_chart
+
+    count = int(getattr(report.estimate.settings, "gpus", 1) or 1)
+    extra, _ = _more_gpus(report.gpu, compare_gpus, count)
+    limits = [train(report.report.model, options, settings=settings, gpu=g, **settings_kwargs).max_batch
+              for g in extra]
+    return phase_chart(report, extra, extra_max_batch=limits)
+
+
 def training_chart(model: str, options: Options | None = None, *, gpu: "str | GPU | None" = None,
                    compare_gpus: "list[str | GPU]" = (), settings: "TrainSettings | None" = None,
                    **settings_kwargs) -> "PhaseChart":
-    """Training memory by phase (``train``'s answer drawn as it is, ``plot.curves.phase_chart``). ``gpu`` and
-    each of ``compare_gpus``: a capacity line with the largest micro-batch that fits there (``train`` run
-    with that GPU)."""
-    from .plot.curves import phase_chart
-
+    """Training memory by phase (``train``'s answer drawn as it is). ``gpu`` and each of ``compare_gpus``: a
+    capacity line with the largest micro-batch that fits there (``training_chart_of``)."""
     rep = train(model, options, settings=settings, gpu=gpu, **settings_kwargs)
-    count = int(getattr(rep.estimate.settings, "gpus", 1) or 1)
-    extra, limits = [], []
-    for g in compare_gpus:
-        other, _ = gpu_choice(g, count)
-        if other is None or (rep.gpu is not None and (other.name, other.usable_bytes)
-                             == (rep.gpu.name, rep.gpu.usable_bytes)):
-            continue
-        extra.append(other)
-        limits.append(train(model, options, settings=settings, gpu=other, **settings_kwargs).max_batch)
-    return phase_chart(rep, extra, extra_max_batch=limits)
+    return training_chart_of(rep, options, compare_gpus=compare_gpus, settings=settings, **settings_kwargs)

@@ -110,12 +110,10 @@ def serving_plot(models: list[str], opts, settings, gpu, extra_gpus: list[str], 
 def training_plot(reports: list, opts, settings, extra_gpus: list[str],
                   request: tuple[Path, int, int]) -> dict:
     """``hfmem train --plot``: each report's memory by phase, as the table has it (``plot.curves.phase_chart``,
-    nothing recomputed); each ``--plot-gpu`` adds a capacity line with the largest micro-batch that fits there,
-    from ``api.train`` on that GPU."""
-    from ..api import gpu_choice, train
+    nothing recomputed); each ``--plot-gpu`` adds a capacity line with the largest micro-batch that fits there
+    (``api.training_chart_of``)."""
+    from ..api import training_chart_of
     from ..errors import UnsupportedArchitectureError
-    from ..plot import plot_json  # noqa: F401  (the document's builder, used by _written)
-    from ..plot.curves import phase_chart
 
     charts = []
     for r in reports:
@@ -124,15 +122,7 @@ def training_plot(reports: list, opts, settings, extra_gpus: list[str],
             _not_plotted(r.report.model if hasattr(r, "report") else str(r), UnsupportedArchitectureError(
                 "its training step is answered per component model (pipeline, RLHF), not drawn by phase yet"))
             continue
-        count = int(getattr(est.settings, "gpus", 1) or 1)
-        extra, limits = [], []
-        for name in extra_gpus:
-            g, _ = gpu_choice(name, count)
-            if g is None or (r.gpu is not None and (g.name, g.usable_bytes) == (r.gpu.name, r.gpu.usable_bytes)):
-                continue
-            extra.append(g)
-            limits.append(train(r.report.model, opts, settings=settings, gpu=g).max_batch)
-        charts.append(phase_chart(r, extra, extra_max_batch=limits))
+        charts.append(training_chart_of(r, opts, compare_gpus=extra_gpus, settings=settings))
     if not charts:
         raise UnsupportedArchitectureError("nothing to plot: no model here has a training estimate by phase",
                                            hint="drop --plot")
