@@ -29,15 +29,6 @@ class ListOrder(str, Enum):
     modified = "modified"
 
 
-def _progress(enabled: bool):
-    """The shared progress indicator (``hfmem.cli.progress``) told each model judged: on a terminal only, never
-    in a pipe or with --quiet, and only once the scan has lasted over a second."""
-    from .progress import indicator
-
-    ind = indicator(quiet=not enabled)
-    return ind, (ind.count if ind is not None else None)
-
-
 def search(
     text: Annotated[Optional[str], typer.Argument(
         help="A fragment of the repo id (the Hub's search box), e.g. Qwen2.5 or coder.", show_default=False)] = None,
@@ -116,12 +107,13 @@ def search(
         min_params=parse_param_count(min_params, "--min-params") if min_params else None,
         max_params=parse_param_count(max_params, "--max-params") if max_params else None,
         tags=tuple(tag or ()), order=order.value if order else None)
-    opts = source_options(None, token, offline, False, False, verbose=verbose)
-    opts.progress = None  # one indicator for the scan (models judged) instead of a message per model
+    opts = source_options(None, token, offline, False, False, verbose=verbose, quiet=quiet)
+    # the shared indicator (on a terminal only, not with --quiet, after a second) is told each model judged,
+    # not each model's own slow steps
+    bar, opts.progress = opts.progress, None
     job = "train" if train_job else "serve"
     settings = _settings(job, context, batch, engine, weights, kv_dtype, method, seq, optimizer, precision,
                          grad_ckpt, lora_rank, zero)
-    bar, tick = _progress(not quiet)
     try:
         from ..scenarios.llamacpp import LlamaCppSettings
 
@@ -129,7 +121,7 @@ def search(
                             llamacpp=LlamaCppSettings(context=context, parallel=batch) if job == "serve" else None,
                             engine=engine.value if engine else None, gpu=gpu, gpus=gpus, sort=sort.value,
                             limit=limit, time_budget_s=time_budget, largest=largest, options=opts, refresh=refresh,
-                            progress=tick)
+                            progress=bar.count if bar is not None else None)
     finally:
         if bar is not None:
             bar.stop()
